@@ -1,0 +1,78 @@
+"""The app factory. Nothing is built at import time: each call makes a self-contained app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from taskledger import __version__
+from taskledger.api import health
+from taskledger.api.errors import install_error_handlers
+from taskledger.api.middleware import BodySizeLimit, RequestMetrics
+from taskledger.api.state import AppState
+from taskledger.metrics import Metrics
+from taskledger.services.bootstrap import ensure_initial_admin, resolve_secret_key
+from taskledger.settings import Settings
+from taskledger.store.engine import make_engine, make_session_factory
+from taskledger.store.migrate import head_revision
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+    """Build the taskledger app.
+
+    Args:
+        settings: The configuration to serve with.
+        engine: An engine to use instead of one built from ``settings`` (tests pass theirs).
+            The app disposes only an engine it built itself.
+    """
+    owns_engine = engine is None
+    if engine is None:
+        settings.ensure_data_dir()
+        engine = make_engine(
+            settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
+    metrics = Metrics()
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        metrics=metrics,
+        secret_key=resolve_secret_key(settings),
+        head_revision=head_revision(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        admin = ensure_initial_admin(state.session_factory, settings)
+        if admin is not None:
+            # Shown once; the file (mode 0600) keeps it for whoever missed the log line.
+            log.warning(
+                "created superuser %s with password %s (also in %s)",
+                admin.email,
+                admin.password,
+                admin.password_file,
+            )
+        try:
+            yield
+        finally:
+            if owns_engine:
+                engine.dispose()
+
+    app = FastAPI(
+        title="taskledger",
+        version=__version__,
+        summary="The durable record of AI-agent orchestration.",
+        lifespan=lifespan,
+    )
+    app.state.ledger = state
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(BodySizeLimit)
+    return app

@@ -1,0 +1,43 @@
+"""Turns exceptions into ``{"detail": ...}`` responses: ours by class, anything else a bare 500.
+
+A 500 never carries a traceback or internal message; the log gets the full exception.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from taskledger.errors import TaskledgerError
+
+log = logging.getLogger(__name__)
+
+
+async def _taskledger_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TaskledgerError)
+    headers = getattr(exc, "headers", None)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "The database is unavailable; try again."},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "Internal server error"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(TaskledgerError, _taskledger_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,23 @@
+"""What one running app owns: settings, engine, session factory, metrics and the JWT secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from taskledger.metrics import Metrics
+from taskledger.settings import Settings
+
+
+@dataclass
+class AppState:
+    """Held at ``app.state.ledger``; dependencies in :mod:`taskledger.api.deps` read from it."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    metrics: Metrics
+    secret_key: str
+    head_revision: str

@@ -1,0 +1,21 @@
+"""The ``taskledger`` command line: one module per noun, registered on one Click group.
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 refused by a safeguard or a lock.
+"""
+
+from __future__ import annotations
+
+from taskledger.cli.base import cli
+from taskledger.cli.db import db
+from taskledger.cli.serve import serve
+
+cli.add_command(db)
+cli.add_command(serve)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="taskledger")
+
+
+__all__ = ["cli", "main"]

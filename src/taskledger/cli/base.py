@@ -1,0 +1,83 @@
+"""The root Click group, the shared context object and the error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from sqlalchemy import Engine
+
+from taskledger import __version__
+from taskledger.errors import SafeguardRefused, TaskledgerError
+from taskledger.settings import Settings
+from taskledger.store.engine import make_engine
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+
+
+@dataclass
+class CliContext:
+    """Settings, plus an engine built on first use."""
+
+    settings: Settings
+    console: Console = field(default_factory=lambda: Console(stderr=False))
+    _engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self.settings.ensure_data_dir()
+            self._engine = make_engine(
+                self.settings.resolved_database_url,
+                sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
+            )
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+class LedgerGroup(click.Group):
+    """A group that turns taskledger errors into a message and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SafeguardRefused as exc:
+            click.echo(f"refused: {exc.detail}", err=True)
+            sys.exit(EXIT_REFUSED)
+        except TaskledgerError as exc:
+            click.echo(f"error: {exc.detail}", err=True)
+            sys.exit(EXIT_ERROR)
+
+
+def emit_json(data: Any) -> None:
+    """Write ``data`` as JSON on stdout (the ``--json`` output of every command)."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+@click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="taskledger")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """taskledger: the durable record of AI-agent orchestration.
+
+    Configuration comes from TASKLEDGER_* environment variables (see docs/configuration.md).
+    """
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise click.UsageError(f"invalid configuration:\n{exc}") from exc
+    context = CliContext(settings=settings)
+    ctx.obj = context
+    ctx.call_on_close(context.close)

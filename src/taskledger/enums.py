@@ -1,0 +1,105 @@
+"""The closed vocabularies of the data model: statuses, scopes, triggers and the like.
+
+Pure standard library, so the ORM models, the API schemas and the HTTP client can all share them.
+Anything outside these sets is rejected with 422 at the API and by a CHECK constraint in the
+database.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+#: Statuses a task or run never leaves unless explicitly reopened.
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+class AgentStatus(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    BUSY = "busy"
+    ERROR = "error"
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    TERMINATED = "terminated"
+    ERROR = "error"
+
+
+class ConnectionStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+    TIMEOUT = "timeout"
+
+
+class InstructionStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class AcknowledgementStatus(StrEnum):
+    RECEIVED = "received"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class AssigneeType(StrEnum):
+    AGENT = "agent"
+    USER = "user"
+
+
+class Scope(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+class HoldScope(StrEnum):
+    PROJECT = "project"
+    AGENT = "agent"
+    TASK = "task"
+    RUN = "run"
+    SESSION = "session"
+
+
+class RetentionTrigger(StrEnum):
+    CLI = "cli"
+    API = "api"
+    SCHEDULE = "schedule"
+    SQL = "sql"
+    ENDPOINT = "endpoint"
+
+
+class RetentionMode(StrEnum):
+    PREVIEW = "preview"
+    EXECUTE = "execute"
+    RESTORE = "restore"
+
+
+def values(enum: type[StrEnum]) -> list[str]:
+    """The string values of ``enum``, in declaration order."""
+    return [member.value for member in enum]

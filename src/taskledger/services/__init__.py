@@ -1,0 +1,1 @@
+"""Domain logic per resource. Functions take a keyword-only ``session`` and never commit."""

@@ -1,0 +1,84 @@
+"""Runtime settings, read from ``TASKLEDGER_*`` environment variables (and ``.env``).
+
+Every field carries a description; ``docs/configuration.md`` documents each one and a test keeps
+the two in step. Build a :class:`Settings` once at the edge (CLI, server start, test fixture) and
+pass it down: nothing in taskledger reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All of taskledger's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASKLEDGER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    data_dir: Path = Field(
+        default=Path(".taskledger"),
+        description=(
+            "Directory for the SQLite database, the generated JWT secret, the initial admin "
+            "password file and local archives. Created on first use."
+        ),
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy database URL. Unset means the SQLite file `taskledger.db` in the data "
+            "directory; `postgresql+psycopg://user@host:5432/db` selects PostgreSQL."
+        ),
+    )
+    host: str = Field(default="127.0.0.1", description="Interface `taskledger serve` binds to.")
+    port: int = Field(
+        default=8000, ge=1, le=65535, description="TCP port `taskledger serve` binds to."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "JWT signing secret. Unset means one is generated on first start and kept in "
+            "`<data_dir>/secret_key` (mode 0600). Set it explicitly when replicas run on "
+            "several machines, so that they all accept each other's tokens."
+        ),
+    )
+    admin_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TASKLEDGER_ADMIN_API_KEY", "ADMIN_API_KEY", "admin_api_key"),
+        description=(
+            "Key accepted in the `X-Admin-Key` header for admin routes. Also read from "
+            "`ADMIN_API_KEY`. Unset means every admin-key request is refused with 403."
+        ),
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log line format: `text` for people, `json` for log pipelines."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Minimum level of log records that are written."
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        default=5000,
+        ge=0,
+        description="How long a SQLite connection waits for a lock before failing, in ms.",
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the configured one, or the SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'taskledger.db').resolve()}"
+
+    def ensure_data_dir(self) -> Path:
+        """Create the data directory if it is missing and return it."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir

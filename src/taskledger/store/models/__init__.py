@@ -1,0 +1,30 @@
+"""The ORM models of every taskledger table (SPEC section 2), re-exported from one place."""
+
+from taskledger.store.models.base import Base
+from taskledger.store.models.comms import (
+    Acknowledgement,
+    AgentConnection,
+    AgentSession,
+    Instruction,
+)
+from taskledger.store.models.governance import RetentionHold, RetentionRun
+from taskledger.store.models.identity import ApiKey, Project, User
+from taskledger.store.models.runs import Run
+from taskledger.store.models.work import Agent, Task, TaskDependency
+
+__all__ = [
+    "Acknowledgement",
+    "Agent",
+    "AgentConnection",
+    "AgentSession",
+    "ApiKey",
+    "Base",
+    "Instruction",
+    "Project",
+    "RetentionHold",
+    "RetentionRun",
+    "Run",
+    "Task",
+    "TaskDependency",
+    "User",
+]

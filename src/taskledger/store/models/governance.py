@@ -1,0 +1,62 @@
+"""Retention holds and the audit log of every retention preview, execution and restore."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from taskledger.enums import HoldScope, RetentionMode, RetentionTrigger
+from taskledger.store.models.base import Base, one_of
+from taskledger.store.types import BigIntPK, JSONType, UTCDateTime, utcnow
+
+
+class RetentionHold(Base):
+    """Shields a project, agent, task, run or session (and all beneath it) from every delete."""
+
+    __tablename__ = "retention_holds"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(16), nullable=False)
+    # Text, because runs have integer keys and the other scopes UUIDs.
+    target_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(320), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    released_by: Mapped[str | None] = mapped_column(String(320), nullable=True)
+
+    __table_args__ = (
+        one_of("scope", HoldScope),
+        Index("ix_retention_holds_scope_target_id", "scope", "target_id"),
+    )
+
+
+class RetentionRun(Base):
+    """One row of the audit log. No preset ever prunes this table."""
+
+    __tablename__ = "retention_runs"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(320), nullable=False)
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False)
+    mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    policy_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    policy_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    plan_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    counts: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
+    archive_uri: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, nullable=False, default=utcnow, index=True
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False, default="running")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        one_of("trigger", RetentionTrigger),
+        one_of("mode", RetentionMode),
+    )
