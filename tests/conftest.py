@@ -70,6 +70,23 @@ class PgDatabases:
             pg_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Real argon2id with its cheapest parameters: the cost is a production concern, and the
+    default (~0.2 s per hash here) would dominate the suite's run time."""
+    from argon2 import PasswordHasher
+    from argon2.profiles import CHEAPEST
+
+    from taskledger.services import passwords
+
+    original = passwords._hasher
+    passwords._hasher = PasswordHasher.from_parameters(CHEAPEST)
+    try:
+        yield
+    finally:
+        passwords._hasher = original
+
+
 @pytest.fixture(scope="session")
 def pg_databases() -> Iterator[PgDatabases]:
     if not PG_ADMIN_URL:

@@ -69,6 +69,7 @@ class AuthenticationError(TaskledgerError):
     """Not authenticated."""
 
     status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}
 
 
 class PermissionDenied(TaskledgerError):

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
             "`ADMIN_API_KEY`. Unset means every admin-key request is refused with 403."
         ),
     )
+    jwt_expire_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=60 * 24 * 30,
+        description="Lifetime of the tokens issued by `POST /api/v1/auth/token`, in minutes.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log line format: `text` for people, `json` for log pipelines."
     )

@@ -1,16 +1,40 @@
-"""FastAPI dependencies as ``Annotated`` aliases, shared by every router."""
+"""FastAPI dependencies as ``Annotated`` aliases, shared by every router.
+
+``PrincipalDep`` resolves who is calling, from exactly one of: ``X-Admin-Key`` (the admin key),
+``Authorization: Bearer tl_...`` or ``X-API-Key`` (a project API key), ``Authorization: Bearer
+<jwt>`` (a user). Credentials in the query string are never looked at.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
 from taskledger.api.state import AppState
+from taskledger.errors import AuthenticationError
 from taskledger.metrics import Metrics
+from taskledger.services import api_keys, auth
+from taskledger.services.access import Principal
+from taskledger.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from taskledger.settings import Settings
+
+bearer_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/v1/auth/token",
+    auto_error=False,
+    description="A user's JWT from `/api/v1/auth/token`, or a project API key `tl_...`.",
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="A project API key `tl_...`."
+)
+admin_key_scheme = APIKeyHeader(
+    name="X-Admin-Key",
+    auto_error=False,
+    description="The server's admin key (TASKLEDGER_ADMIN_API_KEY), for admin routes.",
+)
 
 
 def get_state(request: Request) -> AppState:
@@ -19,23 +43,60 @@ def get_state(request: Request) -> AppState:
     return state
 
 
-def get_session(state: Annotated[AppState, Depends(get_state)]) -> Iterator[Session]:
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
     """A session for one request; the route opens ``with session.begin():`` itself."""
     with state.session_factory() as session:
         yield session
 
 
-def get_settings(state: Annotated[AppState, Depends(get_state)]) -> Settings:
+def get_settings(state: StateDep) -> Settings:
     """The app's settings."""
     return state.settings
 
 
-def get_metrics(state: Annotated[AppState, Depends(get_state)]) -> Metrics:
+def get_metrics(state: StateDep) -> Metrics:
     """The app's metrics."""
     return state.metrics
 
 
-StateDep = Annotated[AppState, Depends(get_state)]
+def get_principal(
+    state: StateDep,
+    bearer: Annotated[str | None, Depends(bearer_scheme)],
+    x_api_key: Annotated[str | None, Depends(api_key_scheme)],
+    x_admin_key: Annotated[str | None, Depends(admin_key_scheme)],
+) -> Principal:
+    """Who is calling; 401 when nobody is, 403 for a wrong or unconfigured admin key."""
+    if x_admin_key is not None:
+        configured = state.settings.admin_api_key
+        return auth.principal_from_admin_key(
+            configured.get_secret_value() if configured else None, x_admin_key
+        )
+    # Its own short transaction, committed before the route's begins (it may touch a key).
+    with state.session_factory.begin() as session:
+        if bearer:
+            if api_keys.looks_like_api_key(bearer):
+                return api_keys.principal_from_key(session, bearer)
+            return auth.principal_from_token(session, bearer, secret=state.secret_key)
+        if x_api_key:
+            return api_keys.principal_from_key(session, x_api_key)
+    raise AuthenticationError("Not authenticated.")
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+LimitQuery = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_LIMIT,
+        description=f"Page size, {DEFAULT_LIMIT} by default, {MAX_LIMIT} at most.",
+    ),
+]
+CursorQuery = Annotated[
+    str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")
+]

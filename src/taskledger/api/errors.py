@@ -9,7 +9,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from taskledger.errors import TaskledgerError
 
@@ -31,6 +31,12 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    # The services check uniqueness first; this catches the race between two writers.
+    log.info("integrity error on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "This conflicts with an existing record."}, status_code=409)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
@@ -39,5 +45,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(TaskledgerError, _taskledger_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from taskledger.cli.base import cli
 from taskledger.cli.db import db
+from taskledger.cli.keys import keys
+from taskledger.cli.projects import projects
 from taskledger.cli.serve import serve
+from taskledger.cli.users import users
 
-cli.add_command(db)
-cli.add_command(serve)
+for command in (db, keys, projects, serve, users):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -11,11 +11,14 @@ import click
 from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger import __version__
 from taskledger.errors import SafeguardRefused, TaskledgerError
 from taskledger.settings import Settings
-from taskledger.store.engine import make_engine
+from taskledger.store import migrate
+from taskledger.store.engine import make_engine, make_session_factory
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -27,6 +30,7 @@ class CliContext:
     settings: Settings
     console: Console = field(default_factory=lambda: Console(stderr=False))
     _engine: Engine | None = None
+    _sessions: sessionmaker[Session] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -37,6 +41,18 @@ class CliContext:
                 sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
             )
         return self._engine
+
+    def sessions(self) -> sessionmaker[Session]:
+        """A session factory, once the database is known to be at the newest revision."""
+        if self._sessions is None:
+            current, head = migrate.current_revision(self.engine), migrate.head_revision()
+            if current != head:
+                raise TaskledgerError(
+                    f"the database is at revision {current or '(empty)'}, not {head}; "
+                    "run `taskledger db upgrade` first"
+                )
+            self._sessions = make_session_factory(self.engine)
+        return self._sessions
 
     def close(self) -> None:
         if self._engine is not None:
@@ -55,6 +71,9 @@ class LedgerGroup(click.Group):
             sys.exit(EXIT_REFUSED)
         except TaskledgerError as exc:
             click.echo(f"error: {exc.detail}", err=True)
+            sys.exit(EXIT_ERROR)
+        except SQLAlchemyError as exc:
+            click.echo(f"error: database: {exc.__class__.__name__}: {exc.args[0]}", err=True)
             sys.exit(EXIT_ERROR)
 
 

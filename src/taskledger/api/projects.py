@@ -1,0 +1,72 @@
+"""``/api/v1/projects``: create, list, read, rename or hand over, delete (when empty)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response, status
+
+from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from taskledger.schemas.projects import ProjectCreate, ProjectPage, ProjectRead, ProjectUpdate
+from taskledger.services import projects, users
+from taskledger.services.access import require_user
+from taskledger.services.pagination import DEFAULT_LIMIT
+
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+
+
+@router.post("", response_model=ProjectRead, status_code=status.HTTP_201_CREATED)
+def create_project(
+    body: ProjectCreate, principal: PrincipalDep, session: SessionDep
+) -> ProjectRead:
+    """Create a project; the calling user becomes its owner."""
+    require_user(principal)
+    assert principal.user_id is not None
+    with session.begin():
+        owner = users.get_user(session, principal.user_id)
+        return ProjectRead.model_validate(
+            projects.create_project(session, name=body.name, owner=owner)
+        )
+
+
+@router.get("", response_model=ProjectPage)
+def list_projects(
+    principal: PrincipalDep,
+    session: SessionDep,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> ProjectPage:
+    """The projects the caller may see: all for superusers, owned ones for users, a key's own."""
+    with session.begin():
+        rows, next_cursor = projects.list_projects(session, principal, limit=limit, cursor=cursor)
+        return ProjectPage(
+            items=[ProjectRead.model_validate(p) for p in rows], next_cursor=next_cursor
+        )
+
+
+@router.get("/{project_id}", response_model=ProjectRead)
+def get_project(project_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> ProjectRead:
+    with session.begin():
+        return ProjectRead.model_validate(projects.get_project(session, principal, project_id))
+
+
+@router.patch("/{project_id}", response_model=ProjectRead)
+def update_project(
+    project_id: uuid.UUID, body: ProjectUpdate, principal: PrincipalDep, session: SessionDep
+) -> ProjectRead:
+    """Rename the project or hand it to another user (owner or superuser)."""
+    with session.begin():
+        project = projects.update_project(session, principal, project_id=project_id, changes=body)
+        return ProjectRead.model_validate(project)
+
+
+@router.delete(
+    "/{project_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {"description": "The project still holds records"}},
+)
+def delete_project(project_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> Response:
+    """Delete an empty project (owner or superuser); one holding records is refused with 409."""
+    with session.begin():
+        projects.delete_project(session, principal, project_id=project_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,56 @@
+"""``/api/v1/users``: user management, for superusers."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, status
+
+from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from taskledger.schemas.users import UserCreate, UserPage, UserRead, UserUpdate
+from taskledger.services import users
+from taskledger.services.access import require_superuser
+from taskledger.services.pagination import DEFAULT_LIMIT
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+
+@router.post("", response_model=UserRead, status_code=status.HTTP_201_CREATED)
+def create_user(body: UserCreate, principal: PrincipalDep, session: SessionDep) -> UserRead:
+    require_superuser(principal)
+    with session.begin():
+        user = users.create_user(
+            session, email=body.email, password=body.password, is_superuser=body.is_superuser
+        )
+        return UserRead.model_validate(user)
+
+
+@router.get("", response_model=UserPage)
+def list_users(
+    principal: PrincipalDep,
+    session: SessionDep,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> UserPage:
+    require_superuser(principal)
+    with session.begin():
+        rows, next_cursor = users.list_users(session, limit=limit, cursor=cursor)
+        return UserPage(items=[UserRead.model_validate(u) for u in rows], next_cursor=next_cursor)
+
+
+@router.get("/{user_id}", response_model=UserRead)
+def get_user(user_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> UserRead:
+    require_superuser(principal)
+    with session.begin():
+        return UserRead.model_validate(users.get_user(session, user_id))
+
+
+@router.patch("/{user_id}", response_model=UserRead)
+def update_user(
+    user_id: uuid.UUID, body: UserUpdate, principal: PrincipalDep, session: SessionDep
+) -> UserRead:
+    """Deactivate or reactivate, promote or demote, or reset the password."""
+    require_superuser(principal)
+    with session.begin():
+        user = users.update_user(session, user_id=user_id, changes=body)
+        return UserRead.model_validate(user)

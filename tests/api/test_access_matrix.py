@@ -1,0 +1,243 @@
+"""Every route of the app x every kind of caller answers as SPEC section 3 says.
+
+The routes come from the app's own route table, so a new route cannot slip through: each must be
+classified in ``ROUTES`` below (the test fails otherwise), and the class fixes what each caller
+gets. No route may answer 500 to anyone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+
+from taskledger.services.auth import ALGORITHM
+from taskledger.store.types import utcnow
+from tests.conftest import ADMIN_KEY
+from tests.helpers import World, build_world, make_key, make_project, make_user, state_of
+
+OK = "ok"  # any 2xx
+DENY_ANON = {"anonymous": 401, "malformed_token": 401, "expired_token": 401, "revoked_key": 401}
+CALLERS = [
+    *DENY_ANON,
+    "wrong_admin_key",
+    "other_project_key",
+    "read_key",
+    "write_key",
+    "admin_scope_key",
+    "admin_key",
+    "superuser",
+    "owner",
+    "stranger",
+]
+
+
+def _expect(**overrides: int | str) -> dict[str, int | str]:
+    table: dict[str, int | str] = {**DENY_ANON, "wrong_admin_key": 403}
+    table.update(overrides)
+    assert set(table) == set(CALLERS), set(CALLERS) - set(table)
+    return table
+
+
+PUBLIC = {caller: OK for caller in CALLERS}
+AUTHENTICATED = _expect(**{c: OK for c in CALLERS if c not in DENY_ANON and c != "wrong_admin_key"})
+SUPERUSER = _expect(
+    other_project_key=403,
+    read_key=403,
+    write_key=403,
+    admin_scope_key=403,
+    admin_key=403,
+    superuser=OK,
+    owner=403,
+    stranger=403,
+)
+USER_ONLY = _expect(
+    other_project_key=403,
+    read_key=403,
+    write_key=403,
+    admin_scope_key=403,
+    admin_key=403,
+    superuser=OK,
+    owner=OK,
+    stranger=OK,
+)
+PROJECT_READ = _expect(
+    other_project_key=404,
+    read_key=OK,
+    write_key=OK,
+    admin_scope_key=OK,
+    admin_key=403,
+    superuser=OK,
+    owner=OK,
+    stranger=404,
+)
+PROJECT_WRITE = {**PROJECT_READ, "read_key": 403}
+PROJECT_ADMIN = {**PROJECT_WRITE, "write_key": 403}
+PROJECT_OWNER = {**PROJECT_ADMIN, "admin_scope_key": 403}
+
+
+@dataclass
+class Call:
+    """What to send: path parameters, and a JSON body or form."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+    data: dict[str, str] | None = None
+
+
+Builder = Callable[[FastAPI, World, str], Call]
+
+
+def _fresh_key_id(app: FastAPI, world: World, caller: str) -> Call:
+    secret = make_key(app, world.project, "read")
+    prefix = secret.split("_")[1]
+    from sqlalchemy import select
+
+    from taskledger.store.models import ApiKey
+    from tests.helpers import transaction
+
+    with transaction(app) as session:
+        key_id = session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix))
+    return Call({"project_id": world.project.id, "key_id": key_id})
+
+
+def _in_project(**extra: Any) -> Builder:
+    return lambda app, world, caller: Call({"project_id": world.project.id}, **extra)
+
+
+ROUTES: dict[tuple[str, str], tuple[dict[str, int | str], Builder]] = {
+    ("GET", "/healthz"): (PUBLIC, lambda a, w, c: Call()),
+    ("GET", "/readyz"): (PUBLIC, lambda a, w, c: Call()),
+    ("GET", "/metrics"): (PUBLIC, lambda a, w, c: Call()),
+    ("GET", "/openapi.json"): (PUBLIC, lambda a, w, c: Call()),
+    ("GET", "/docs"): (PUBLIC, lambda a, w, c: Call()),
+    ("GET", "/docs/oauth2-redirect"): (PUBLIC, lambda a, w, c: Call()),
+    ("GET", "/redoc"): (PUBLIC, lambda a, w, c: Call()),
+    ("POST", "/api/v1/auth/token"): (
+        PUBLIC,
+        lambda a, w, c: Call(
+            data={"username": w.owner.email, "password": "correct horse battery staple"}
+        ),
+    ),
+    ("GET", "/api/v1/auth/me"): (AUTHENTICATED, lambda a, w, c: Call()),
+    ("POST", "/api/v1/users"): (
+        SUPERUSER,
+        lambda a, w, c: Call(
+            json={"email": f"{uuid.uuid4().hex[:8]}@ex.com", "password": "long enough"}
+        ),
+    ),
+    ("GET", "/api/v1/users"): (SUPERUSER, lambda a, w, c: Call()),
+    ("GET", "/api/v1/users/{user_id}"): (SUPERUSER, lambda a, w, c: Call({"user_id": w.owner.id})),
+    ("PATCH", "/api/v1/users/{user_id}"): (
+        SUPERUSER,
+        lambda a, w, c: Call({"user_id": make_user(a).id}, json={"is_active": False}),
+    ),
+    ("POST", "/api/v1/projects"): (
+        USER_ONLY,
+        lambda a, w, c: Call(json={"name": f"p-{uuid.uuid4().hex[:8]}"}),
+    ),
+    ("GET", "/api/v1/projects"): (AUTHENTICATED, lambda a, w, c: Call()),
+    ("GET", "/api/v1/projects/{project_id}"): (PROJECT_READ, _in_project()),
+    ("PATCH", "/api/v1/projects/{project_id}"): (
+        PROJECT_OWNER,
+        lambda a, w, c: Call(
+            {"project_id": w.project.id}, json={"name": f"a-{uuid.uuid4().hex[:8]}"}
+        ),
+    ),
+    ("DELETE", "/api/v1/projects/{project_id}"): (
+        PROJECT_OWNER,
+        # A fresh empty project of the owner each time, so every allowed caller can delete one.
+        lambda a, w, c: Call({"project_id": _owned_empty_project(a, w, c)}),
+    ),
+    ("POST", "/api/v1/projects/{project_id}/api-keys"): (
+        PROJECT_ADMIN,
+        _in_project(json={"name": "k", "scopes": ["read"]}),
+    ),
+    ("GET", "/api/v1/projects/{project_id}/api-keys"): (PROJECT_ADMIN, _in_project()),
+    ("DELETE", "/api/v1/projects/{project_id}/api-keys/{key_id}"): (PROJECT_ADMIN, _fresh_key_id),
+}
+
+
+def _owned_empty_project(app: FastAPI, world: World, caller: str) -> uuid.UUID:
+    # Users delete a fresh empty project of A's owner, so every allowed user has one to
+    # delete; keys (which must be refused) aim at their own project A.
+    if caller in ("owner", "superuser", "stranger"):
+        return make_project(app, world.owner).id
+    return world.project.id
+
+
+def _callers(app: FastAPI, client: TestClient, world: World) -> dict[str, dict[str, str]]:
+    state = state_of(app)
+    now = utcnow()
+    expired = jwt.encode(
+        {
+            "sub": str(world.owner.id),
+            "iat": now - timedelta(hours=2),
+            "exp": now - timedelta(hours=1),
+            "typ": "access",
+        },
+        state.secret_key,
+        algorithm=ALGORITHM,
+    )
+    revoked = make_key(app, world.project, "admin")
+    me = client.get("/api/v1/auth/me", headers={"X-API-Key": revoked}).json()
+    client.delete(
+        f"/api/v1/projects/{world.project.id}/api-keys/{me['key']['id']}",
+        headers=world.headers["owner"],
+    )
+    return {
+        "anonymous": {},
+        "malformed_token": {"Authorization": "Bearer not.a.token"},
+        "expired_token": {"Authorization": f"Bearer {expired}"},
+        "revoked_key": {"X-API-Key": revoked},
+        "wrong_admin_key": {"X-Admin-Key": "not-the-admin-key"},
+        "admin_key": {"X-Admin-Key": ADMIN_KEY},
+        **world.headers,
+    }
+
+
+def _app_routes(app: FastAPI) -> list[tuple[str, str]]:
+    found = []
+    for route in iter_route_contexts(app.routes):
+        for method in sorted(route.methods or ()):
+            if method not in ("HEAD", "OPTIONS") and route.path:
+                found.append((method, route.path))
+    assert found, "the route table is empty: has the router API changed?"
+    return found
+
+
+def test_every_route_is_classified(app: FastAPI) -> None:
+    unclassified = [r for r in _app_routes(app) if r not in ROUTES]
+    assert unclassified == [], "classify these routes in ROUTES"
+    stale = [r for r in ROUTES if r not in _app_routes(app)]
+    assert stale == []
+
+
+def test_access_matrix(app: FastAPI, client: TestClient) -> None:
+    world = build_world(app, client)
+    callers = _callers(app, client, world)
+    failures = []
+    for method, path in _app_routes(app):
+        expectations, build = ROUTES[(method, path)]
+        for caller in CALLERS:
+            call = build(app, world, caller)
+            url = path.format(**{k: str(v) for k, v in call.params.items()})
+            response = client.request(
+                method, url, headers=callers[caller], json=call.json, data=call.data
+            )
+            expected = expectations[caller]
+            got = response.status_code
+            ok = 200 <= got < 300 if expected == OK else got == expected
+            if not ok or got >= 500:
+                failures.append(
+                    f"{method} {path} as {caller}: expected {expected}, got {got} "
+                    f"{response.text[:120]}"
+                )
+    assert failures == []

@@ -1,0 +1,105 @@
+"""Test helpers: build users, projects and keys through the real services, and log in."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from taskledger.api.state import AppState
+from taskledger.enums import Scope
+from taskledger.services import api_keys, projects, users
+from taskledger.store.models import Project, User
+
+PASSWORD = "correct horse battery staple"
+
+
+def state_of(app: FastAPI) -> AppState:
+    state: AppState = app.state.ledger
+    return state
+
+
+@contextmanager
+def transaction(app: FastAPI) -> Iterator[Session]:
+    """A session in a transaction on the app's database, committed on exit."""
+    with state_of(app).session_factory.begin() as session:
+        yield session
+
+
+def make_user(app: FastAPI, email: str | None = None, *, superuser: bool = False) -> User:
+    with transaction(app) as session:
+        return users.create_user(
+            session,
+            email=email or f"user-{uuid.uuid4().hex[:8]}@example.com",
+            password=PASSWORD,
+            is_superuser=superuser,
+        )
+
+
+def make_project(app: FastAPI, owner: User, name: str | None = None) -> Project:
+    with transaction(app) as session:
+        return projects.create_project(
+            session, name=name or f"project-{uuid.uuid4().hex[:8]}", owner=owner
+        )
+
+
+def make_key(
+    app: FastAPI, project: Project, *scopes: str, agent_id: uuid.UUID | None = None
+) -> str:
+    with transaction(app) as session:
+        _, secret = api_keys.create_key(
+            session,
+            project=project,
+            name=f"key-{'-'.join(scopes)}",
+            scopes=[Scope(s) for s in scopes],
+            agent_id=agent_id,
+            created_by=None,
+        )
+    return secret
+
+
+def login(client: TestClient, email: str, password: str = PASSWORD) -> str:
+    response = client.post("/api/v1/auth/token", data={"username": email, "password": password})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class World:
+    """Two projects with owners, a superuser, and keys of every scope in project A."""
+
+    superuser: User
+    owner: User
+    stranger: User
+    project: Project
+    other_project: Project
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def build_world(app: FastAPI, client: TestClient) -> World:
+    superuser = make_user(app, "root@example.com", superuser=True)
+    owner = make_user(app, "owner@example.com")
+    stranger = make_user(app, "stranger@example.com")
+    project = make_project(app, owner, "alpha")
+    other_project = make_project(app, stranger, "beta")
+    world = World(superuser, owner, stranger, project, other_project)
+    world.headers = {
+        "superuser": bearer(login(client, superuser.email)),
+        "owner": bearer(login(client, owner.email)),
+        "stranger": bearer(login(client, stranger.email)),
+        "read_key": {"X-API-Key": make_key(app, project, "read")},
+        "write_key": bearer(make_key(app, project, "write")),
+        "admin_scope_key": {"X-API-Key": make_key(app, project, "admin")},
+        "other_project_key": {"X-API-Key": make_key(app, other_project, "admin")},
+    }
+    return world
