@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import String
 
 from taskledger.enums import (
     AcknowledgementStatus,
@@ -153,7 +154,9 @@ def test_expire_values_for_a_connection() -> None:
 
 
 def test_expire_reason_is_cut_to_the_column_width() -> None:
-    width = TABLES["agent_connections"].model.__table__.c["close_reason"].type.length
+    column_type = TABLES["agent_connections"].model.__table__.c["close_reason"].type
+    assert isinstance(column_type, String)
+    width = column_type.length
     changes = TABLES["agent_connections"].expire_values(ARCHIVED_AT, "x" * 1000)
     assert len(changes["close_reason"]) == width == 255
 
