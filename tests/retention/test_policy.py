@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -636,3 +637,44 @@ def test_hash_changes_with_anything_that_changes_behaviour(different: str) -> No
         parse_policy(different, default_name="x").policy_hash
         != parse_policy(BASE, default_name="x").policy_hash
     )
+
+
+# --- documentation -------------------------------------------------------------------------------
+
+RETENTION_DOC = Path(__file__).resolve().parents[2] / "docs" / "retention.md"
+
+
+def test_the_documented_examples_behave_as_documented() -> None:
+    text = RETENTION_DOC.read_text(encoding="utf-8")
+    example, invalid = re.findall(r"```toml\n(.*?)```", text, flags=re.S)
+    assert [r.name for r in parse_policy(example, default_name="nightly").rules] == [
+        "old-runs",
+        "stale-connections",
+    ]
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(invalid, default_name="x")
+    assert "\n".join(caught.value.errors) in text
+
+
+def test_every_preset_rule_is_in_the_documented_table() -> None:
+    rows = [
+        line.split("|")[1:-1]
+        for line in RETENTION_DOC.read_text(encoding="utf-8").splitlines()
+        if line.startswith("| `")
+    ]
+    columns = {"default": 4, "development": 5, "scientific": 6, "ops": 7}
+    # The presets table is the one with eight columns: rule, table, matches, action, 4 presets.
+    documented = {cells[0].strip().strip("`"): cells for cells in rows if len(cells) == 8}
+    assert len(documented) == 9
+    for preset, column in columns.items():
+        for rule in PRESETS[preset].rules:
+            cells = documented[rule.name]
+            assert cells[1].strip() == rule.table
+            assert cells[3].strip() == rule.action
+            documented_age = parse_duration(cells[column].replace(" ", ""))
+            assert documented_age == rule.older_than, (preset, rule.name)
+        # ...and a rule shown as absent ("—" or "kept") is really absent.
+        names = {rule.name for rule in PRESETS[preset].rules}
+        for name, cells in documented.items():
+            if cells[column].strip() in ("—", "kept"):
+                assert name not in names, (preset, name)
