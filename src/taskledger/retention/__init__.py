@@ -1,0 +1,1 @@
+"""Retention: policy -> pure planner -> batched executor; archives, restore, holds, audit, guards."""
