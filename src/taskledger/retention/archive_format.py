@@ -1,0 +1,225 @@
+"""The archive file format: how rows are encoded in parts and what ``manifest.json`` holds.
+
+Shared by the archive writer and reader (:mod:`taskledger.retention.archive`) and by restore,
+which turns archived values back into column values with :func:`decode_value`.
+
+A part is gzip (``mtime=0``, so equal rows give equal bytes) of JSON Lines: one row per line,
+keys sorted, ASCII only. Values JSON cannot carry are encoded as: datetimes as ISO 8601 in UTC
+with offset (naive ones are taken to be UTC, as the store does), dates and times as ISO 8601,
+UUIDs and Decimals as strings (a Decimal keeps every digit), bytes as ``{"$base64": "..."}``,
+enums as their value. The encoding is not self-describing: restore converts values back using
+the Python type of the column it inserts into (``decode_value``). JSON columns are left as they
+are, so a ``{"$base64": ...}`` object inside a JSON column is never mistaken for bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import re
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from taskledger.retention.stores import ArchiveCorrupt, check_key
+from taskledger.store.types import as_utc
+
+FORMAT = "taskledger-archive/1"
+MANIFEST_NAME = "manifest.json"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: A part's file name: its table, then its number within the run (at least five digits).
+PART_NAME = re.compile(r"([a-z][a-z0-9_]{0,62})-(\d{5,})\.jsonl\.gz")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):  # before date: datetime is a date
+        return as_utc(value).isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"cannot archive a value of type {type(value).__name__}")
+
+
+def encode_row(row: Mapping[str, Any]) -> bytes:
+    """One row as a JSON line (keys sorted, ASCII-only, ending in a newline)."""
+    # dict(): json only serialises real dicts, and SQLAlchemy hands over RowMapping objects.
+    text = json.dumps(dict(row), default=_json_default, sort_keys=True, separators=(",", ":"))
+    return text.encode("ascii") + b"\n"
+
+
+def decode_line(line: bytes) -> dict[str, Any]:
+    """Parse one archived line; raises ``ValueError`` unless it is a JSON object."""
+    row = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError("line is not a JSON object")
+    return row
+
+
+def key_text(value: Any) -> str:
+    """A key as the manifest's ``key_min``/``key_max`` show it (the JSON encoding, as text)."""
+    encoded = _json_default(value) if not isinstance(value, str | int | float) else value
+    return str(encoded)
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """One part file as the manifest lists it."""
+
+    name: str
+    table: str
+    rule: str
+    action: str
+    rows: int
+    bytes: int
+    sha256: str
+    key_min: str | None
+    key_max: str | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The contents of ``manifest.json``."""
+
+    run_id: str
+    created_at: datetime
+    policy_name: str | None
+    policy_hash: str | None
+    schema_revision: str | None
+    complete: bool = False
+    files: tuple[PartInfo, ...] = ()
+    format: str = FORMAT
+
+    def to_json(self) -> bytes:
+        """The manifest file's bytes."""
+        document = {
+            "format": self.format,
+            "run_id": self.run_id,
+            "created_at": self.created_at.isoformat(),
+            "policy_name": self.policy_name,
+            "policy_hash": self.policy_hash,
+            "schema_revision": self.schema_revision,
+            "complete": self.complete,
+            "files": [asdict(part) for part in self.files],
+        }
+        return json.dumps(document, indent=2).encode("ascii") + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, *, where: str) -> Manifest:
+        """Parse and check a manifest; raises ``ArchiveCorrupt`` naming ``where``."""
+        try:
+            doc = json.loads(data)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            if doc.get("format") != FORMAT:
+                raise ValueError(f"unsupported format {doc.get('format')!r} (expected {FORMAT})")
+            created_at = datetime.fromisoformat(_typed(doc, "created_at", str))
+            if created_at.tzinfo is None:
+                raise ValueError("created_at has no UTC offset")
+            files = _typed(doc, "files", list)
+            parts = tuple(_part_from_json(entry) for entry in files)
+            names = [part.name for part in parts]
+            if len(set(names)) != len(names):
+                raise ValueError("a file is listed twice")
+            return cls(
+                run_id=_typed(doc, "run_id", str),
+                created_at=created_at,
+                policy_name=_typed(doc, "policy_name", str, optional=True),
+                policy_hash=_typed(doc, "policy_hash", str, optional=True),
+                schema_revision=_typed(doc, "schema_revision", str, optional=True),
+                complete=_typed(doc, "complete", bool),
+                files=parts,
+            )
+        except (ValueError, TypeError, ArchiveCorrupt) as exc:
+            raise ArchiveCorrupt(f"manifest {where} is unreadable: {exc}") from exc
+
+
+def _typed(doc: Mapping[str, Any], name: str, kind: type, *, optional: bool = False) -> Any:
+    value = doc.get(name)
+    if value is None and optional:
+        return None
+    # bool is an int in Python; a count of True rows is still a broken manifest.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{name!r} must be {kind.__name__}, not {value!r}")
+    return value
+
+
+def _part_from_json(entry: Any) -> PartInfo:
+    if not isinstance(entry, dict):
+        raise ValueError(f"file entry {entry!r} is not an object")
+    part = PartInfo(
+        name=check_key(_typed(entry, "name", str)),
+        table=_typed(entry, "table", str),
+        rule=_typed(entry, "rule", str),
+        action=_typed(entry, "action", str),
+        rows=_typed(entry, "rows", int),
+        bytes=_typed(entry, "bytes", int),
+        sha256=_typed(entry, "sha256", str),
+        key_min=_typed(entry, "key_min", str, optional=True),
+        key_max=_typed(entry, "key_max", str, optional=True),
+    )
+    name = PART_NAME.fullmatch(part.name)
+    # The table decides where restore inserts rows, so it must agree with the file's name.
+    if name is None or name.group(1) != part.table:
+        raise ValueError(f"file entry {part.name!r} does not name a part of table {part.table!r}")
+    if part.rows < 0 or part.bytes < 0 or not _SHA256.fullmatch(part.sha256):
+        raise ValueError(f"file entry {part.name!r} has an invalid count, size or sha256")
+    return part
+
+
+def decode_value(value: Any, kind: type) -> Any:
+    """Turn an archived value back into a value of Python type ``kind`` (a column's type).
+
+    ``None`` stays ``None``; types the encoding leaves alone (str, int, float, bool, JSON
+    structures) come back unchanged.
+    """
+    if value is None:
+        return None
+    if kind is datetime:
+        return as_utc(datetime.fromisoformat(value))
+    if kind is date:
+        return date.fromisoformat(value)
+    if kind is time:
+        return time.fromisoformat(value)
+    if kind is UUID:
+        return UUID(value)
+    if kind is Decimal:
+        return Decimal(value)
+    if kind is bytes:
+        return base64.b64decode(value["$base64"], validate=True)
+    return value
+
+
+def compress_rows(rows: Iterable[Mapping[str, Any]], *, compresslevel: int = 6) -> bytes:
+    """The bytes of one part holding ``rows``."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=compresslevel, mtime=0) as gz:
+        for row in rows:
+            gz.write(encode_row(row))
+    return buffer.getvalue()
+
+
+def rows_of(data: bytes) -> Iterator[dict[str, Any]]:
+    """Decompress and parse incrementally; any damage becomes a ``ValueError`` with a line."""
+    number = 0
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
+            for number, line in enumerate(gz, start=1):
+                try:
+                    row = decode_line(line)
+                except ValueError as exc:
+                    raise ValueError(f"line {number} is not a JSON object: {exc}") from exc
+                yield row
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"does not decompress after line {number}: {exc}") from exc

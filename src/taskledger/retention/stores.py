@@ -1,0 +1,421 @@
+"""Where retention archives live (a local directory or S3-compatible storage), and their errors.
+
+The archive writer, verifier and restore talk to an :class:`ArchiveStore`; ``open_store`` turns
+the URL an operator typed (or configured) into one. A ``put`` that returns is durable, because
+the executor deletes rows from the database right after it.
+
+Errors raised here and by :mod:`taskledger.retention.archive`::
+
+    TaskledgerError
+    ├── ConfigurationError           the s3 extra (boto3) is not installed
+    └── ArchiveError                 an archive cannot be used as asked (500 unless below)
+        ├── InvalidArchiveURI        the URL or path is not a usable archive location -> 422
+        ├── ArchiveNotFound          no manifest or object at that location -> 404
+        ├── ArchiveExists            the run's directory already holds objects -> 409
+        ├── ArchiveCorrupt           a part or the manifest fails its checks -> 422
+        └── ArchiveStorageError      the disk or object store failed (I/O, network, auth) -> 503
+
+``InvalidArchiveURI`` is 422 because the URL usually comes from the caller (``archive verify URI``,
+``restore URI``). When a URL comes from settings, the caller wraps it in ``ConfigurationError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from taskledger.errors import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    TaskledgerError,
+    ValidationFailed,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ArchiveError(TaskledgerError):
+    """The archive cannot be used as asked."""
+
+    status_code = 500
+
+
+class InvalidArchiveURI(ArchiveError, ValidationFailed):
+    """The archive URL or path is not usable."""
+
+    status_code = 422
+
+
+class ArchiveNotFound(ArchiveError, NotFoundError):
+    """No archive at that location."""
+
+    status_code = 404
+
+
+class ArchiveExists(ArchiveError, ConflictError):
+    """An archive already exists at that location."""
+
+    status_code = 409
+
+
+class ArchiveCorrupt(ArchiveError):
+    """The archive fails its checks."""
+
+    status_code = 422
+
+
+class ArchiveStorageError(ArchiveError):
+    """The archive storage failed."""
+
+    status_code = 503
+
+
+class ArchiveStore(Protocol):
+    """A flat namespace of ``/``-separated keys holding bytes.
+
+    Keys are relative to the store's root, never start with ``/`` and never contain ``..``.
+    """
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``; when this returns the object survives a crash."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The bytes under ``key``; raises ``ArchiveNotFound`` when there are none."""
+        ...
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Every key starting with ``prefix`` (plain string prefix, as on S3), sorted."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``."""
+        ...
+
+    def uri(self, key: str = "") -> str:
+        """The URL of ``key`` (or of the root), which ``open_store`` accepts."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+        ...
+
+
+_KEY_PART = re.compile(r"[^/\\\x00]+")
+
+
+def check_key(key: str, *, prefix: bool = False) -> str:
+    """Return ``key`` if it is a safe relative key, else raise ``ArchiveCorrupt``.
+
+    Manifests name their files, so a key may come from an edited file; refusing ``..`` and
+    absolute keys keeps a hostile manifest from reading outside the archive.
+
+    Args:
+        key: The key to check.
+        prefix: Allow the empty key and a trailing ``/`` (list prefixes).
+    """
+    body = key[:-1] if prefix and key.endswith("/") else key
+    if prefix and body == "":
+        return key
+    parts = body.split("/")
+    if not all(_KEY_PART.fullmatch(p) and p not in (".", "..") for p in parts):
+        raise ArchiveCorrupt(f"unsafe archive key {key!r}")
+    return key
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename or a new directory entry is only durable once its directory is synced.
+    if os.name == "nt":  # Windows cannot open directories; NTFS journals metadata itself.
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore:
+    """An archive store in a local directory, written with temp file + fsync + rename."""
+
+    def __init__(self, root: Path) -> None:
+        """Open a store rooted at ``root``; nothing is created until the first ``put``."""
+        self.root = root.expanduser().absolute()
+        if self.root.exists() and not self.root.is_dir():
+            raise InvalidArchiveURI(f"archive location {self.root} is not a directory")
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    def _makedirs(self, directory: Path) -> None:
+        missing: list[Path] = []
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for new in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # another writer made it first
+                new.mkdir()
+            _fsync_dir(new.parent)
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write ``data`` atomically and durably: a reader sees all of it or nothing."""
+        path = self._path(key)
+        try:
+            self._makedirs(path.parent)
+            # mkstemp creates the file 0600: archived rows may hold payloads meant for few eyes.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise ArchiveStorageError(f"could not write {path}: {exc}") from exc
+
+    def get(self, key: str) -> bytes:
+        """Read the whole object."""
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ArchiveNotFound(f"{path} does not exist") from exc
+        except OSError as exc:
+            raise ArchiveStorageError(f"could not read {path}: {exc}") from exc
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys under the root starting with ``prefix``; temporary files are left out."""
+        check_key(prefix, prefix=True)
+        # Walk only the deepest directory the prefix names, not the whole archive tree.
+        start = self.root.joinpath(*prefix.split("/")[:-1])
+        if not start.is_dir():
+            return []
+        keys = []
+        for dirpath, _dirs, files in os.walk(start):
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            for name in files:
+                if name.startswith("."):  # in-flight temp files of put()
+                    continue
+                key = name if rel == "." else f"{rel}/{name}"
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def exists(self, key: str) -> bool:
+        """Whether the file exists."""
+        return self._path(key).is_file()
+
+    def uri(self, key: str = "") -> str:
+        """The absolute path of ``key``."""
+        return str(self._path(key) if key else self.root)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _boto_errors() -> tuple[type[Exception], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
+def _error_code(exc: Exception) -> str:
+    response: Any = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+# What an S3-compatible endpoint answers when it does not know the SHA-256 checksum header.
+_CHECKSUM_UNSUPPORTED = {"NotImplemented", "InvalidArgument", "InvalidRequest"}
+
+
+class S3Store:
+    """An archive store in an S3 bucket under a key prefix (AWS, MinIO, Ceph, moto...).
+
+    Every upload carries a checksum the server verifies before it stores the object: SHA-256
+    (``x-amz-checksum-sha256``), or Content-MD5 for endpoints that refuse the former.
+    """
+
+    #: Keys per ListObjectsV2 page; S3's own maximum, lowered by tests to exercise paging.
+    list_page_size = 1000
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        client: Any = None,
+    ) -> None:
+        """Open a store on ``s3://bucket/prefix``.
+
+        Args:
+            bucket: Bucket name.
+            prefix: Key prefix without leading or trailing ``/``; may be empty.
+            endpoint_url: Custom endpoint of an S3-compatible service.
+            client: A ready boto3 S3 client; the store then never closes it.
+
+        Raises:
+            ConfigurationError: boto3 is not installed (the ``s3`` extra).
+        """
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        if self.prefix:
+            check_key(self.prefix)
+        self._owns_client = client is None
+        if client is None:
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError as exc:
+                raise ConfigurationError(
+                    "S3 archives need boto3: install taskledger with the s3 extra "
+                    "(pip install 'taskledger[s3]')"
+                ) from exc
+            # We send our own checksums; botocore's automatic ones use aws-chunked trailers
+            # that several S3-compatible servers reject.
+            config = Config(
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                retries={"max_attempts": 5, "mode": "standard"},
+            )
+            client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+        self.client = client
+        self._sha256_supported = True
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes) -> None:
+        """Upload ``data``; a completed ``PutObject`` is durable on S3."""
+        full = self._key(check_key(key))
+        errors = _boto_errors()
+        if self._sha256_supported:
+            digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=full, Body=data, ChecksumSHA256=digest
+                )
+                return
+            except errors as exc:
+                if _error_code(exc) not in _CHECKSUM_UNSUPPORTED:
+                    raise ArchiveStorageError(f"could not write {self.uri(key)}: {exc}") from exc
+                log.warning(
+                    "s3://%s refused a SHA-256 upload checksum (%s); using Content-MD5 instead",
+                    self.bucket,
+                    _error_code(exc),
+                )
+                self._sha256_supported = False
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=full, Body=data, ContentMD5=md5)
+        except errors as exc:
+            raise ArchiveStorageError(f"could not write {self.uri(key)}: {exc}") from exc
+
+    def get(self, key: str) -> bytes:
+        """Download the whole object."""
+        full = self._key(check_key(key))
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=full)
+            with contextlib.closing(response["Body"]) as body:
+                data: bytes = body.read()
+            return data
+        except _boto_errors() as exc:
+            if _error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise ArchiveNotFound(f"{self.uri(key)} does not exist") from exc
+            raise ArchiveStorageError(f"could not read {self.uri(key)}: {exc}") from exc
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys starting with ``prefix``, following every page of the listing."""
+        full = self._key(check_key(prefix, prefix=True))
+        strip = len(self._key(""))
+        keys: list[str] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(
+                Bucket=self.bucket, Prefix=full, PaginationConfig={"PageSize": self.list_page_size}
+            )
+            for page in pages:
+                keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
+        except _boto_errors() as exc:
+            raise ArchiveStorageError(f"could not list {self.uri(prefix)}: {exc}") from exc
+        return sorted(keys)
+
+    def exists(self, key: str) -> bool:
+        """Whether the object exists (a HEAD request)."""
+        full = self._key(check_key(key))
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=full)
+        except _boto_errors() as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise ArchiveStorageError(f"could not check {self.uri(key)}: {exc}") from exc
+        return True
+
+    def uri(self, key: str = "") -> str:
+        """``s3://bucket/prefix/key``."""
+        path = self._key(key).rstrip("/") if key else self.prefix
+        return f"s3://{self.bucket}/{path}" if path else f"s3://{self.bucket}"
+
+    def close(self) -> None:
+        """Close the HTTP connections of a client this store created."""
+        if self._owns_client:
+            self.client.close()
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-_]{1,254}", re.IGNORECASE)
+
+
+def open_store(url: str, *, s3_endpoint_url: str | None = None) -> ArchiveStore:
+    """Open the archive store that ``url`` names.
+
+    Args:
+        url: A local path (absolute, relative to the working directory, or ``~``-prefixed), a
+            ``file://`` URL, or ``s3://bucket[/prefix]``.
+        s3_endpoint_url: Endpoint of an S3-compatible service, for ``s3://`` URLs.
+
+    Returns:
+        A store rooted at the location; opening creates nothing.
+
+    Raises:
+        InvalidArchiveURI: The URL is empty, has an unsupported scheme or an unsafe path.
+        ConfigurationError: An ``s3://`` URL without boto3 installed.
+    """
+    if not url or not url.strip():
+        raise InvalidArchiveURI("the archive location is empty")
+    split = urlsplit(url)
+    scheme = split.scheme.lower()
+    if scheme == "s3":
+        if split.query or split.fragment:
+            raise InvalidArchiveURI(f"{url!r}: s3 URLs take no query or fragment")
+        if not _BUCKET.fullmatch(split.netloc):
+            raise InvalidArchiveURI(f"{url!r}: not a valid bucket name {split.netloc!r}")
+        prefix = split.path.strip("/")
+        try:
+            if prefix:
+                check_key(prefix)
+        except ArchiveCorrupt as exc:
+            raise InvalidArchiveURI(f"{url!r}: the key prefix is not a clean path") from exc
+        return S3Store(split.netloc, prefix, endpoint_url=s3_endpoint_url)
+    if scheme == "file":
+        if split.netloc not in ("", "localhost") or split.query or split.fragment:
+            raise InvalidArchiveURI(f"{url!r}: only file:///absolute/path URLs are supported")
+        return LocalStore(Path(unquote(split.path)))
+    # One letter is a Windows drive ("C:\\archives"), not a scheme.
+    if scheme and len(scheme) > 1:
+        raise InvalidArchiveURI(
+            f"{url!r}: unsupported archive scheme {scheme!r} (use a path, file:// or s3://)"
+        )
+    return LocalStore(Path(url))
