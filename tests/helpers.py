@@ -103,3 +103,10 @@ def build_world(app: FastAPI, client: TestClient) -> World:
         "other_project_key": {"X-API-Key": make_key(app, other_project, "admin")},
     }
     return world
+
+
+def key_headers(app: FastAPI, *scopes: str) -> tuple[Project, dict[str, str]]:
+    """A fresh project with an owner, and headers carrying a key of ``scopes`` in it."""
+    owner = make_user(app)
+    project = make_project(app, owner)
+    return project, {"X-API-Key": make_key(app, project, *(scopes or ("write",)))}

@@ -90,6 +90,7 @@ class Call:
     params: dict[str, Any] = field(default_factory=dict)
     json: Any = None
     data: dict[str, str] | None = None
+    query: dict[str, str] | None = None
 
 
 Builder = Callable[[FastAPI, World, str], Call]
@@ -106,6 +107,29 @@ def _fresh_key_id(app: FastAPI, world: World, caller: str) -> Call:
     with transaction(app) as session:
         key_id = session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix))
     return Call({"project_id": world.project.id, "key_id": key_id})
+
+
+def _for_project(*, json: Any = None, query: bool = False) -> Builder:
+    """A request acting in project A: keys imply it; users name it (body or query)."""
+
+    def build(app: FastAPI, world: World, caller: str) -> Call:
+        pid = str(world.project.id)
+        if query:
+            return Call(query={"project_id": pid})
+        return Call(json={**json, "project_id": pid} if isinstance(json, dict) else json)
+
+    return build
+
+
+def _run(app: FastAPI, world: World) -> int:
+    from taskledger.store.models import Run
+    from tests.helpers import transaction
+
+    with transaction(app) as session:
+        run = Run(project_id=world.project.id, task="t", run_id="r", status="running")
+        session.add(run)
+        session.flush()
+        return run.id
 
 
 def _in_project(**extra: Any) -> Builder:
@@ -162,6 +186,30 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, int | str], Builder]] = {
     ),
     ("GET", "/api/v1/projects/{project_id}/api-keys"): (PROJECT_ADMIN, _in_project()),
     ("DELETE", "/api/v1/projects/{project_id}/api-keys/{key_id}"): (PROJECT_ADMIN, _fresh_key_id),
+    ("POST", "/api/v1/runs"): (PROJECT_WRITE, _for_project(json={"task": "t", "status": "queued"})),
+    ("POST", "/api/v1/runs:batch"): (
+        PROJECT_WRITE,
+        _for_project(json={"runs": [{"task": "t"}, {"task": "u"}]}),
+    ),
+    ("GET", "/api/v1/runs"): (PROJECT_READ, _for_project(query=True)),
+    ("GET", "/api/v1/runs.csv"): (PROJECT_READ, _for_project(query=True)),
+    ("GET", "/api/v1/runs.ndjson"): (PROJECT_READ, _for_project(query=True)),
+    ("GET", "/api/v1/runs/{run_pk}"): (PROJECT_READ, lambda a, w, c: Call({"run_pk": _run(a, w)})),
+    ("PATCH", "/api/v1/runs/{run_pk}"): (
+        PROJECT_WRITE,
+        lambda a, w, c: Call({"run_pk": _run(a, w)}, json={"approver": "me"}),
+    ),
+    ("POST", "/agents/tasks/"): (
+        PROJECT_WRITE,
+        _for_project(json={"task": "t", "status": "running"}),
+    ),
+    ("PATCH", "/agents/tasks/{run_pk}"): (
+        PROJECT_WRITE,
+        lambda a, w, c: Call({"run_pk": _run(a, w)}, json={"status": "completed"}),
+    ),
+    ("GET", "/agents/tasks/"): (PROJECT_READ, _for_project(query=True)),
+    ("GET", "/agents/tasks/paged"): (PROJECT_READ, _for_project(query=True)),
+    ("GET", "/agents/tasks/paged.csv"): (PROJECT_READ, _for_project(query=True)),
 }
 
 
@@ -230,7 +278,12 @@ def test_access_matrix(app: FastAPI, client: TestClient) -> None:
             call = build(app, world, caller)
             url = path.format(**{k: str(v) for k, v in call.params.items()})
             response = client.request(
-                method, url, headers=callers[caller], json=call.json, data=call.data
+                method,
+                url,
+                headers=callers[caller],
+                json=call.json,
+                data=call.data,
+                params=call.query,
             )
             expected = expectations[caller]
             got = response.status_code

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from taskledger import __version__
-from taskledger.api import api_keys, auth, health, projects, users
+from taskledger.api import api_keys, auth, compat, health, projects, runs, users
 from taskledger.api.errors import install_error_handlers
 from taskledger.api.middleware import BodySizeLimit, RequestMetrics
 from taskledger.api.state import AppState
@@ -72,8 +72,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     app.state.ledger = state
     install_error_handlers(app)
-    for router in (health.router, auth.router, users.router, projects.router, api_keys.router):
-        app.include_router(router)
+    for module in (health, auth, users, projects, api_keys, runs, compat):
+        app.include_router(module.router)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodySizeLimit)
     return app

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from taskledger.cli.base import cli
 from taskledger.cli.db import db
+from taskledger.cli.generate import generate
 from taskledger.cli.keys import keys
 from taskledger.cli.projects import projects
+from taskledger.cli.runs import runs
 from taskledger.cli.serve import serve
 from taskledger.cli.users import users
 
-for command in (db, keys, projects, serve, users):
+for command in (db, generate, keys, projects, runs, serve, users):
     cli.add_command(command)
 
 

@@ -53,8 +53,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return as_utc(value)
 
 
-# JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+# JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere. Python ``None`` is stored
+# as SQL NULL (not the JSON text 'null'), so "no value" reads the same on every path.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 # 64-bit keys for high-volume tables; SQLite only autoincrements an INTEGER PRIMARY KEY.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskledger.enums import RunStatus
@@ -40,7 +40,7 @@ class Run(Timestamps, Base):
         UTCDateTime, nullable=False, default=utcnow, index=True
     )
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     inputs: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
     outputs_uri: Mapped[str | None] = mapped_column(String(512), nullable=True)
     log_excerpt: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -244,7 +244,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("started_at", TIMESTAMP, nullable=False),
         sa.Column("finished_at", TIMESTAMP, nullable=True),
-        sa.Column("duration_ms", sa.Integer(), nullable=True),
+        sa.Column("duration_ms", sa.BigInteger(), nullable=True),
         sa.Column("inputs", JSON, nullable=True),
         sa.Column("outputs_uri", sa.String(length=512), nullable=True),
         sa.Column("log_excerpt", sa.Text(), nullable=True),

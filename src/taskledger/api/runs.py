@@ -1,0 +1,199 @@
+"""``/api/v1/runs``: record, read, update and list runs; stream exports; ingest in bulk."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, status
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import Field
+from sqlalchemy.orm import Session
+
+from taskledger.api.deps import (
+    CursorQuery,
+    LimitQuery,
+    PrincipalDep,
+    SessionDep,
+    StateDep,
+)
+from taskledger.api.state import AppState
+from taskledger.enums import RunStatus, Scope
+from taskledger.schemas.base import StrictModel
+from taskledger.schemas.runs import BatchResult, RunCreate, RunFilters, RunPage, RunRead, RunUpdate
+from taskledger.services import run_batch, run_export, runs
+from taskledger.services.access import Principal, resolve_project
+from taskledger.services.pagination import DEFAULT_LIMIT
+from taskledger.store.types import as_utc, utcnow
+
+router = APIRouter(prefix="/api/v1", tags=["runs"])
+
+
+def run_filters(
+    since: Annotated[
+        datetime | None, Query(description="Runs started at or after (ISO 8601; UTC if no offset).")
+    ] = None,
+    until: Annotated[datetime | None, Query(description="Runs started before.")] = None,
+    status: Annotated[list[RunStatus], Query(description="Repeatable.")] = [],  # noqa: B006
+    task: Annotated[list[str], Query(description="Task names; repeatable.")] = [],  # noqa: B006
+    agent: Annotated[str | None, Query(description="Agent id or name.", max_length=255)] = None,
+    run_id: Annotated[str | None, Query(max_length=64)] = None,
+    approval_state: Annotated[str | None, Query(max_length=32)] = None,
+    q: Annotated[
+        str | None, Query(description="Substring of the task name or log excerpt.", max_length=200)
+    ] = None,
+) -> RunFilters:
+    """The run filters shared by the list and the exports."""
+    return RunFilters(
+        since=as_utc(since) if since else None,
+        until=as_utc(until) if until else None,
+        status=status,
+        task=task,
+        agent=agent,
+        run_id=run_id,
+        approval_state=approval_state,
+        q=q,
+    )
+
+
+FiltersDep = Annotated[RunFilters, Depends(run_filters)]
+ProjectQuery = Annotated[
+    uuid.UUID | None, Query(description="The project, when calling as a user.")
+]
+
+
+@router.post(
+    "/runs",
+    response_model=RunRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": RunRead, "description": "A repeat of an idempotent request"}},
+)
+def create_run(
+    body: RunCreate,
+    principal: PrincipalDep,
+    session: SessionDep,
+    state: StateDep,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> Any:
+    """Record a run. With an idempotency key a repeat returns the original (200)."""
+    with session.begin():
+        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
+        run, created = runs.create_run(session, project, body, idempotency_key=idempotency_key)
+        payload = RunRead.model_validate(run).model_dump(mode="json")
+    if created:
+        state.metrics.runs_recorded.inc()
+        return JSONResponse(payload, status_code=status.HTTP_201_CREATED)
+    return JSONResponse(payload, status_code=status.HTTP_200_OK)
+
+
+class BatchBody(StrictModel):
+    project_id: uuid.UUID | None = Field(default=None, description="When calling as a user.")
+    runs: list[Any] = Field(description=f"Up to {run_batch.MAX_BATCH} runs (as for POST /runs).")
+
+
+@router.post("/runs:batch", response_model=BatchResult, status_code=status.HTTP_201_CREATED)
+def ingest_batch(
+    body: Annotated[BatchBody, Body()],
+    principal: PrincipalDep,
+    session: SessionDep,
+    state: StateDep,
+) -> BatchResult:
+    """Record up to 1000 runs in one transaction: all of them, or none and a 422 per item."""
+    with session.begin():
+        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
+        result = run_batch.ingest_batch(session, project, body.runs)
+    state.metrics.runs_recorded.inc(result.created)
+    return result
+
+
+@router.get("/runs", response_model=RunPage)
+def list_runs(
+    principal: PrincipalDep,
+    session: SessionDep,
+    filters: FiltersDep,
+    project_id: ProjectQuery = None,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> RunPage:
+    """Runs newest first, filtered, keyset-paginated."""
+    with session.begin():
+        project = resolve_project(session, principal, project_id, Scope.READ)
+        rows, next_cursor = runs.list_runs(session, project, filters, limit=limit, cursor=cursor)
+        return RunPage(items=[RunRead.model_validate(r) for r in rows], next_cursor=next_cursor)
+
+
+def _export(
+    kind: str,
+    principal: Principal,
+    session: Session,
+    state: AppState,
+    filters: RunFilters,
+    project_id: uuid.UUID | None,
+    limit: int | None,
+) -> StreamingResponse:
+    with session.begin():
+        project = resolve_project(session, principal, project_id, Scope.READ)
+        pid = project.id
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    chunks: Iterator[str]
+    if kind == "csv":
+        chunks = run_export.iter_csv(state.engine, pid, filters, limit=limit)
+        media_type = "text/csv; charset=utf-8"
+    else:
+        chunks = run_export.iter_ndjson(state.engine, pid, filters, limit=limit)
+        media_type = "application/x-ndjson"
+    return StreamingResponse(
+        chunks,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="runs-{stamp}.{kind}"'},
+    )
+
+
+ExportLimit = Annotated[int | None, Query(ge=1, description="Stop after this many rows.")]
+
+
+@router.get("/runs.csv", response_class=StreamingResponse)
+def export_csv(
+    principal: PrincipalDep,
+    session: SessionDep,
+    state: StateDep,
+    filters: FiltersDep,
+    project_id: ProjectQuery = None,
+    limit: ExportLimit = None,
+) -> StreamingResponse:
+    """Every matching run as CSV (RFC 4180, header row), streamed; cells that a spreadsheet
+    would read as formulas get a leading quote."""
+    return _export("csv", principal, session, state, filters, project_id, limit)
+
+
+@router.get("/runs.ndjson", response_class=StreamingResponse)
+def export_ndjson(
+    principal: PrincipalDep,
+    session: SessionDep,
+    state: StateDep,
+    filters: FiltersDep,
+    project_id: ProjectQuery = None,
+    limit: ExportLimit = None,
+) -> StreamingResponse:
+    """Every matching run as one JSON object per line, streamed."""
+    return _export("ndjson", principal, session, state, filters, project_id, limit)
+
+
+@router.get("/runs/{run_pk}", response_model=RunRead)
+def get_run(run_pk: int, principal: PrincipalDep, session: SessionDep) -> RunRead:
+    with session.begin():
+        return RunRead.model_validate(runs.get_run(session, principal, run_pk, Scope.READ))
+
+
+@router.patch("/runs/{run_pk}", response_model=RunRead)
+def update_run(
+    run_pk: int, body: RunUpdate, principal: PrincipalDep, session: SessionDep
+) -> RunRead:
+    """Change status, approval, approver, outputs or log excerpt (see the status rules)."""
+    with session.begin():
+        run = runs.get_run(session, principal, run_pk, Scope.WRITE)
+        return RunRead.model_validate(runs.update_run(session, run, body))

@@ -1,0 +1,185 @@
+"""``taskledger runs``: export run history to CSV or NDJSON, and import it back."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from sqlalchemy import and_, func, select
+
+from taskledger.cli.base import CliContext, emit_json, pass_ctx
+from taskledger.enums import RunStatus, values
+from taskledger.errors import NotFoundError
+from taskledger.schemas.runs import RunFilters
+from taskledger.services import projects as projects_service
+from taskledger.services import run_export, run_import
+from taskledger.services.runs import filter_conditions
+from taskledger.store.models import Project, Run
+from taskledger.store.types import as_utc
+
+
+@click.group()
+def runs() -> None:
+    """Export and import run history."""
+
+
+def _project(obj: CliContext, name_or_id: str) -> Project:
+    with obj.sessions().begin() as session:
+        project = projects_service.find_project(session, name_or_id)
+        if project is None:
+            raise NotFoundError(f"no project named {name_or_id!r}")
+        session.expunge(project)
+        return project
+
+
+def _bar(enabled: bool) -> Progress:
+    return Progress(
+        *Progress.get_default_columns()[:1],
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=True,
+    )
+
+
+@runs.command("export")
+@click.option("--project", "project_ref", required=True, help="Project name or id.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "ndjson"]), default="csv", show_default=True
+)
+@click.option("--since", type=click.DateTime(), default=None, help="Started at or after (UTC).")
+@click.option("--until", type=click.DateTime(), default=None, help="Started before (UTC).")
+@click.option(
+    "--status", "statuses", multiple=True, type=click.Choice(values(RunStatus)), help="Repeatable."
+)
+@click.option("--task", "tasks", multiple=True, help="Task name; repeatable.")
+@click.option("--agent", default=None, help="Agent id or name.")
+@click.option("--run-id", default=None)
+@click.option("--approval-state", default=None)
+@click.option("-q", "--query", "q", default=None, help="Substring of task or log excerpt.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Stop after N rows.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to FILE instead of standard output.",
+)
+@pass_ctx
+def export(
+    obj: CliContext,
+    project_ref: str,
+    fmt: str,
+    since: datetime | None,
+    until: datetime | None,
+    statuses: tuple[str, ...],
+    tasks: tuple[str, ...],
+    agent: str | None,
+    run_id: str | None,
+    approval_state: str | None,
+    q: str | None,
+    limit: int | None,
+    output: Path | None,
+) -> None:
+    """Stream the project's runs, newest first, as CSV or NDJSON."""
+    project = _project(obj, project_ref)
+    filters = RunFilters(
+        since=as_utc(since) if since else None,
+        until=as_utc(until) if until else None,
+        status=[RunStatus(s) for s in statuses],
+        task=list(tasks),
+        agent=agent,
+        run_id=run_id,
+        approval_state=approval_state,
+        q=q,
+    )
+    if output is None:
+        _write(obj, project.id, filters, fmt, limit, sys.stdout, progress=False)
+        return
+    with output.open("w", encoding="utf-8", newline="") as handle:
+        written = _write(obj, project.id, filters, fmt, limit, handle, progress=sys.stderr.isatty())
+    click.echo(f"wrote {written} runs to {output}", err=True)
+
+
+def _write(
+    obj: CliContext,
+    project_id: uuid.UUID,
+    filters: RunFilters,
+    fmt: str,
+    limit: int | None,
+    handle: IO[str],
+    *,
+    progress: bool,
+) -> int:
+    total = None
+    if progress:
+        with obj.engine.connect() as conn:
+            total = conn.scalar(
+                select(func.count())
+                .select_from(Run)
+                .where(and_(*filter_conditions(project_id, filters)))
+            )
+        total = min(total or 0, limit) if limit else total
+    written = 0
+    with _bar(progress) as bar:
+        task = bar.add_task("runs", total=total)
+        for text, rows in run_export.export_chunks(
+            obj.engine, project_id, filters, fmt, limit=limit
+        ):
+            handle.write(text)
+            bar.advance(task, rows)
+            written += rows
+    return written
+
+
+@runs.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--project", "project_ref", required=True, help="Project name or id.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "csv", "ndjson"]),
+    default="auto",
+    show_default=True,
+    help="auto: from the file name (.csv, .ndjson, .jsonl).",
+)
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def import_(
+    obj: CliContext, file: Path, project_ref: str, fmt: str, batch_size: int, as_json: bool
+) -> None:
+    """Record the runs of an export FILE (CSV or NDJSON) into a project; running it again
+    records nothing twice."""
+    project = _project(obj, project_ref)
+    fmt = run_import.detect_format(file, fmt)
+    show = sys.stderr.isatty() and not as_json
+    with file.open(encoding="utf-8", newline="") as handle, _bar(show) as bar:
+        task = bar.add_task("runs", total=None)
+        report = run_import.import_runs(
+            obj.sessions(),
+            project,
+            run_import.iter_records(handle, fmt),
+            batch_size=batch_size,
+            on_batch=lambda n: bar.advance(task, n),
+        )
+    result = {
+        "read": report.read,
+        "created": report.created,
+        "existing": report.existing,
+        "unlinked": report.unlinked,
+    }
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(
+            f"read {report.read} runs: {report.created} recorded, {report.existing} "
+            f"already present, {report.unlinked} references to unknown agents or tasks "
+            "dropped"
+        )

@@ -1,0 +1,120 @@
+"""Bulk ingest: up to 1000 runs in one transaction, all or nothing, idempotent per item."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from taskledger.errors import ValidationFailed
+from taskledger.schemas.runs import BatchItem, BatchResult, RunCreate
+from taskledger.services.runs import check_references, run_values
+from taskledger.store.models import Project, Run
+from taskledger.store.types import utcnow
+
+MAX_BATCH = 1000
+_ITEMS = TypeAdapter(list[RunCreate])
+
+
+def _validate(raw: list[Any]) -> list[RunCreate]:
+    """Validate every item in one pass; a 422 lists each failing item with its errors."""
+    if len(raw) > MAX_BATCH:
+        raise ValidationFailed(f"A batch holds at most {MAX_BATCH} runs; this one has {len(raw)}.")
+    try:
+        return _ITEMS.validate_python(raw)
+    except ValidationError as exc:
+        by_index: dict[int, list[dict[str, Any]]] = {}
+        for error in exc.errors(include_url=False, include_context=False, include_input=False):
+            loc = error["loc"]
+            index = loc[0] if loc and isinstance(loc[0], int) else -1
+            by_index.setdefault(index, []).append(
+                {"loc": list(loc[1:]), "msg": error["msg"], "type": error["type"]}
+            )
+        raise ValidationFailed(
+            [{"index": i, "errors": errs} for i, errs in sorted(by_index.items())]
+        ) from None
+
+
+def ingest_batch(session: Session, project: Project, raw: list[Any]) -> BatchResult:
+    """Record every run of ``raw`` in the caller's transaction, or none of them.
+
+    Items carrying an idempotency key already recorded (earlier, or earlier in this batch) are
+    not inserted again; the result points at the original run.
+    """
+    items = _validate(raw)
+    errors: list[dict[str, Any]] = []
+    agent_ids = {i.agent_id for i in items if i.agent_id}
+    task_ids = {i.task_id for i in items if i.task_id}
+    missing_agents, missing_tasks = check_references(
+        session, project.id, agent_ids=agent_ids, task_ids=task_ids
+    )
+    for index, item in enumerate(items):
+        problems = []
+        if item.project_id is not None and item.project_id != project.id:
+            problems.append("project_id does not match the project of the credentials")
+        if item.agent_id in missing_agents:
+            problems.append(f"agent_id {item.agent_id} is not an agent of this project")
+        if item.task_id in missing_tasks:
+            problems.append(f"task_id {item.task_id} is not a task of this project")
+        if problems:
+            errors.append({"index": index, "errors": [{"msg": p} for p in problems]})
+    if errors:
+        raise ValidationFailed(errors)
+    try:
+        with session.begin_nested():
+            return _insert(session, project.id, items)
+    except IntegrityError:
+        # Another writer recorded some of the same idempotency keys meanwhile: look again.
+        with session.begin_nested():
+            return _insert(session, project.id, items)
+
+
+def _insert(session: Session, project_id: uuid.UUID, items: list[RunCreate]) -> BatchResult:
+    keys = {i.idempotency_key for i in items if i.idempotency_key}
+    known: dict[str, tuple[int, str]] = {}
+    if keys:
+        rows = session.execute(
+            select(Run.idempotency_key, Run.id, Run.run_id).where(
+                Run.project_id == project_id, Run.idempotency_key.in_(keys)
+            )
+        )
+        known = {key: (run_pk, run_id) for key, run_pk, run_id in rows if key is not None}
+    now = utcnow()
+    to_insert: list[dict[str, Any]] = []
+    slots: list[int] = []  # index of each inserted row in ``items``
+    first_in_batch: dict[str, int] = {}
+    for index, item in enumerate(items):
+        key = item.idempotency_key
+        if key and (key in known or key in first_in_batch):
+            continue
+        if key:
+            first_in_batch[key] = index
+        to_insert.append(run_values(item, project_id, now))
+        slots.append(index)
+    new_ids: dict[int, tuple[int, str]] = {}
+    if to_insert:
+        result = session.execute(
+            insert(Run).returning(Run.id, Run.run_id, sort_by_parameter_order=True), to_insert
+        )
+        for index, (run_pk, run_id) in zip(slots, result, strict=True):
+            new_ids[index] = (run_pk, run_id)
+    out: list[BatchItem] = []
+    for index, item in enumerate(items):
+        key = item.idempotency_key
+        if index in new_ids:
+            run_pk, run_id = new_ids[index]
+            out.append(
+                BatchItem(index=index, id=run_pk, run_id=run_id, idempotency_key=key, created=True)
+            )
+            continue
+        assert key is not None
+        run_pk, run_id = known[key] if key in known else new_ids[first_in_batch[key]]
+        out.append(
+            BatchItem(index=index, id=run_pk, run_id=run_id, idempotency_key=key, created=False)
+        )
+    created = len(new_ids)
+    return BatchResult(created=created, existing=len(items) - created, items=out)

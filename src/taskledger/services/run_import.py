@@ -1,0 +1,183 @@
+"""Reading runs back from NDJSON or CSV exports (``taskledger runs import``), in batches.
+
+Import is idempotent: each row keeps its ``idempotency_key`` or gets one derived from its task,
+run id and start time, so importing the same file twice records every run once. References to
+agents or tasks that do not exist in the target project are dropped (and counted), so an export
+of one project imports into another.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from taskledger.errors import ValidationFailed
+from taskledger.services import run_batch
+from taskledger.services.run_export import FORMULA_PREFIXES
+from taskledger.services.runs import check_references
+from taskledger.store.models import Project
+
+# Columns of an export that describe where a row lived, not what happened: not imported.
+_LOCAL_COLUMNS = {"id", "project_id", "created_at", "updated_at"}
+_INT_COLUMNS = {"duration_ms"}
+
+
+@dataclass
+class ImportReport:
+    """What an import did."""
+
+    read: int = 0
+    created: int = 0
+    existing: int = 0
+    unlinked: int = 0
+
+
+def detect_format(path: Path, declared: str) -> str:
+    """``csv`` or ``ndjson``: as declared, or from the file name."""
+    if declared != "auto":
+        return declared
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".ndjson", ".jsonl", ".json"):
+        return "ndjson"
+    raise ValidationFailed(f"Cannot tell the format of {path.name}; pass --format csv|ndjson.")
+
+
+def _unguard(text: str) -> str:
+    # Exports prefix formula-like cells with a quote; take exactly that quote off again.
+    if len(text) > 1 and text[0] == "'" and text[1] in FORMULA_PREFIXES:
+        return text[1:]
+    return text
+
+
+def _from_csv(record: dict[str, str]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name, raw in record.items():
+        if name is None or name in _LOCAL_COLUMNS:
+            continue
+        if raw == "":
+            row[name] = None
+            continue
+        value = _unguard(raw)
+        if name == "inputs":
+            row[name] = json.loads(value)
+        elif name in _INT_COLUMNS:
+            row[name] = int(value)
+        else:
+            row[name] = value
+    return row
+
+
+def iter_records(handle: IO[str], fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, run fields) for each row of an export."""
+    if fmt == "csv":
+        reader = csv.DictReader(handle)
+        for record in reader:
+            try:
+                yield reader.line_num, _from_csv(record)
+            except (ValueError, json.JSONDecodeError) as exc:
+                raise ValidationFailed(f"line {reader.line_num}: {exc}") from exc
+        return
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValidationFailed(f"line {number}: not JSON: {exc.msg}") from exc
+        if not isinstance(record, dict):
+            raise ValidationFailed(f"line {number}: expected a JSON object")
+        yield number, {k: v for k, v in record.items() if k not in _LOCAL_COLUMNS}
+
+
+def derived_key(row: dict[str, Any]) -> str:
+    """A stable idempotency key for a row that brought none."""
+    basis = "|".join(str(row.get(k) or "") for k in ("task", "run_id", "started_at"))
+    return "import:" + hashlib.sha256(basis.encode()).hexdigest()[:40]
+
+
+def _as_uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None  # left for validation to report
+
+
+def _unlink(session: Session, project: Project, rows: list[dict[str, Any]]) -> int:
+    """Drop agent and task references that do not exist in ``project``; returns how many."""
+    fields = ("agent_id", "task_id")
+    wanted = {f: {u for row in rows if (u := _as_uuid(row.get(f))) is not None} for f in fields}
+    missing_agents, missing_tasks = check_references(
+        session, project.id, agent_ids=wanted["agent_id"], task_ids=wanted["task_id"]
+    )
+    missing = {"agent_id": missing_agents, "task_id": missing_tasks}
+    unlinked = 0
+    for row in rows:
+        for field in fields:
+            if _as_uuid(row.get(field)) in missing[field]:
+                row[field] = None
+                unlinked += 1
+    return unlinked
+
+
+def import_runs(
+    sessions: sessionmaker[Session],
+    project: Project,
+    records: Iterable[tuple[int, dict[str, Any]]],
+    *,
+    batch_size: int = run_batch.MAX_BATCH,
+    on_batch: Any = None,
+) -> ImportReport:
+    """Record ``records`` into ``project`` in batches, each batch one transaction."""
+    report = ImportReport()
+    batch: list[dict[str, Any]] = []
+    lines: list[int] = []
+
+    def flush() -> None:
+        with sessions.begin() as session:
+            report.unlinked += _unlink(session, project, batch)
+            try:
+                result = run_batch.ingest_batch(session, project, batch)
+            except ValidationFailed as exc:
+                raise ValidationFailed(_with_lines(exc.detail, lines)) from None
+        report.created += result.created
+        report.existing += result.existing
+        if on_batch is not None:
+            on_batch(len(batch))
+        batch.clear()
+        lines.clear()
+
+    for number, row in records:
+        row.setdefault("idempotency_key", None)
+        if not row["idempotency_key"]:
+            row["idempotency_key"] = derived_key(row)
+        batch.append(row)
+        lines.append(number)
+        report.read += 1
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    return report
+
+
+def _with_lines(detail: Any, lines: list[int]) -> Any:
+    if isinstance(detail, list):
+        return [
+            {**item, "line": lines[item["index"]]}
+            if isinstance(item, dict)
+            and isinstance(item.get("index"), int)
+            and 0 <= item["index"] < len(lines)
+            else item
+            for item in detail
+        ]
+    return detail
