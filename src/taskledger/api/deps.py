@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -99,4 +100,8 @@ LimitQuery = Annotated[
 ]
 CursorQuery = Annotated[
     str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")
+]
+ProjectQuery = Annotated[
+    uuid.UUID | None,
+    Query(description="The project to list; required for users, implied for API keys."),
 ]

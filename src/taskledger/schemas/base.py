@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, ClassVar, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -24,6 +24,25 @@ class StrictModel(BaseModel):
     """Request bodies: unknown fields are refused, strings are stripped."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class PatchModel(StrictModel):
+    """Partial updates: omitted fields stay as they are, explicit ``null`` clears a field.
+
+    ``null`` is refused (422) for the fields named in ``not_null``, whose columns cannot be empty;
+    services apply ``model_dump(exclude_unset=True)``.
+    """
+
+    not_null: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _refuse_nulls(self) -> PatchModel:
+        nulled = sorted(
+            name for name in self.model_fields_set & self.not_null if getattr(self, name) is None
+        )
+        if nulled:
+            raise ValueError(f"these fields cannot be null: {', '.join(nulled)}")
+        return self
 
 
 class ReadModel(BaseModel):
