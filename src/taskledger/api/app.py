@@ -10,7 +10,18 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from taskledger import __version__
-from taskledger.api import api_keys, auth, health, projects, users
+from taskledger.api import (
+    agents,
+    api_keys,
+    auth,
+    connections,
+    health,
+    instructions,
+    projects,
+    sessions,
+    tasks,
+    users,
+)
 from taskledger.api.errors import install_error_handlers
 from taskledger.api.middleware import BodySizeLimit, RequestMetrics
 from taskledger.api.state import AppState
@@ -72,7 +83,18 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     app.state.ledger = state
     install_error_handlers(app)
-    for router in (health.router, auth.router, users.router, projects.router, api_keys.router):
+    for router in (
+        health.router,
+        auth.router,
+        users.router,
+        projects.router,
+        api_keys.router,
+        agents.router,
+        tasks.router,
+        sessions.router,
+        connections.router,
+        instructions.router,
+    ):
         app.include_router(router)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodySizeLimit)
