@@ -1,9 +1,9 @@
 """The dependency graph between tasks: same-project edges, cycle refusal, blockers, dependents.
 
 An edge ``task_id -> depends_on_id`` says the task cannot start before the other completes. The
-graph is kept acyclic: adding edges runs :func:`find_cycle`, which walks only what the new edges
-can reach, with a recursive query in the database (no Python recursion, one statement however
-deep the chain), and names the cycle it would close.
+graph is kept acyclic: adding edges runs :func:`find_cycle`, an iterative breadth-first walk from
+the new edges (no recursion limit, a bounded number of queries however deep the chain) that names
+the cycle it would close.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from sqlalchemy.orm import Session
 from taskledger.enums import TERMINAL_STATUSES, TaskStatus
 from taskledger.errors import ConflictError, NotFoundError
 from taskledger.store.models import Task, TaskDependency
+
+# Levels walked one query each before the walk loads the project's edges at once (see find_cycle).
+_LEVELS_BEFORE_FULL_LOAD = 32
+_CHUNK = 1000  # ids per IN list: well within every driver's parameter limit
 
 
 @dataclass
@@ -71,13 +75,21 @@ def require_tasks_in_project(
 
 
 def find_cycle(
-    session: Session, *, task_id: uuid.UUID, new_dependencies: Collection[uuid.UUID]
+    session: Session,
+    *,
+    task_id: uuid.UUID,
+    project_id: uuid.UUID,
+    new_dependencies: Collection[uuid.UUID],
 ) -> list[uuid.UUID] | None:
     """The cycle that edges ``task_id -> new_dependencies`` would close, or None.
 
     Adding those edges closes a cycle exactly when ``task_id`` is already reachable from one of
-    them. A recursive query decides that, visiting each reachable task once; only when the
-    answer is yes are the reachable edges loaded to name the shortest such cycle.
+    them. A breadth-first walk decides that, so the cycle it names is a shortest one. It starts
+    with one query per level, which keeps shallow graphs (the usual case) cheap in time and
+    memory; past ``_LEVELS_BEFORE_FULL_LOAD`` levels, it loads the project's edges in one query
+    and finishes in memory, so a 10,000-long chain costs one query instead of 10,000. (A
+    recursive SQL query would do the walk in one statement, but PostgreSQL plans its recursive
+    step as a scan of the whole table until statistics exist, which is quadratic on a chain.)
 
     Returns:
         The cycle as ids in dependency order, starting and ending with ``task_id``.
@@ -87,53 +99,61 @@ def find_cycle(
         return None
     if task_id in starts:
         return [task_id, task_id]
-    reach = select(Task.id.label("node")).where(Task.id.in_(starts)).cte("reach", recursive=True)
-    reach = reach.union(
-        select(TaskDependency.depends_on_id)
-        .join(reach, TaskDependency.task_id == reach.c.node)
-        # Nothing beyond the task itself matters: stop there.
-        .where(reach.c.node != task_id)
-    )
-    closes = session.scalar(select(reach.c.node).where(reach.c.node == task_id).limit(1))
-    if closes is None:
-        return None
-    edges = (
-        select(TaskDependency.task_id, TaskDependency.depends_on_id)
-        .where(TaskDependency.task_id.in_(starts))
-        .cte("edges", recursive=True)
-    )
-    edges = edges.union(
-        select(TaskDependency.task_id, TaskDependency.depends_on_id)
-        .join(edges, TaskDependency.task_id == edges.c.depends_on_id)
-        .where(edges.c.depends_on_id != task_id)
-    )
-    adjacency: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for source, target in session.execute(select(edges.c.task_id, edges.c.depends_on_id)):
-        adjacency.setdefault(source, []).append(target)
-    return [task_id, *_shortest_path(adjacency, starts, task_id)]
-
-
-def _shortest_path(
-    adjacency: dict[uuid.UUID, list[uuid.UUID]], starts: list[uuid.UUID], goal: uuid.UUID
-) -> list[uuid.UUID]:
-    """Breadth-first, iteratively: the shortest path from any of ``starts`` to ``goal``."""
     parent: dict[uuid.UUID, uuid.UUID | None] = dict.fromkeys(starts)
-    queue = deque(starts)
-    while queue:
+    frontier = starts
+    for _level in range(_LEVELS_BEFORE_FULL_LOAD):
+        found: list[uuid.UUID] = []
+        for chunk in _chunks(frontier):
+            edges = session.execute(
+                select(TaskDependency.task_id, TaskDependency.depends_on_id).where(
+                    TaskDependency.task_id.in_(chunk)
+                )
+            )
+            for source, target in edges:
+                if target not in parent:
+                    parent[target] = source
+                    found.append(target)
+        if task_id in parent:
+            return _cycle_through(parent, task_id)
+        if not found:
+            return None
+        frontier = found
+    adjacency: dict[uuid.UUID, list[uuid.UUID]] = {}
+    project_edges = session.execute(
+        select(TaskDependency.task_id, TaskDependency.depends_on_id)
+        .join(Task, Task.id == TaskDependency.task_id)
+        .where(Task.project_id == project_id)
+    )
+    for source, target in project_edges:
+        adjacency.setdefault(source, []).append(target)
+    queue = deque(frontier)
+    while queue:  # a loop, not recursion: chains may be arbitrarily long
         node = queue.popleft()
-        if node == goal:
-            break
-        for successor in adjacency.get(node, ()):
-            if successor not in parent:
-                parent[successor] = node
-                queue.append(successor)
+        for target in adjacency.get(node, ()):
+            if target not in parent:
+                parent[target] = node
+                if target == task_id:
+                    return _cycle_through(parent, task_id)
+                queue.append(target)
+    return None
+
+
+def _chunks(ids: list[uuid.UUID]) -> Iterable[list[uuid.UUID]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def _cycle_through(
+    parent: dict[uuid.UUID, uuid.UUID | None], task_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """``task_id``, then the walk's path from a new dependency back to ``task_id``."""
     path: list[uuid.UUID] = []
-    step: uuid.UUID | None = goal
+    step: uuid.UUID | None = task_id
     while step is not None:
         path.append(step)
         step = parent[step]
     path.reverse()
-    return path
+    return [task_id, *path]
 
 
 def set_dependencies(
@@ -154,7 +174,11 @@ def set_dependencies(
     added = [i for i in wanted if i not in current]
     removed = current.difference(wanted)
     # Existing edges are acyclic already; only the new ones can close a cycle.
-    cycle = find_cycle(session, task_id=task.id, new_dependencies=added) if check_cycles else None
+    cycle = None
+    if check_cycles:
+        cycle = find_cycle(
+            session, task_id=task.id, project_id=task.project_id, new_dependencies=added
+        )
     if cycle is not None:
         raise ConflictError(
             {
