@@ -7,7 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, ProjectQuery, SessionDep
+from taskledger.api.deps import (
+    NO_NUL,
+    CursorQuery,
+    LimitQuery,
+    PrincipalDep,
+    ProjectQuery,
+    SessionDep,
+)
 from taskledger.enums import AgentStatus, Scope
 from taskledger.schemas.agents import AgentCreate, AgentPage, AgentRead, AgentUpdate
 from taskledger.services import agents
@@ -37,7 +44,7 @@ def list_agents(
     project_id: ProjectQuery = None,
     status: AgentStatus | None = None,
     is_active: bool | None = None,
-    agent_type: Annotated[str | None, Query(max_length=100)] = None,
+    agent_type: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> AgentPage:

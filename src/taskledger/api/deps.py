@@ -101,6 +101,8 @@ LimitQuery = Annotated[
 CursorQuery = Annotated[
     str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")
 ]
+#: A ``pattern`` for free-text query filters: NUL cannot be compared on PostgreSQL.
+NO_NUL = r"^[^\x00]*$"
 ProjectQuery = Annotated[
     uuid.UUID | None,
     Query(description="The project to list; required for users, implied for API keys."),

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, ProjectQuery, SessionDep
+from taskledger.api.deps import (
+    NO_NUL,
+    CursorQuery,
+    LimitQuery,
+    PrincipalDep,
+    ProjectQuery,
+    SessionDep,
+)
 from taskledger.enums import Scope, TaskStatus
 from taskledger.schemas.base import AwareDatetime
 from taskledger.schemas.tasks import (
@@ -45,7 +52,7 @@ def list_tasks(
     project_id: ProjectQuery = None,
     status: Annotated[list[TaskStatus] | None, Query(description="Repeatable.")] = None,
     assigned_to: uuid.UUID | None = None,
-    priority: Annotated[str | None, Query(max_length=50)] = None,
+    priority: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None,
     due_before: Annotated[
         AwareDatetime | None, Query(description="Due strictly before this instant.")
     ] = None,

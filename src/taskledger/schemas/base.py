@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -20,10 +20,37 @@ def _require_aware(value: datetime) -> datetime:
 AwareDatetime = Annotated[datetime, AfterValidator(_require_aware)]
 
 
+def _contains_nul(data: Any) -> bool:
+    """Whether any string in ``data`` (nested JSON included, keys too) holds a NUL character."""
+    pending = [data]
+    while pending:  # a loop, not recursion: bodies may nest deeply
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return False
+
+
 class StrictModel(BaseModel):
-    """Request bodies: unknown fields are refused, strings are stripped."""
+    """Request bodies: unknown fields are refused, strings are stripped.
+
+    NUL characters are refused anywhere in a body: PostgreSQL cannot store them in text or JSON,
+    and SQLite must answer the same.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul(cls, data: Any) -> Any:
+        if _contains_nul(data):
+            raise ValueError("text may not contain NUL (\\u0000) characters")
+        return data
 
 
 class PatchModel(StrictModel):
