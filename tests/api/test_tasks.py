@@ -66,10 +66,15 @@ def test_user_created_task_records_creator(app: FastAPI, client: TestClient) -> 
     world = build_world(app, client)
     response = client.post(
         "/api/v1/tasks",
-        json={"title": "t", "project_id": str(world.project.id)},
+        json={
+            "title": "t",
+            "project_id": str(world.project.id),
+            "due_date": "2025-03-01T02:00:00+02:00",
+        },
         headers=world.headers["owner"],
     )
     assert response.json()["created_by"] == str(world.owner.id)
+    assert response.json()["due_date"] == "2025-03-01T00:00:00Z"  # returned in UTC
 
 
 def test_blocked_start_names_the_blockers(app: FastAPI, client: TestClient) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -13,10 +13,10 @@ T = TypeVar("T")
 def _require_aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamps must carry a UTC offset, e.g. 2025-01-31T12:00:00Z")
-    return value
+    return value.astimezone(UTC)
 
 
-#: A timestamp in requests: ISO 8601 with an offset; naive values are refused.
+#: A timestamp in requests: ISO 8601 with an offset (naive values are refused), taken as UTC.
 AwareDatetime = Annotated[datetime, AfterValidator(_require_aware)]
 
 
