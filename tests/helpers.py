@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -13,8 +14,30 @@ from sqlalchemy.orm import Session
 
 from taskledger.api.state import AppState
 from taskledger.enums import Scope
-from taskledger.services import api_keys, projects, users
-from taskledger.store.models import Project, User
+from taskledger.schemas.agents import AgentCreate
+from taskledger.schemas.connections import ConnectionCreate
+from taskledger.schemas.instructions import InstructionCreate
+from taskledger.schemas.sessions import SessionCreate
+from taskledger.schemas.tasks import TaskCreate
+from taskledger.services import (
+    agents,
+    api_keys,
+    connections,
+    instructions,
+    projects,
+    sessions,
+    tasks,
+    users,
+)
+from taskledger.store.models import (
+    Agent,
+    AgentConnection,
+    AgentSession,
+    Instruction,
+    Project,
+    Task,
+    User,
+)
 
 PASSWORD = "correct horse battery staple"
 
@@ -61,6 +84,36 @@ def make_key(
             created_by=None,
         )
     return secret
+
+
+def make_agent(app: FastAPI, project: Project, name: str | None = None, **fields: Any) -> Agent:
+    with transaction(app) as session:
+        data = AgentCreate(name=name or f"agent-{uuid.uuid4().hex[:8]}", **fields)
+        return agents.create_agent(session, project=project, data=data)
+
+
+def make_task(app: FastAPI, project: Project, title: str = "a task", **fields: Any) -> Task:
+    with transaction(app) as session:
+        data = TaskCreate(title=title, **fields)
+        return tasks.create_task(session, project=project, data=data, created_by=None)
+
+
+def make_session(app: FastAPI, project: Project, agent: Agent) -> AgentSession:
+    with transaction(app) as session:
+        data = SessionCreate(agent_id=agent.id)
+        return sessions.create_session(session, project=project, data=data)
+
+
+def make_connection(app: FastAPI, project: Project, agent: Agent) -> AgentConnection:
+    with transaction(app) as session:
+        data = ConnectionCreate(agent_id=agent.id)
+        return connections.open_connection(session, project=project, data=data)
+
+
+def make_instruction(app: FastAPI, project: Project, agent: Agent) -> Instruction:
+    with transaction(app) as session:
+        data = InstructionCreate(agent_id=agent.id, payload={"do": "something"})
+        return instructions.create_instruction(session, project=project, data=data)
 
 
 def login(client: TestClient, email: str, password: str = PASSWORD) -> str:

@@ -21,7 +21,19 @@ from fastapi.testclient import TestClient
 from taskledger.services.auth import ALGORITHM
 from taskledger.store.types import utcnow
 from tests.conftest import ADMIN_KEY
-from tests.helpers import World, build_world, make_key, make_project, make_user, state_of
+from tests.helpers import (
+    World,
+    build_world,
+    make_agent,
+    make_connection,
+    make_instruction,
+    make_key,
+    make_project,
+    make_session,
+    make_task,
+    make_user,
+    state_of,
+)
 
 OK = "ok"  # any 2xx
 DENY_ANON = {"anonymous": 401, "malformed_token": 401, "expired_token": 401, "revoked_key": 401}
@@ -136,6 +148,47 @@ def _in_project(**extra: Any) -> Builder:
     return lambda app, world, caller: Call({"project_id": world.project.id}, **extra)
 
 
+def _listing(app: FastAPI, world: World, caller: str) -> Call:
+    # Always name project A: a key of another project must get 404, not its own project's list.
+    return Call(query={"project_id": str(world.project.id)})
+
+
+def _create_in_project(make_body: Callable[[FastAPI, World], dict[str, Any]]) -> Builder:
+    return lambda app, world, caller: Call(
+        json={"project_id": str(world.project.id), **make_body(app, world)}
+    )
+
+
+def _fresh(param: str, make: Callable[[FastAPI, World], Any], **extra: Any) -> Builder:
+    """A new record of project A for every call, so that each allowed caller can act on one."""
+    return lambda app, world, caller: Call({param: make(app, world).id}, **extra)
+
+
+def _agent(app: FastAPI, world: World) -> Any:
+    return make_agent(app, world.project)
+
+
+def _task(app: FastAPI, world: World) -> Any:
+    return make_task(app, world.project)
+
+
+def _session(app: FastAPI, world: World) -> Any:
+    return make_session(app, world.project, _agent(app, world))
+
+
+def _connection(app: FastAPI, world: World) -> Any:
+    return make_connection(app, world.project, _agent(app, world))
+
+
+def _instruction(app: FastAPI, world: World) -> Any:
+    return make_instruction(app, world.project, _agent(app, world))
+
+
+def _assign(app: FastAPI, world: World, caller: str) -> Call:
+    body = {"assignee_type": "agent", "assignee_id": str(_agent(app, world).id)}
+    return Call({"task_id": _task(app, world).id}, json=body)
+
+
 ROUTES: dict[tuple[str, str], tuple[dict[str, int | str], Builder]] = {
     ("GET", "/healthz"): (PUBLIC, lambda a, w, c: Call()),
     ("GET", "/readyz"): (PUBLIC, lambda a, w, c: Call()),
@@ -210,6 +263,83 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, int | str], Builder]] = {
     ("GET", "/agents/tasks/"): (PROJECT_READ, _for_project(query=True)),
     ("GET", "/agents/tasks/paged"): (PROJECT_READ, _for_project(query=True)),
     ("GET", "/agents/tasks/paged.csv"): (PROJECT_READ, _for_project(query=True)),
+    # Agents
+    ("POST", "/api/v1/agents"): (
+        PROJECT_WRITE,
+        _create_in_project(lambda a, w: {"name": f"agent-{uuid.uuid4().hex[:8]}"}),
+    ),
+    ("GET", "/api/v1/agents"): (PROJECT_READ, _listing),
+    ("GET", "/api/v1/agents/{agent_id}"): (PROJECT_READ, _fresh("agent_id", _agent)),
+    ("PATCH", "/api/v1/agents/{agent_id}"): (
+        PROJECT_WRITE,
+        _fresh("agent_id", _agent, json={"nickname": "nick"}),
+    ),
+    ("DELETE", "/api/v1/agents/{agent_id}"): (PROJECT_WRITE, _fresh("agent_id", _agent)),
+    # Tasks
+    ("POST", "/api/v1/tasks"): (PROJECT_WRITE, _create_in_project(lambda a, w: {"title": "t"})),
+    ("GET", "/api/v1/tasks"): (PROJECT_READ, _listing),
+    ("GET", "/api/v1/tasks/{task_id}"): (PROJECT_READ, _fresh("task_id", _task)),
+    ("PATCH", "/api/v1/tasks/{task_id}"): (
+        PROJECT_WRITE,
+        _fresh("task_id", _task, json={"title": "renamed"}),
+    ),
+    ("DELETE", "/api/v1/tasks/{task_id}"): (PROJECT_WRITE, _fresh("task_id", _task)),
+    ("POST", "/api/v1/tasks/{task_id}/assign"): (PROJECT_WRITE, _assign),
+    ("POST", "/api/v1/tasks/{task_id}/status"): (
+        PROJECT_WRITE,
+        _fresh("task_id", _task, json={"status": "in_progress"}),
+    ),
+    # Sessions
+    ("POST", "/api/v1/sessions"): (
+        PROJECT_WRITE,
+        _create_in_project(lambda a, w: {"agent_id": str(_agent(a, w).id)}),
+    ),
+    ("GET", "/api/v1/sessions"): (PROJECT_READ, _listing),
+    ("GET", "/api/v1/sessions/{session_id}"): (PROJECT_READ, _fresh("session_id", _session)),
+    ("POST", "/api/v1/sessions/{session_id}/end"): (
+        PROJECT_WRITE,
+        _fresh("session_id", _session, json={"status": "completed"}),
+    ),
+    # Connections
+    ("POST", "/api/v1/connections"): (
+        PROJECT_WRITE,
+        _create_in_project(lambda a, w: {"agent_id": str(_agent(a, w).id)}),
+    ),
+    ("GET", "/api/v1/connections"): (PROJECT_READ, _listing),
+    ("GET", "/api/v1/connections/{connection_id}"): (
+        PROJECT_READ,
+        _fresh("connection_id", _connection),
+    ),
+    ("POST", "/api/v1/connections/{connection_id}/heartbeat"): (
+        PROJECT_WRITE,
+        _fresh("connection_id", _connection),
+    ),
+    ("POST", "/api/v1/connections/{connection_id}/close"): (
+        PROJECT_WRITE,
+        _fresh("connection_id", _connection, json={"reason": "done"}),
+    ),
+    # Instructions and acknowledgements
+    ("POST", "/api/v1/instructions"): (
+        PROJECT_WRITE,
+        _create_in_project(lambda a, w: {"agent_id": str(_agent(a, w).id), "payload": {}}),
+    ),
+    ("GET", "/api/v1/instructions"): (PROJECT_READ, _listing),
+    ("GET", "/api/v1/instructions/{instruction_id}"): (
+        PROJECT_READ,
+        _fresh("instruction_id", _instruction),
+    ),
+    ("PATCH", "/api/v1/instructions/{instruction_id}"): (
+        PROJECT_WRITE,
+        _fresh("instruction_id", _instruction, json={"status": "sent"}),
+    ),
+    ("POST", "/api/v1/instructions/{instruction_id}/acknowledgements"): (
+        PROJECT_WRITE,
+        _fresh("instruction_id", _instruction, json={"status": "received"}),
+    ),
+    ("GET", "/api/v1/instructions/{instruction_id}/acknowledgements"): (
+        PROJECT_READ,
+        _fresh("instruction_id", _instruction),
+    ),
 }
 
 

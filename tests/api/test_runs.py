@@ -104,7 +104,7 @@ def test_references_must_be_in_the_project(app: FastAPI, client: TestClient) -> 
     response = client.post(
         "/api/v1/runs", json={"task": "t", "agent_id": str(foreign.id)}, headers=headers
     )
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert "agent_id" in response.text
 
 

@@ -10,7 +10,20 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from taskledger import __version__
-from taskledger.api import api_keys, auth, compat, health, projects, runs, users
+from taskledger.api import (
+    agents,
+    api_keys,
+    auth,
+    compat,
+    connections,
+    health,
+    instructions,
+    projects,
+    runs,
+    sessions,
+    tasks,
+    users,
+)
 from taskledger.api.errors import install_error_handlers
 from taskledger.api.middleware import BodySizeLimit, RequestMetrics
 from taskledger.api.state import AppState
@@ -72,7 +85,21 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     app.state.ledger = state
     install_error_handlers(app)
-    for module in (health, auth, users, projects, api_keys, runs, compat):
+    routers = (
+        health,
+        auth,
+        users,
+        projects,
+        api_keys,
+        agents,
+        tasks,
+        sessions,
+        connections,
+        instructions,
+        runs,
+        compat,
+    )
+    for module in routers:
         app.include_router(module.router)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodySizeLimit)

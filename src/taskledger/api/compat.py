@@ -4,7 +4,6 @@ project API key (or a user token and ``project_id``)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -12,7 +11,14 @@ from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
-from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep, StateDep
+from taskledger.api.deps import (
+    CursorQuery,
+    LimitQuery,
+    PrincipalDep,
+    ProjectQuery,
+    SessionDep,
+    StateDep,
+)
 from taskledger.enums import RunStatus, Scope
 from taskledger.schemas.base import ReadModel
 from taskledger.schemas.runs import RunCreate, RunFilters, RunUpdate
@@ -47,7 +53,6 @@ class AgentTaskPage(BaseModel):
     next_cursor: str | None
 
 
-ProjectQuery = Annotated[uuid.UUID | None, Query(description="When calling as a user.")]
 SinceQuery = Annotated[datetime | None, Query(description="Runs started at or after.")]
 StatusQuery = Annotated[list[RunStatus], Query(description="Repeatable.")]
 TaskQuery = Annotated[list[str], Query(description="Repeatable.")]

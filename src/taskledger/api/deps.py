@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -99,4 +100,10 @@ LimitQuery = Annotated[
 ]
 CursorQuery = Annotated[
     str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")
+]
+#: A ``pattern`` for free-text query filters: NUL cannot be compared on PostgreSQL.
+NO_NUL = r"^[^\x00]*$"
+ProjectQuery = Annotated[
+    uuid.UUID | None,
+    Query(description="The project to list; required for users, implied for API keys."),
 ]

@@ -9,7 +9,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from taskledger.errors import TaskledgerError
 
@@ -37,6 +37,12 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "This conflicts with an existing record."}, status_code=409)
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # Values the schemas let through but the database cannot hold (a safety net, not the plan).
+    log.info("data error on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "A value cannot be stored by the database."}, status_code=422)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
@@ -46,5 +52,6 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(TaskledgerError, _taskledger_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

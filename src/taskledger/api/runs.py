@@ -16,6 +16,7 @@ from taskledger.api.deps import (
     CursorQuery,
     LimitQuery,
     PrincipalDep,
+    ProjectQuery,
     SessionDep,
     StateDep,
 )
@@ -59,9 +60,6 @@ def run_filters(
 
 
 FiltersDep = Annotated[RunFilters, Depends(run_filters)]
-ProjectQuery = Annotated[
-    uuid.UUID | None, Query(description="The project, when calling as a user.")
-]
 
 
 @router.post(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -13,17 +13,63 @@ T = TypeVar("T")
 def _require_aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamps must carry a UTC offset, e.g. 2025-01-31T12:00:00Z")
-    return value
+    return value.astimezone(UTC)
 
 
-#: A timestamp in requests: ISO 8601 with an offset; naive values are refused.
+#: A timestamp in requests: ISO 8601 with an offset (naive values are refused), taken as UTC.
 AwareDatetime = Annotated[datetime, AfterValidator(_require_aware)]
 
 
+def _contains_nul(data: Any) -> bool:
+    """Whether any string in ``data`` (nested JSON included, keys too) holds a NUL character."""
+    pending = [data]
+    while pending:  # a loop, not recursion: bodies may nest deeply
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return False
+
+
 class StrictModel(BaseModel):
-    """Request bodies: unknown fields are refused, strings are stripped."""
+    """Request bodies: unknown fields are refused, strings are stripped.
+
+    NUL characters are refused anywhere in a body: PostgreSQL cannot store them in text or JSON,
+    and SQLite must answer the same.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul(cls, data: Any) -> Any:
+        if _contains_nul(data):
+            raise ValueError("text may not contain NUL (\\u0000) characters")
+        return data
+
+
+class PatchModel(StrictModel):
+    """Partial updates: omitted fields stay as they are, explicit ``null`` clears a field.
+
+    ``null`` is refused (422) for the fields named in ``not_null``, whose columns cannot be empty;
+    services apply ``model_dump(exclude_unset=True)``.
+    """
+
+    not_null: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _refuse_nulls(self) -> PatchModel:
+        nulled = sorted(
+            name for name in self.model_fields_set & self.not_null if getattr(self, name) is None
+        )
+        if nulled:
+            raise ValueError(f"these fields cannot be null: {', '.join(nulled)}")
+        return self
 
 
 class ReadModel(BaseModel):

@@ -191,7 +191,7 @@ def create_run(
         task_ids={data.task_id} if data.task_id else set(),
     )
     if errors := _reference_errors(*missing):
-        raise ValidationFailed("; ".join(errors))
+        raise NotFoundError("; ".join(errors))
     run = Run(**run_values(data, project.id, utcnow()))
     try:
         with session.begin_nested():

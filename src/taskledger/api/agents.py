@@ -1,0 +1,88 @@
+"""``/api/v1/agents``: create, list, read, change and delete a project's agents."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from taskledger.api.deps import (
+    NO_NUL,
+    CursorQuery,
+    LimitQuery,
+    PrincipalDep,
+    ProjectQuery,
+    SessionDep,
+)
+from taskledger.enums import AgentStatus, Scope
+from taskledger.schemas.agents import AgentCreate, AgentPage, AgentRead, AgentUpdate
+from taskledger.services import agents
+from taskledger.services.access import resolve_project
+from taskledger.services.pagination import DEFAULT_LIMIT
+
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+
+
+@router.post(
+    "",
+    response_model=AgentRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "The name is taken in this project"}},
+)
+def create_agent(body: AgentCreate, principal: PrincipalDep, session: SessionDep) -> AgentRead:
+    """Register an agent; its name must be unique within the project."""
+    with session.begin():
+        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
+        return AgentRead.model_validate(agents.create_agent(session, project=project, data=body))
+
+
+@router.get("", response_model=AgentPage)
+def list_agents(
+    principal: PrincipalDep,
+    session: SessionDep,
+    project_id: ProjectQuery = None,
+    status: AgentStatus | None = None,
+    is_active: bool | None = None,
+    agent_type: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> AgentPage:
+    """The project's agents, oldest first."""
+    with session.begin():
+        project = resolve_project(session, principal, project_id, Scope.READ)
+        rows, next_cursor = agents.list_agents(
+            session,
+            project_id=project.id,
+            status=status,
+            is_active=is_active,
+            agent_type=agent_type,
+            limit=limit,
+            cursor=cursor,
+        )
+        return AgentPage(items=[AgentRead.model_validate(a) for a in rows], next_cursor=next_cursor)
+
+
+@router.get("/{agent_id}", response_model=AgentRead)
+def get_agent(agent_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> AgentRead:
+    with session.begin():
+        return AgentRead.model_validate(agents.get_agent(session, principal, agent_id, Scope.READ))
+
+
+@router.patch("/{agent_id}", response_model=AgentRead)
+def update_agent(
+    agent_id: uuid.UUID, body: AgentUpdate, principal: PrincipalDep, session: SessionDep
+) -> AgentRead:
+    """Change any of the agent's fields; omitted fields stay as they are."""
+    with session.begin():
+        agent = agents.get_agent(session, principal, agent_id, Scope.WRITE)
+        return AgentRead.model_validate(agents.update_agent(session, agent=agent, changes=body))
+
+
+@router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_agent(agent_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> Response:
+    """Delete the agent with its keys, sessions and connections; its history stays, unattributed."""
+    with session.begin():
+        agent = agents.get_agent(session, principal, agent_id, Scope.WRITE)
+        agents.delete_agent(session, agent=agent)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

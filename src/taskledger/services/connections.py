@@ -1,0 +1,171 @@
+"""Agent connections: open, heartbeat, close, list.
+
+Heartbeats are the hot path: each is one conditional UPDATE of the connection and one of the
+agent, with no load-modify-save, so agents may beat often without contention on the ORM.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import case, exists, select, update
+from sqlalchemy.orm import Session
+
+from taskledger.enums import AgentStatus, ConnectionStatus, Scope, SessionStatus
+from taskledger.errors import ConflictError, ValidationFailed
+from taskledger.schemas.connections import ConnectionCreate
+from taskledger.services.access import Principal
+from taskledger.services.pagination import Keyset, paginate
+from taskledger.services.scoping import load_for, require_in_project
+from taskledger.store.models import Agent, AgentConnection, AgentSession, Project
+from taskledger.store.types import utcnow
+
+# Integer keys grow with insertion, so the key alone is a unique creation order.
+CONNECTIONS_KEYSET = Keyset("connections", (AgentConnection.id,), descending=False)
+_ACTIVE = ConnectionStatus.ACTIVE.value
+
+
+def _agent_alive(session: Session, agent_id: uuid.UUID, now: datetime) -> None:
+    """Record a sign of life of the agent: one UPDATE; an ``offline`` agent becomes ``online``."""
+    session.execute(
+        update(Agent)
+        .where(Agent.id == agent_id)
+        .values(
+            last_heartbeat_at=now,
+            # busy and error are the agent's own report and stay as they are.
+            status=case(
+                (Agent.status == AgentStatus.OFFLINE.value, AgentStatus.ONLINE.value),
+                else_=Agent.status,
+            ),
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def open_connection(
+    session: Session, *, project: Project, data: ConnectionCreate
+) -> AgentConnection:
+    """Open an ``active`` connection for an agent of ``project``; opening counts as a heartbeat.
+
+    Raises:
+        NotFoundError: the agent or session is not in ``project``.
+        ValidationFailed: the session belongs to another agent.
+        ConflictError: the session has ended.
+    """
+    require_in_project(session, Agent, data.agent_id, project.id, label="Agent")
+    if data.session_id is not None:
+        agent_session = require_in_project(
+            session, AgentSession, data.session_id, project.id, label="Session"
+        )
+        if agent_session.agent_id != data.agent_id:
+            raise ValidationFailed("The session belongs to another agent.")
+        if agent_session.status != SessionStatus.ACTIVE.value:
+            raise ConflictError(f"The session has ended ({agent_session.status}).")
+    now = utcnow()
+    connection = AgentConnection(
+        project_id=project.id,
+        agent_id=data.agent_id,
+        session_id=data.session_id,
+        status=_ACTIVE,
+        last_heartbeat_at=now,
+    )
+    session.add(connection)
+    session.flush()
+    _agent_alive(session, data.agent_id, now)
+    return connection
+
+
+def list_connections(
+    session: Session,
+    *,
+    project_id: uuid.UUID,
+    status: ConnectionStatus | None = None,
+    agent_id: uuid.UUID | None = None,
+    session_id: uuid.UUID | None = None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[AgentConnection], str | None]:
+    """One page of the project's connections, oldest first."""
+    stmt = select(AgentConnection).where(AgentConnection.project_id == project_id)
+    if status is not None:
+        stmt = stmt.where(AgentConnection.status == status.value)
+    if agent_id is not None:
+        stmt = stmt.where(AgentConnection.agent_id == agent_id)
+    if session_id is not None:
+        stmt = stmt.where(AgentConnection.session_id == session_id)
+    filters = {
+        "project_id": str(project_id),
+        "status": status,
+        "agent_id": agent_id,
+        "session_id": session_id,
+    }
+    return paginate(session, stmt, CONNECTIONS_KEYSET, limit=limit, cursor=cursor, filters=filters)
+
+
+def get_connection(
+    session: Session,
+    principal: Principal,
+    connection_id: int,
+    need: Scope,
+    *,
+    lock: bool | None = None,
+) -> AgentConnection:
+    """The connection, if the caller may do ``need`` on it (404 when not theirs to see)."""
+    return load_for(
+        session, principal, AgentConnection, connection_id, need, label="Connection", lock=lock
+    )
+
+
+def _refuse_unless_active(connection: AgentConnection) -> None:
+    if connection.status != _ACTIVE:
+        raise ConflictError(f"The connection is {connection.status}; open a new one.")
+
+
+def heartbeat(session: Session, *, connection: AgentConnection) -> AgentConnection:
+    """Move ``last_heartbeat_at`` to now on the connection and on its agent.
+
+    Raises:
+        ConflictError: the connection is closed or timed out (also when that happened between
+            loading it and this update).
+    """
+    _refuse_unless_active(connection)
+    now = utcnow()
+    result = session.execute(
+        update(AgentConnection)
+        .where(AgentConnection.id == connection.id, AgentConnection.status == _ACTIVE)
+        .values(last_heartbeat_at=now)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        session.refresh(connection)
+        _refuse_unless_active(connection)
+    _agent_alive(session, connection.agent_id, now)
+    return connection
+
+
+def close_connection(
+    session: Session, *, connection: AgentConnection, reason: str
+) -> AgentConnection:
+    """Close an active connection with ``reason``; 409 when it is closed or timed out already.
+
+    An ``online`` agent left with no active connection goes ``offline``.
+    """
+    _refuse_unless_active(connection)
+    connection.status = ConnectionStatus.CLOSED.value
+    connection.closed_at = utcnow()
+    connection.close_reason = reason
+    session.flush()
+    still_connected = exists().where(
+        AgentConnection.agent_id == connection.agent_id, AgentConnection.status == _ACTIVE
+    )
+    session.execute(
+        update(Agent)
+        .where(
+            Agent.id == connection.agent_id,
+            Agent.status == AgentStatus.ONLINE.value,
+            ~still_connected,
+        )
+        .values(status=AgentStatus.OFFLINE.value)
+        .execution_options(synchronize_session="fetch")
+    )
+    return connection

@@ -1,0 +1,165 @@
+"""Instructions to agents: send, list, read, change status; and their acknowledgements."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from taskledger.enums import InstructionStatus, Scope, SessionStatus
+from taskledger.errors import ConflictError, PermissionDenied, ValidationFailed
+from taskledger.schemas.instructions import (
+    AcknowledgementCreate,
+    InstructionCreate,
+    InstructionUpdate,
+)
+from taskledger.services.access import Principal
+from taskledger.services.pagination import Keyset, paginate
+from taskledger.services.scoping import load_for, require_in_project
+from taskledger.store.models import Acknowledgement, Agent, AgentSession, Instruction, Project
+
+INSTRUCTIONS_KEYSET = Keyset(
+    "instructions", (Instruction.created_at, Instruction.id), descending=False
+)
+# Integer keys grow with insertion, so the key alone is a unique creation order.
+ACKNOWLEDGEMENTS_KEYSET = Keyset("acknowledgements", (Acknowledgement.id,), descending=False)
+
+
+def create_instruction(
+    session: Session, *, project: Project, data: InstructionCreate
+) -> Instruction:
+    """Send a ``pending`` instruction to an agent of ``project``.
+
+    Raises:
+        NotFoundError: the agent or session is not in ``project``.
+        ValidationFailed: the session belongs to another agent.
+        ConflictError: the session has ended.
+    """
+    require_in_project(session, Agent, data.agent_id, project.id, label="Agent")
+    if data.session_id is not None:
+        agent_session = require_in_project(
+            session, AgentSession, data.session_id, project.id, label="Session"
+        )
+        if agent_session.agent_id != data.agent_id:
+            raise ValidationFailed("The session belongs to another agent.")
+        if agent_session.status != SessionStatus.ACTIVE.value:
+            raise ConflictError(f"The session has ended ({agent_session.status}).")
+    instruction = Instruction(
+        project_id=project.id,
+        agent_id=data.agent_id,
+        session_id=data.session_id,
+        payload=data.payload,
+        metadata_=data.metadata,
+        status=InstructionStatus.PENDING.value,
+        expires_at=data.expires_at,
+    )
+    session.add(instruction)
+    session.flush()
+    return instruction
+
+
+def list_instructions(
+    session: Session,
+    *,
+    project_id: uuid.UUID,
+    status: InstructionStatus | None = None,
+    agent_id: uuid.UUID | None = None,
+    session_id: uuid.UUID | None = None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Instruction], str | None]:
+    """One page of the project's instructions, oldest first."""
+    stmt = select(Instruction).where(Instruction.project_id == project_id)
+    if status is not None:
+        stmt = stmt.where(Instruction.status == status.value)
+    if agent_id is not None:
+        stmt = stmt.where(Instruction.agent_id == agent_id)
+    if session_id is not None:
+        stmt = stmt.where(Instruction.session_id == session_id)
+    filters = {
+        "project_id": str(project_id),
+        "status": status,
+        "agent_id": agent_id,
+        "session_id": session_id,
+    }
+    return paginate(session, stmt, INSTRUCTIONS_KEYSET, limit=limit, cursor=cursor, filters=filters)
+
+
+def get_instruction(
+    session: Session,
+    principal: Principal,
+    instruction_id: uuid.UUID,
+    need: Scope,
+    *,
+    lock: bool | None = None,
+) -> Instruction:
+    """The instruction, if the caller may do ``need`` on it (404 when not theirs to see)."""
+    return load_for(
+        session, principal, Instruction, instruction_id, need, label="Instruction", lock=lock
+    )
+
+
+def update_instruction(
+    session: Session, *, instruction: Instruction, changes: InstructionUpdate
+) -> Instruction:
+    """Set the status and/or the metadata given in ``changes``.
+
+    Any status may follow any other: instructions have no lifecycle rules in SPEC, and the
+    retention engine expires them on its own schedule.
+    """
+    values: dict[str, Any] = changes.model_dump(exclude_unset=True)
+    if "status" in values:
+        instruction.status = InstructionStatus(values["status"]).value
+    if "metadata" in values:
+        instruction.metadata_ = values["metadata"]
+    session.flush()
+    return instruction
+
+
+def acknowledge(
+    session: Session,
+    principal: Principal,
+    *,
+    instruction: Instruction,
+    data: AcknowledgementCreate,
+) -> Acknowledgement:
+    """Record an acknowledgement of ``instruction``.
+
+    A key bound to an agent speaks for that agent only: it may acknowledge the instructions
+    addressed to its agent and no others. Other writers acknowledge on behalf of the
+    instruction's agent.
+
+    Raises:
+        PermissionDenied: an agent-bound key acknowledging another agent's instruction.
+    """
+    if principal.agent_id is not None and principal.agent_id != instruction.agent_id:
+        raise PermissionDenied(
+            "This key is bound to another agent; it may acknowledge only its own instructions."
+        )
+    acknowledgement = Acknowledgement(
+        project_id=instruction.project_id,
+        instruction_id=instruction.id,
+        agent_id=principal.agent_id or instruction.agent_id,
+        status=data.status.value,
+        message=data.message,
+    )
+    session.add(acknowledgement)
+    session.flush()
+    return acknowledgement
+
+
+def list_acknowledgements(
+    session: Session, *, instruction_id: uuid.UUID, limit: int, cursor: str | None
+) -> tuple[list[Acknowledgement], str | None]:
+    """One page of the instruction's acknowledgements, oldest first."""
+    stmt = select(Acknowledgement).where(Acknowledgement.instruction_id == instruction_id)
+    return paginate(
+        session,
+        stmt,
+        ACKNOWLEDGEMENTS_KEYSET,
+        limit=limit,
+        cursor=cursor,
+        filters={"instruction_id": str(instruction_id)},
+    )
