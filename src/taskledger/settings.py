@@ -65,6 +65,25 @@ class Settings(BaseSettings):
         le=60 * 24 * 30,
         description="Lifetime of the tokens issued by `POST /api/v1/auth/token`, in minutes.",
     )
+    retention_policy: str = Field(
+        default="default",
+        min_length=1,
+        description=(
+            "The policy in force: a preset name (`default`, `development`, `scientific`, `ops`) "
+            "or the path of a TOML policy file."
+        ),
+    )
+    archive_url: str | None = Field(
+        default=None,
+        description=(
+            "Where retention archives go: a directory, or `s3://bucket/prefix`. Unset means "
+            "`<data_dir>/archives`."
+        ),
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint of an S3-compatible store (MinIO, Ceph, ...); unset means AWS.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log line format: `text` for people, `json` for log pipelines."
     )
@@ -83,6 +102,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'taskledger.db').resolve()}"
+
+    @property
+    def resolved_archive_url(self) -> str:
+        """The archive root in force: the configured one, or ``<data_dir>/archives``."""
+        if self.archive_url:
+            return self.archive_url
+        return str((self.data_dir / "archives").resolve())
 
     def ensure_data_dir(self) -> Path:
         """Create the data directory if it is missing and return it."""
