@@ -11,6 +11,8 @@ from sqlalchemy import Engine
 
 from taskledger import __version__
 from taskledger.api import (
+    admin_holds,
+    admin_retention,
     agents,
     api_keys,
     auth,
@@ -98,6 +100,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         instructions,
         runs,
         compat,
+        admin_retention,
+        admin_holds,
     )
     for module in routers:
         app.include_router(module.router)

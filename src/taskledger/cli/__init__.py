@@ -8,13 +8,15 @@ from __future__ import annotations
 from taskledger.cli.base import cli
 from taskledger.cli.db import db
 from taskledger.cli.generate import generate
+from taskledger.cli.holds import holds
 from taskledger.cli.keys import keys
 from taskledger.cli.projects import projects
+from taskledger.cli.retention import retention
 from taskledger.cli.runs import runs
 from taskledger.cli.serve import serve
 from taskledger.cli.users import users
 
-for command in (db, generate, keys, projects, runs, serve, users):
+for command in (db, generate, holds, keys, projects, retention, runs, serve, users):
     cli.add_command(command)
 
 

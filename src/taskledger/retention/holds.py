@@ -148,6 +148,21 @@ class HeldSet:
             return []
         return [and_(Task.assigned_to_type == "agent", Task.assigned_to.in_(sorted(ids, key=str)))]
 
+    def held_children(self, table: str) -> ColumnElement[bool]:
+        """Rows of ``table`` whose deletion would change or remove a held row elsewhere: a task a
+        held run points at, a session of a held connection or instruction, an instruction with
+        a held acknowledgement. Delete rules leave them alone."""
+        if not self:
+            return false()
+        links = _CHILD_LINKS.get(table, [])
+        return or_(
+            false(),
+            *[
+                parent.in_(select(child).where(child.is_not(None), self.held(child_table)))
+                for parent, child, child_table in links
+            ],
+        )
+
     def covers(self, table: str, row: Mapping[str, Any]) -> bool:
         """Whether one row (column name to value) is protected, without a query."""
         return any(
@@ -159,6 +174,17 @@ class HeldSet:
             and row.get("assigned_to_type") == "agent"
             and row.get("assigned_to") in self.ids(HoldScope.AGENT)
         )
+
+
+# (parent key, child column, child table): children that deleting a parent row would touch.
+_CHILD_LINKS: dict[str, list[tuple[Any, Any, str]]] = {
+    "tasks": [(Task.id, Run.task_id, "runs")],
+    "agent_sessions": [
+        (AgentSession.id, AgentConnection.session_id, "agent_connections"),
+        (AgentSession.id, Instruction.session_id, "instructions"),
+    ],
+    "instructions": [(Instruction.id, Acknowledgement.instruction_id, "acknowledgements")],
+}
 
 
 def _columns(table: str) -> list[tuple[HoldScope, Any]]:

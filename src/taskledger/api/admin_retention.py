@@ -1,0 +1,92 @@
+"""``/api/v1/admin/retention``: preview a policy, execute a confirmed plan, read the audit log.
+
+Superusers and the admin key only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep, StateDep
+from taskledger.enums import RetentionMode, RetentionTrigger
+from taskledger.retention.audit import list_audit
+from taskledger.retention.policy import PRESETS, Policy, PolicyError, load_policy, parse_policy
+from taskledger.retention.runner import execute_policy, find_preview, preview_policy
+from taskledger.schemas.retention import (
+    ExecuteRequest,
+    ExecutionOut,
+    PolicySource,
+    PreviewOut,
+    RetentionRunPage,
+    RetentionRunRead,
+)
+from taskledger.services.access import require_admin
+from taskledger.services.pagination import DEFAULT_LIMIT
+from taskledger.settings import Settings
+
+router = APIRouter(prefix="/api/v1/admin/retention", tags=["admin"])
+
+
+def policy_from(source: PolicySource, settings: Settings) -> Policy:
+    """The policy a request names: inline TOML, a preset, or the one in force."""
+    if source.policy is not None:
+        return parse_policy(source.policy, default_name="inline")
+    if source.preset is not None:
+        if source.preset not in PRESETS:
+            raise PolicyError(f"unknown preset {source.preset!r} (one of: {', '.join(PRESETS)})")
+        return PRESETS[source.preset]
+    return load_policy(settings.retention_policy)
+
+
+@router.post("/preview", response_model=PreviewOut)
+def preview(body: PolicySource, principal: PrincipalDep, state: StateDep) -> PreviewOut:
+    """What the policy would do, rule by rule; changes nothing. Returns the `plan_id` that
+    `execute` needs."""
+    require_admin(principal)
+    policy = policy_from(body, state.settings)
+    result = preview_policy(
+        state.session_factory, policy, actor=principal.actor, trigger=RetentionTrigger.API
+    )
+    return PreviewOut.model_validate(result.to_dict())
+
+
+@router.post("/execute", response_model=ExecutionOut)
+def execute(body: ExecuteRequest, principal: PrincipalDep, state: StateDep) -> ExecutionOut:
+    """Execute the previewed plan `confirm` names: archive, then delete, scrub or expire."""
+    require_admin(principal)
+    policy = policy_from(body, state.settings)
+    confirmed = find_preview(state.session_factory, body.confirm, policy)
+    report = execute_policy(
+        state.engine,
+        state.session_factory,
+        policy,
+        confirmed,
+        actor=principal.actor,
+        trigger=RetentionTrigger.API,
+        archive_url=state.settings.resolved_archive_url,
+        s3_endpoint_url=state.settings.s3_endpoint_url,
+        metrics=state.metrics,
+        reason=body.reason,
+    )
+    return ExecutionOut.model_validate(report.to_dict())
+
+
+@router.get("/runs", response_model=RetentionRunPage)
+def runs(
+    principal: PrincipalDep,
+    session: SessionDep,
+    mode: Annotated[RetentionMode | None, Query()] = None,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> RetentionRunPage:
+    """The audit log: every preview, execution and restore, newest first."""
+    require_admin(principal)
+    with session.begin():
+        rows, next_cursor = list_audit(
+            session, limit=limit, cursor=cursor, mode=mode.value if mode else None
+        )
+        return RetentionRunPage(
+            items=[RetentionRunRead.model_validate(r) for r in rows], next_cursor=next_cursor
+        )

@@ -1,0 +1,206 @@
+"""``taskledger retention``: preview the policy, run it (after confirmation), read the audit log."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from taskledger.cli.base import EXIT_REFUSED, CliContext, emit_json, pass_ctx
+from taskledger.enums import RetentionTrigger
+from taskledger.retention.audit import list_audit
+from taskledger.retention.planner import PlanPreview
+from taskledger.retention.policy import PRESETS, Policy, load_policy
+from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
+
+
+def cli_actor() -> str:
+    """How the audit log names a command-line caller."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in some containers
+        return "cli"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def policy_options(command: F) -> F:
+    """``--preset NAME`` / ``--policy FILE``; neither means TASKLEDGER_RETENTION_POLICY."""
+    command = click.option(
+        "--policy",
+        "policy_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="A TOML policy file.",
+    )(command)
+    return click.option(
+        "--preset", type=click.Choice(sorted(PRESETS)), default=None, help="A built-in policy."
+    )(command)
+
+
+def choose_policy(obj: CliContext, preset: str | None, policy_file: str | None) -> Policy:
+    if preset and policy_file:
+        raise click.UsageError("give --preset or --policy, not both")
+    return load_policy(preset or policy_file or obj.settings.retention_policy)
+
+
+@click.group()
+def retention() -> None:
+    """Preview and run retention; read its audit log."""
+
+
+def render_preview(obj: CliContext, result: PlanPreview) -> None:
+    table = Table(
+        "rule",
+        "table",
+        "action",
+        "matched",
+        "held",
+        "protected",
+        "oldest",
+        "newest",
+        "archive",
+        title=f"policy {result.plan.policy.name} — plan {result.plan_id}",
+    )
+    for rule in result.rules:
+        size = f"~{rule.estimated_archive_bytes / 1e6:.1f} MB" if rule.archive else "no archive"
+        table.add_row(
+            rule.name,
+            rule.table,
+            rule.action,
+            str(rule.matched),
+            str(rule.held),
+            str(rule.protected),
+            _when(rule.oldest),
+            _when(rule.newest),
+            size,
+        )
+    obj.console.print(table)
+
+
+def _when(value: object) -> str:
+    return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else "-"
+
+
+@retention.command("preview")
+@policy_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def preview_cmd(
+    obj: CliContext, preset: str | None, policy_file: str | None, as_json: bool
+) -> None:
+    """Show what the policy would do, rule by rule. Changes nothing (but is audited)."""
+    policy = choose_policy(obj, preset, policy_file)
+    result = preview_policy(obj.sessions(), policy, actor=cli_actor(), trigger=RetentionTrigger.CLI)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        render_preview(obj, result)
+
+
+@retention.command("run")
+@policy_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def run_cmd(
+    obj: CliContext, preset: str | None, policy_file: str | None, yes: bool, as_json: bool
+) -> None:
+    """Preview, confirm, then archive and delete, scrub or expire, batch by batch."""
+    policy = choose_policy(obj, preset, policy_file)
+    sessions = obj.sessions()
+    result = preview_policy(sessions, policy, actor=cli_actor(), trigger=RetentionTrigger.CLI)
+    if not as_json:
+        render_preview(obj, result)
+    if not yes:
+        if not sys.stdin.isatty():
+            click.echo("refused: not confirmed (pass --yes to run without a prompt)", err=True)
+            sys.exit(EXIT_REFUSED)
+        if not click.confirm(f"Apply plan {result.plan_id} to {result.total} rows?"):
+            click.echo("refused: not confirmed", err=True)
+            sys.exit(EXIT_REFUSED)
+    show = sys.stderr.isatty() and not as_json
+    with Progress(
+        *Progress.get_default_columns()[:1],
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not show,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("rows", total=result.total)
+        report = execute_policy(
+            obj.engine,
+            sessions,
+            policy,
+            ConfirmedPlan.from_preview(result),
+            actor=cli_actor(),
+            trigger=RetentionTrigger.CLI,
+            archive_url=obj.settings.resolved_archive_url,
+            s3_endpoint_url=obj.settings.s3_endpoint_url,
+            progress=lambda _rule, n: bar.advance(task, n),
+        )
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    for rule in report.rules:
+        click.echo(
+            f"{rule.name}: {rule.action} {rule.affected} {rule.table} rows"
+            + ("" if rule.archived else " (not archived)")
+        )
+    click.echo(
+        f"outcome {report.outcome}; audit row {report.retention_run_id}; "
+        f"archive {report.archive_uri or '(nothing archived)'}"
+    )
+
+
+@retention.command("runs")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def runs_cmd(obj: CliContext, limit: int, as_json: bool) -> None:
+    """The audit log: previews, executions and restores, newest first."""
+    with obj.sessions()() as session:
+        rows, _ = list_audit(session, limit=limit, cursor=None)
+    if as_json:
+        emit_json(
+            [
+                {
+                    "id": r.id,
+                    "actor": r.actor,
+                    "trigger": r.trigger,
+                    "mode": r.mode,
+                    "policy": r.policy_name,
+                    "policy_hash": r.policy_hash,
+                    "plan_id": r.plan_id,
+                    "reason": r.reason,
+                    "counts": r.counts,
+                    "archive_uri": r.archive_uri,
+                    "started_at": r.started_at,
+                    "finished_at": r.finished_at,
+                    "outcome": r.outcome,
+                    "error": r.error,
+                }
+                for r in rows
+            ]
+        )
+        return
+    table = Table("id", "started", "mode", "trigger", "actor", "policy", "outcome", "archive")
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            _when(r.started_at),
+            r.mode,
+            r.trigger,
+            r.actor,
+            r.policy_name or "-",
+            r.outcome,
+            r.archive_uri or "-",
+        )
+    obj.console.print(table)

@@ -1,0 +1,120 @@
+"""Admin requests and responses: retention previews and executions, holds, the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from taskledger.enums import HoldScope
+from taskledger.schemas.base import Page, ReadModel, StrictModel
+
+
+class PolicySource(StrictModel):
+    """Which policy: a preset, an inline TOML policy, or (neither) the one in force."""
+
+    preset: str | None = Field(default=None, max_length=64, description="A preset name.")
+    policy: str | None = Field(
+        default=None, max_length=256 * 1024, description="A policy in TOML (SPEC section 5)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PolicySource:
+        if self.preset is not None and self.policy is not None:
+            raise ValueError("give either preset or policy, not both")
+        return self
+
+
+class ExecuteRequest(PolicySource):
+    """Execute a previewed plan: ``confirm`` is the preview's ``plan_id``."""
+
+    confirm: str = Field(min_length=1, max_length=64)
+    force: bool = Field(default=False, description="Override the table-fraction guard.")
+    reason: str | None = Field(
+        default=None, max_length=2000, description="Why; required with force, audited."
+    )
+
+
+class RulePreviewOut(StrictModel):
+    name: str
+    table: str
+    action: str
+    archive: bool
+    cutoff: datetime
+    matched: int
+    held: int
+    protected: int
+    oldest: datetime | None
+    newest: datetime | None
+    sample_ids: list[Any]
+    estimated_archive_bytes: int
+
+
+class PreviewOut(StrictModel):
+    plan_id: str
+    policy: str
+    policy_hash: str
+    now: datetime
+    rules: list[RulePreviewOut]
+
+
+class RuleOutcomeOut(StrictModel):
+    name: str
+    table: str
+    action: str
+    archive: bool
+    matched: int
+    affected: int
+    batches: int
+    cascaded: dict[str, int]
+    unlinked: dict[str, int]
+
+
+class ExecutionOut(StrictModel):
+    retention_run_id: int
+    plan_id: str
+    policy: str
+    outcome: str
+    archive_uri: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    rules: list[RuleOutcomeOut]
+
+
+class HoldCreate(StrictModel):
+    scope: HoldScope
+    target_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class HoldRead(ReadModel):
+    id: int
+    scope: str
+    target_id: str
+    reason: str
+    created_by: str
+    created_at: datetime
+    released_at: datetime | None
+    released_by: str | None
+
+
+class RetentionRunRead(ReadModel):
+    id: int
+    actor: str
+    trigger: str
+    mode: str
+    policy_name: str | None
+    policy_hash: str | None
+    plan_id: str | None
+    reason: str | None
+    counts: Any | None
+    archive_uri: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str
+    error: str | None
+
+
+HoldPage = Page[HoldRead]
+RetentionRunPage = Page[RetentionRunRead]

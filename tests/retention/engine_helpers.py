@@ -1,0 +1,62 @@
+"""Shared set-up for retention engine tests: a populated project and a way to run a policy."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from taskledger.retention.planner import PlanPreview
+from taskledger.retention.policy import Policy
+from taskledger.retention.runner import (
+    ConfirmedPlan,
+    ExecutionReport,
+    execute_policy,
+    preview_policy,
+)
+from taskledger.services.generate import generate
+from taskledger.store import make_session_factory
+from taskledger.store.models import Project, User
+
+
+def populated(
+    engine: Engine, *, runs: int = 3000, days: float = 400, seed: int = 1, agents: int = 3
+) -> uuid.UUID:
+    """A project full of generated data spread over ``days``; returns its id."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        owner = session.scalar(select(User).limit(1)) or User(
+            email=f"owner-{uuid.uuid4().hex[:6]}@example.com", password_hash="x"
+        )
+        project = Project(name=f"p-{uuid.uuid4().hex[:8]}", owner=owner)
+        session.add(project)
+    generate(engine, project.id, runs=runs, days=days, agents=agents, seed=seed)
+    return project.id
+
+
+def run_policy(
+    engine: Engine, policy: Policy, archive_root: Path, now: datetime | None = None
+) -> tuple[PlanPreview, ExecutionReport]:
+    sessions = make_session_factory(engine)
+    previewed = preview_policy(sessions, policy, actor="test", trigger="cli", now=now)
+    report = execute_policy(
+        engine,
+        sessions,
+        policy,
+        ConfirmedPlan.from_preview(previewed),
+        actor="test",
+        trigger="cli",
+        archive_url=str(archive_root),
+    )
+    return previewed, report
+
+
+def count(engine: Engine, model: type, *where: object) -> int:
+    with Session(engine) as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def sessions_of(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
