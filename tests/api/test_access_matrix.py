@@ -80,6 +80,16 @@ USER_ONLY = _expect(
     owner=OK,
     stranger=OK,
 )
+ADMIN = _expect(
+    other_project_key=403,
+    read_key=403,
+    write_key=403,
+    admin_scope_key=403,
+    admin_key=OK,
+    superuser=OK,
+    owner=403,
+    stranger=403,
+)
 PROJECT_READ = _expect(
     other_project_key=404,
     read_key=OK,
@@ -131,6 +141,30 @@ def _for_project(*, json: Any = None, query: bool = False) -> Builder:
         return Call(json={**json, "project_id": pid} if isinstance(json, dict) else json)
 
     return build
+
+
+def _plan_id(app: FastAPI) -> str:
+    from taskledger.retention.policy import PRESETS
+    from taskledger.retention.runner import preview_policy
+
+    return preview_policy(
+        state_of(app).session_factory, PRESETS["ops"], actor="matrix", trigger="api"
+    ).plan_id
+
+
+def _hold(app: FastAPI, world: World) -> int:
+    from taskledger.enums import HoldScope
+    from taskledger.retention.holds import add_hold
+    from tests.helpers import transaction
+
+    with transaction(app) as session:
+        return add_hold(
+            session,
+            scope=HoldScope.PROJECT,
+            target_id=str(world.project.id),
+            reason="matrix",
+            actor="matrix",
+        ).id
 
 
 def _run(app: FastAPI, world: World) -> int:
@@ -263,6 +297,24 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, int | str], Builder]] = {
     ("GET", "/agents/tasks/"): (PROJECT_READ, _for_project(query=True)),
     ("GET", "/agents/tasks/paged"): (PROJECT_READ, _for_project(query=True)),
     ("GET", "/agents/tasks/paged.csv"): (PROJECT_READ, _for_project(query=True)),
+    # Admin
+    ("POST", "/api/v1/admin/retention/preview"): (ADMIN, lambda a, w, c: Call(json={})),
+    ("POST", "/api/v1/admin/retention/execute"): (
+        ADMIN,
+        lambda a, w, c: Call(json={"preset": "ops", "confirm": _plan_id(a)}),
+    ),
+    ("GET", "/api/v1/admin/retention/runs"): (ADMIN, lambda a, w, c: Call()),
+    ("POST", "/api/v1/admin/holds"): (
+        ADMIN,
+        lambda a, w, c: Call(
+            json={"scope": "project", "target_id": str(w.project.id), "reason": "matrix"}
+        ),
+    ),
+    ("GET", "/api/v1/admin/holds"): (ADMIN, lambda a, w, c: Call()),
+    ("POST", "/api/v1/admin/holds/{hold_id}/release"): (
+        ADMIN,
+        lambda a, w, c: Call({"hold_id": _hold(a, w)}),
+    ),
     # Agents
     ("POST", "/api/v1/agents"): (
         PROJECT_WRITE,

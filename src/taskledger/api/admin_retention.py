@@ -13,7 +13,7 @@ from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDe
 from taskledger.enums import RetentionMode, RetentionTrigger
 from taskledger.retention.audit import list_audit
 from taskledger.retention.policy import PRESETS, Policy, PolicyError, load_policy, parse_policy
-from taskledger.retention.runner import execute_policy, find_preview, preview_policy
+from taskledger.retention.runner import confirm_plan, execute_policy, preview_policy
 from taskledger.schemas.retention import (
     ExecuteRequest,
     ExecutionOut,
@@ -57,7 +57,13 @@ def execute(body: ExecuteRequest, principal: PrincipalDep, state: StateDep) -> E
     """Execute the previewed plan `confirm` names: archive, then delete, scrub or expire."""
     require_admin(principal)
     policy = policy_from(body, state.settings)
-    confirmed = find_preview(state.session_factory, body.confirm, policy)
+    confirmed = confirm_plan(
+        state.session_factory,
+        body.confirm,
+        policy,
+        actor=principal.actor,
+        trigger=RetentionTrigger.API,
+    )
     report = execute_policy(
         state.engine,
         state.session_factory,

@@ -20,7 +20,7 @@ from taskledger.enums import RetentionMode, RetentionTrigger
 from taskledger.errors import ConflictError, SafeguardRefused
 from taskledger.metrics import Metrics
 from taskledger.retention.archive import ArchiveWriter
-from taskledger.retention.audit import AuditHandle, close_audit, open_audit
+from taskledger.retention.audit import AuditHandle, close_audit, open_audit, record
 from taskledger.retention.executor import Executor, Progress, RuleOutcome
 from taskledger.retention.holds import active_holds
 from taskledger.retention.planner import Plan, PlanPreview, build_plan, preview, resolve_projects
@@ -139,6 +139,32 @@ def find_preview(sessions: sessionmaker[Session], plan_id: str, policy: Policy) 
         now=as_utc(datetime.fromisoformat(str(counts["now"]))),
         matched={str(r["name"]): int(r["matched"]) for r in counts.get("rules", [])},
     )
+
+
+def confirm_plan(
+    sessions: sessionmaker[Session],
+    plan_id: str,
+    policy: Policy,
+    *,
+    actor: str,
+    trigger: RetentionTrigger | str,
+) -> ConfirmedPlan:
+    """:func:`find_preview`, with a refusal recorded in the audit log when it fails."""
+    try:
+        return find_preview(sessions, plan_id, policy)
+    except ConflictError as exc:
+        record(
+            sessions,
+            actor=actor,
+            trigger=trigger,
+            mode=RetentionMode.EXECUTE,
+            outcome="refused",
+            error=str(exc.detail),
+            policy_name=policy.name,
+            policy_hash=policy.policy_hash,
+            plan_id=plan_id[:64],
+        )
+        raise
 
 
 def check_not_stale(confirmed: ConfirmedPlan, current: PlanPreview) -> None:

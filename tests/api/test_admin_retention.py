@@ -1,0 +1,122 @@
+"""The admin retention API: preview, execute with confirmation, audit log, holds."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from taskledger.store.models import Run
+from tests.conftest import ADMIN_KEY
+from tests.helpers import state_of, transaction
+from tests.retention.engine_helpers import populated
+
+ADMIN = {"X-Admin-Key": ADMIN_KEY}
+
+
+def test_preview_then_execute(app: FastAPI, client: TestClient) -> None:
+    populated(state_of(app).engine, runs=800, days=300)
+    preview = client.post("/api/v1/admin/retention/preview", json={"preset": "ops"}, headers=ADMIN)
+    assert preview.status_code == 200, preview.text
+    body = preview.json()
+    assert {r["name"] for r in body["rules"]} == {"runs-completed", "runs-failed", "runs-cancelled"}
+    matched = sum(r["matched"] for r in body["rules"])
+    assert matched > 0
+    with transaction(app) as session:
+        before = session.scalar(select(func.count()).select_from(Run))
+
+    wrong = client.post(
+        "/api/v1/admin/retention/execute",
+        json={"preset": "ops", "confirm": "0" * 32},
+        headers=ADMIN,
+    )
+    assert wrong.status_code == 409
+    other_policy = client.post(
+        "/api/v1/admin/retention/execute",
+        json={"preset": "default", "confirm": body["plan_id"]},
+        headers=ADMIN,
+    )
+    assert other_policy.status_code == 409
+
+    done = client.post(
+        "/api/v1/admin/retention/execute",
+        json={"preset": "ops", "confirm": body["plan_id"]},
+        headers=ADMIN,
+    )
+    assert done.status_code == 200, done.text
+    report = done.json()
+    assert report["outcome"] == "ok" and report["archive_uri"]
+    assert sum(r["affected"] for r in report["rules"]) == matched
+    with transaction(app) as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == before - matched
+
+    log = client.get("/api/v1/admin/retention/runs", headers=ADMIN).json()["items"]
+    assert [(r["mode"], r["outcome"]) for r in log[:4]] == [
+        ("execute", "ok"),
+        ("execute", "refused"),
+        ("execute", "refused"),
+        ("preview", "ok"),
+    ]
+    executes = client.get(
+        "/api/v1/admin/retention/runs", params={"mode": "execute"}, headers=ADMIN
+    ).json()["items"]
+    assert all(r["mode"] == "execute" for r in executes)
+    metrics = client.get("/metrics").text
+    assert 'taskledger_retention_rows_total{action="deleted"' in metrics
+
+
+def test_inline_policy_and_bad_input(app: FastAPI, client: TestClient) -> None:
+    toml = '[[rule]]\nname = "old"\ntable = "runs"\nolder_than = "30d"\naction = "delete"\n'
+    ok = client.post("/api/v1/admin/retention/preview", json={"policy": toml}, headers=ADMIN)
+    assert ok.status_code == 200 and ok.json()["policy"] == "inline"
+    for body in (
+        {"preset": "nope"},
+        {"policy": "not [valid toml"},
+        {"policy": toml.replace('"30d"', '"10m"')},
+        {"preset": "ops", "policy": toml},
+        {"preset": "ops", "extra": 1},
+    ):
+        response = client.post("/api/v1/admin/retention/preview", json=body, headers=ADMIN)
+        assert response.status_code == 422, body
+    assert (
+        client.post(
+            "/api/v1/admin/retention/execute", json={"preset": "ops"}, headers=ADMIN
+        ).status_code
+        == 422
+    )
+
+
+def test_holds_api(app: FastAPI, client: TestClient) -> None:
+    project_id = populated(state_of(app).engine, runs=50, days=10)
+    created = client.post(
+        "/api/v1/admin/holds",
+        json={"scope": "project", "target_id": str(project_id), "reason": "litigation"},
+        headers=ADMIN,
+    )
+    assert created.status_code == 201, created.text
+    hold = created.json()
+    assert hold["created_by"] == "admin-key" and hold["released_at"] is None
+    for body in (
+        {"scope": "project", "target_id": "not-a-uuid", "reason": "x"},
+        {"scope": "run", "target_id": "99999999", "reason": "x"},
+    ):
+        assert client.post("/api/v1/admin/holds", json=body, headers=ADMIN).status_code == 404
+    assert (
+        client.post(
+            "/api/v1/admin/holds",
+            json={"scope": "galaxy", "target_id": "1", "reason": "x"},
+            headers=ADMIN,
+        ).status_code
+        == 422
+    )
+    active = client.get("/api/v1/admin/holds", params={"active": True}, headers=ADMIN).json()
+    assert [h["id"] for h in active["items"]] == [hold["id"]]
+    released = client.post(f"/api/v1/admin/holds/{hold['id']}/release", headers=ADMIN)
+    assert released.status_code == 200 and released.json()["released_at"]
+    again = client.post(f"/api/v1/admin/holds/{hold['id']}/release", headers=ADMIN)
+    assert again.status_code == 409
+    assert client.post("/api/v1/admin/holds/424242/release", headers=ADMIN).status_code == 404
+    assert (
+        client.get("/api/v1/admin/holds", params={"active": True}, headers=ADMIN).json()["items"]
+        == []
+    )
