@@ -84,6 +84,35 @@ class Settings(BaseSettings):
         default=None,
         description="Endpoint of an S3-compatible store (MinIO, Ceph, ...); unset means AWS.",
     )
+    retention_dry_run_only: bool = Field(
+        default=False,
+        description=(
+            "Turn every retention execution into a preview (still audited): a safe mode for "
+            "trying a policy on a live system."
+        ),
+    )
+    retention_schedule: str | None = Field(
+        default=None,
+        description=(
+            "Cron expression (UTC) on which `taskledger serve` runs the policy in force, e.g. "
+            "`15 3 * * 1`. Unset means no in-process schedule."
+        ),
+    )
+    spike_max_rows: int = Field(
+        default=1000,
+        ge=1,
+        description=(
+            "Deletions outside confirmed retention runs (API deletes, the seed endpoint) allowed "
+            "within one window, across all replicas; more get 429."
+        ),
+    )
+    spike_window_seconds: int = Field(
+        default=60, ge=1, le=86_400, description="Length of the spike guard's sliding window."
+    )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="Where spike alerts are POSTed as JSON (off the request path, with retries).",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log line format: `text` for people, `json` for log pipelines."
     )

@@ -90,6 +90,7 @@ ADMIN = _expect(
     owner=403,
     stranger=403,
 )
+SEED_ADMIN_KEY = {caller: 403 for caller in CALLERS} | {"admin_key": OK}
 PROJECT_READ = _expect(
     other_project_key=404,
     read_key=OK,
@@ -297,6 +298,14 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, int | str], Builder]] = {
     ("GET", "/agents/tasks/"): (PROJECT_READ, _for_project(query=True)),
     ("GET", "/agents/tasks/paged"): (PROJECT_READ, _for_project(query=True)),
     ("GET", "/agents/tasks/paged.csv"): (PROJECT_READ, _for_project(query=True)),
+    ("DELETE", "/api/v1/runs/{run_pk}"): (
+        PROJECT_WRITE,
+        lambda a, w, c: Call({"run_pk": _run(a, w)}),
+    ),
+    ("DELETE", "/agents/tasks/before"): (
+        SEED_ADMIN_KEY,
+        lambda a, w, c: Call(query={"date": "2000-01-01T00:00:00Z"}),
+    ),
     # Admin
     ("POST", "/api/v1/admin/retention/preview"): (ADMIN, lambda a, w, c: Call(json={})),
     ("POST", "/api/v1/admin/retention/execute"): (

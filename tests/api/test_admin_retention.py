@@ -40,7 +40,7 @@ def test_preview_then_execute(app: FastAPI, client: TestClient) -> None:
 
     done = client.post(
         "/api/v1/admin/retention/execute",
-        json={"preset": "ops", "confirm": body["plan_id"]},
+        json={"preset": "ops", "confirm": body["plan_id"], "force": True, "reason": "old data"},
         headers=ADMIN,
     )
     assert done.status_code == 200, done.text

@@ -40,7 +40,18 @@ def test_preview_run_and_audit(settings: Settings, engine: Engine) -> None:
     assert code == 3 and "--yes" in err  # no terminal, no --yes: refused, nothing done
     assert count(engine, Run) == before
 
-    code, out, err = run(settings, "retention", "run", "--preset", "ops", "--yes", "--json")
+    code, out, err = run(
+        settings,
+        "retention",
+        "run",
+        "--preset",
+        "ops",
+        "--yes",
+        "--json",
+        "--force",
+        "--reason",
+        "test data is old",
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["outcome"] == "ok" and report["archive_uri"]
@@ -100,7 +111,18 @@ def test_holds_commands(settings: Settings, engine: Engine) -> None:
     assert code == 0
     code, out, _ = run(settings, "holds", "list", "--active", "--json")
     assert len(json.loads(out)) == 2
-    code, out, _ = run(settings, "retention", "run", "--preset", "ops", "--yes", "--json")
+    code, out, _ = run(
+        settings,
+        "retention",
+        "run",
+        "--preset",
+        "ops",
+        "--yes",
+        "--json",
+        "--force",
+        "--reason",
+        "test data is old",
+    )
     assert sum(r["affected"] for r in json.loads(out)["rules"]) == 0  # all of it is held
     code, out, _ = run(settings, "holds", "release", str(hold["id"]))
     assert code == 0
@@ -110,7 +132,18 @@ def test_holds_commands(settings: Settings, engine: Engine) -> None:
         settings, "holds", "add", "--scope", "agent", "--id", "nope", "--reason", "x"
     )
     assert code == 1
-    code, out, _ = run(settings, "retention", "run", "--preset", "ops", "--yes", "--json")
+    code, out, _ = run(
+        settings,
+        "retention",
+        "run",
+        "--preset",
+        "ops",
+        "--yes",
+        "--json",
+        "--force",
+        "--reason",
+        "test data is old",
+    )
     affected = sum(r["affected"] for r in json.loads(out)["rules"])
     assert affected > 0
     with Session(engine) as session:

@@ -37,8 +37,14 @@ def populated(
 
 
 def run_policy(
-    engine: Engine, policy: Policy, archive_root: Path, now: datetime | None = None
+    engine: Engine,
+    policy: Policy,
+    archive_root: Path,
+    now: datetime | None = None,
+    *,
+    force: bool = True,
 ) -> tuple[PlanPreview, ExecutionReport]:
+    """Preview and execute ``policy``; forced by default, as test data is mostly old."""
     sessions = make_session_factory(engine)
     previewed = preview_policy(sessions, policy, actor="test", trigger="cli", now=now)
     report = execute_policy(
@@ -49,6 +55,8 @@ def run_policy(
         actor="test",
         trigger="cli",
         archive_url=str(archive_root),
+        force=force,
+        reason="test data is old" if force else None,
     )
     return previewed, report
 

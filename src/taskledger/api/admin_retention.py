@@ -75,6 +75,8 @@ def execute(body: ExecuteRequest, principal: PrincipalDep, state: StateDep) -> E
         s3_endpoint_url=state.settings.s3_endpoint_url,
         metrics=state.metrics,
         reason=body.reason,
+        force=body.force,
+        dry_run_only=state.settings.retention_dry_run_only,
     )
     return ExecutionOut.model_validate(report.to_dict())
 

@@ -30,6 +30,8 @@ from taskledger.api.errors import install_error_handlers
 from taskledger.api.middleware import BodySizeLimit, RequestMetrics
 from taskledger.api.state import AppState
 from taskledger.metrics import Metrics
+from taskledger.retention.alerts import Alerter
+from taskledger.retention.guard import SpikeGuard
 from taskledger.services.bootstrap import ensure_initial_admin, resolve_secret_key
 from taskledger.settings import Settings
 from taskledger.store.engine import make_engine, make_session_factory
@@ -53,6 +55,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
     metrics = Metrics()
+    alerter = Alerter(webhook_url=settings.alert_webhook_url, metrics=metrics)
     state = AppState(
         settings=settings,
         engine=engine,
@@ -60,6 +63,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         metrics=metrics,
         secret_key=resolve_secret_key(settings),
         head_revision=head_revision(),
+        alerter=alerter,
+        spike_guard=SpikeGuard(
+            engine=engine,
+            max_rows=settings.spike_max_rows,
+            window_seconds=settings.spike_window_seconds,
+            alerter=alerter,
+        ),
     )
 
     @asynccontextmanager
@@ -76,6 +86,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         try:
             yield
         finally:
+            alerter.close()
             if owns_engine:
                 engine.dispose()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Depends, Header, Query, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
@@ -18,12 +18,16 @@ from taskledger.api.deps import (
     ProjectQuery,
     SessionDep,
     StateDep,
+    admin_key_scheme,
 )
 from taskledger.enums import RunStatus, Scope
+from taskledger.errors import PermissionDenied, ValidationFailed
+from taskledger.retention.deletes import prune_runs_before
 from taskledger.schemas.base import ReadModel
 from taskledger.schemas.runs import RunCreate, RunFilters, RunUpdate
 from taskledger.services import run_export, runs
-from taskledger.services.access import resolve_project
+from taskledger.services.access import Principal, resolve_project
+from taskledger.services.auth import principal_from_admin_key
 from taskledger.services.pagination import DEFAULT_LIMIT
 from taskledger.store.types import as_utc, utcnow
 
@@ -147,3 +151,52 @@ def paged_csv(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="agents-tasks-{stamp}.csv"'},
     )
+
+
+def seed_admin_key(
+    state: StateDep,
+    x_admin_key: Annotated[str | None, Depends(admin_key_scheme)],
+) -> Principal:
+    """The admin key, exactly as the seed endpoint checked it: anything else is 403."""
+    configured = state.settings.admin_api_key
+    try:
+        return principal_from_admin_key(
+            configured.get_secret_value() if configured else None, x_admin_key or ""
+        )
+    except PermissionDenied:
+        raise PermissionDenied("Forbidden") from None
+
+
+class PruneResult(BaseModel):
+    deleted: int
+    cutoff: str
+
+
+@router.delete(
+    "/before",
+    response_model=PruneResult,
+    responses={
+        403: {"description": "No, a wrong, or an unconfigured admin key"},
+        429: {"description": "The deletion spike guard refused; see Retry-After"},
+    },
+)
+def prune_before(
+    principal: Annotated[Principal, Depends(seed_admin_key)],
+    state: StateDep,
+    date: Annotated[datetime, Query(description="Delete runs started before this (UTC).")],
+) -> PruneResult:
+    """Delete every unheld run started before ``date``: archived first, audited (trigger
+    ``endpoint``), counted by the spike guard. Needs ``X-Admin-Key``."""
+    cutoff = as_utc(date)
+    if cutoff > utcnow():
+        raise ValidationFailed("date must not be in the future.")
+    report = prune_runs_before(
+        state.engine,
+        state.session_factory,
+        cutoff=cutoff,
+        actor=principal.actor,
+        guard=state.spike_guard,
+        target=state.archive_target,
+        metrics=state.metrics,
+    )
+    return PruneResult(deleted=report.deleted, cutoff=cutoff.isoformat())

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 from sqlalchemy.orm import Session
@@ -22,6 +22,7 @@ from taskledger.api.deps import (
 )
 from taskledger.api.state import AppState
 from taskledger.enums import RunStatus, Scope
+from taskledger.retention.deletes import delete_records
 from taskledger.schemas.base import StrictModel
 from taskledger.schemas.runs import BatchResult, RunCreate, RunFilters, RunPage, RunRead, RunUpdate
 from taskledger.services import run_batch, run_export, runs
@@ -195,3 +196,30 @@ def update_run(
     with session.begin():
         run = runs.get_run(session, principal, run_pk, Scope.WRITE)
         return RunRead.model_validate(runs.update_run(session, run, body))
+
+
+@router.delete(
+    "/runs/{run_pk}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        409: {"description": "The run is under a retention hold"},
+        429: {"description": "The deletion spike guard refused; see Retry-After"},
+    },
+)
+def delete_run(
+    run_pk: int, principal: PrincipalDep, session: SessionDep, state: StateDep
+) -> Response:
+    """Delete a run: archived first, audited, counted by the spike guard; refused under a hold."""
+    with session.begin():
+        runs.get_run(session, principal, run_pk, Scope.WRITE)
+    delete_records(
+        state.engine,
+        state.session_factory,
+        table="runs",
+        keys=[run_pk],
+        actor=principal.actor,
+        guard=state.spike_guard,
+        target=state.archive_target,
+        metrics=state.metrics,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -8,6 +8,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.metrics import Metrics
+from taskledger.retention.alerts import Alerter
+from taskledger.retention.deletes import ArchiveTarget
+from taskledger.retention.guard import SpikeGuard
 from taskledger.settings import Settings
 
 
@@ -21,3 +24,9 @@ class AppState:
     metrics: Metrics
     secret_key: str
     head_revision: str
+    alerter: Alerter
+    spike_guard: SpikeGuard
+
+    @property
+    def archive_target(self) -> ArchiveTarget:
+        return ArchiveTarget(self.settings.resolved_archive_url, self.settings.s3_endpoint_url)

@@ -14,8 +14,11 @@ from taskledger.api.deps import (
     PrincipalDep,
     ProjectQuery,
     SessionDep,
+    StateDep,
 )
 from taskledger.enums import Scope, TaskStatus
+from taskledger.errors import ConflictError
+from taskledger.retention.deletes import delete_records
 from taskledger.schemas.base import AwareDatetime
 from taskledger.schemas.tasks import (
     TaskAssign,
@@ -126,9 +129,25 @@ def change_status(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={409: {"description": "Unfinished tasks depend on this one"}},
 )
-def delete_task(task_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> Response:
-    """Delete the task, unless an unfinished task depends on it."""
+def delete_task(
+    task_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, state: StateDep
+) -> Response:
+    """Delete the task, unless an unfinished task depends on it or a hold protects it. The task,
+    its dependency edges and the runs' links to it are archived first, and the delete is
+    audited and counted by the spike guard."""
     with session.begin():
         task = tasks.get_task(session, principal, task_id, Scope.WRITE)
-        tasks.delete_task(session, task=task)
+        tasks.ensure_deletable(session, task=task)
+    report = delete_records(
+        state.engine,
+        state.session_factory,
+        table="tasks",
+        keys=[task_id],
+        actor=principal.actor,
+        guard=state.spike_guard,
+        target=state.archive_target,
+        metrics=state.metrics,
+    )
+    if report.deleted == 0:
+        raise ConflictError("The task changed meanwhile (something now depends on it); retry.")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -107,10 +107,22 @@ def preview_cmd(
 @retention.command("run")
 @policy_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Allow rules that delete more than max_table_fraction of their table.",
+)
+@click.option("--reason", default=None, help="Why (required with --force; audited).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def run_cmd(
-    obj: CliContext, preset: str | None, policy_file: str | None, yes: bool, as_json: bool
+    obj: CliContext,
+    preset: str | None,
+    policy_file: str | None,
+    yes: bool,
+    force: bool,
+    reason: str | None,
+    as_json: bool,
 ) -> None:
     """Preview, confirm, then archive and delete, scrub or expire, batch by batch."""
     policy = choose_policy(obj, preset, policy_file)
@@ -145,6 +157,9 @@ def run_cmd(
             archive_url=obj.settings.resolved_archive_url,
             s3_endpoint_url=obj.settings.s3_endpoint_url,
             progress=lambda _rule, n: bar.advance(task, n),
+            force=force,
+            reason=reason,
+            dry_run_only=obj.settings.retention_dry_run_only,
         )
     if as_json:
         emit_json(report.to_dict())

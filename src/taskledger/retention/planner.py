@@ -200,7 +200,7 @@ def _base(
     return and_(*conditions)
 
 
-def _unfinished_dependents() -> ColumnElement[bool]:
+def unfinished_dependents() -> ColumnElement[bool]:
     """Tasks that a task not yet completed, failed or cancelled depends on."""
     dependent = Task.__table__.alias("dependent")
     return exists().where(
@@ -227,7 +227,7 @@ def build_plan(
         cutoff = rule.cutoff(now)
         base = _base(rule, table, cutoff, project_ids, dialect)
         held_condition = held.held(table.name) if held else false()
-        protected = _unfinished_dependents() if table.name == "tasks" else None
+        protected = unfinished_dependents() if table.name == "tasks" else None
         exclusions = [held_condition, *earlier.get(table.name, [])]
         if rule.action == "delete" and held:
             exclusions.append(held.held_children(table.name))

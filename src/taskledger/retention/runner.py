@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.enums import RetentionMode, RetentionTrigger
@@ -22,10 +22,13 @@ from taskledger.metrics import Metrics
 from taskledger.retention.archive import ArchiveWriter
 from taskledger.retention.audit import AuditHandle, close_audit, open_audit, record
 from taskledger.retention.executor import Executor, Progress, RuleOutcome
+from taskledger.retention.guard import check_caps
 from taskledger.retention.holds import active_holds
+from taskledger.retention.lock import holder_identity, runner_lock
 from taskledger.retention.planner import Plan, PlanPreview, build_plan, preview, resolve_projects
 from taskledger.retention.policy import Policy
 from taskledger.retention.stores import open_store
+from taskledger.retention.tables import get_table
 from taskledger.store.migrate import current_revision
 from taskledger.store.models import RetentionRun
 from taskledger.store.types import as_utc, utcnow
@@ -192,13 +195,19 @@ def execute_policy(
     metrics: Metrics | None = None,
     progress: Progress | None = None,
     reason: str | None = None,
+    force: bool = False,
+    dry_run_only: bool = False,
 ) -> ExecutionReport:
     """Execute the plan that ``confirmed`` names, at the moment it was previewed.
 
     The counts are taken again first: a plan whose counts grew by more than 10 % is refused as
     stale (the audit row records the refusal). Rows that came of age since the preview are left
-    for the next run, so the execution does exactly what was confirmed.
+    for the next run, so the execution does exactly what was confirmed. Then the caps
+    (``max_rows_per_run``, ``max_table_fraction`` unless ``force`` with a ``reason``) and the
+    single-runner lock apply. With ``dry_run_only`` the execution becomes an audited preview.
     """
+    if dry_run_only:
+        return _dry_run(sessions, policy, confirmed, actor=actor, trigger=trigger)
     handle = open_audit(
         sessions,
         actor=actor,
@@ -219,22 +228,23 @@ def execute_policy(
     )
     started = time.perf_counter()
     try:
-        with sessions() as session, session.begin():
-            current = preview(session, make_plan(session, policy, confirmed.now))
-        check_not_stale(confirmed, current)
-        writer = _writer(engine, policy, current, handle, archive_url, s3_endpoint_url)
-        try:
-            executor = Executor(
-                engine, writer=writer, now=current.plan.now, metrics=metrics, progress=progress
+        with runner_lock(engine, holder=f"{actor} ({holder_identity()})"):
+            with sessions() as session, session.begin():
+                current = preview(session, make_plan(session, policy, confirmed.now))
+                rows = table_rows(session, {r.table for r in current.rules})
+            check_not_stale(confirmed, current)
+            check_caps(policy, current, rows, force=force, reason=reason)
+            report.rules = _execute(
+                engine,
+                policy,
+                current,
+                handle,
+                archive_url,
+                s3_endpoint_url,
+                metrics,
+                progress,
+                report,
             )
-            expected = {r.name: r.matched for r in current.rules}
-            report.rules = executor.run(current.plan, expected=expected)
-            if writer is not None:
-                writer.finish()
-                report.archive_uri = writer.uri if writer.manifest.files else None
-        finally:
-            if writer is not None:
-                writer.store.close()
     except SafeguardRefused as exc:
         _close(sessions, handle, report, "refused", error=str(exc.detail))
         raise
@@ -246,6 +256,81 @@ def execute_policy(
         metrics.retention_duration.observe(time.perf_counter() - started)
         metrics.retention_last_success.set(time.time())
     return report
+
+
+def _execute(
+    engine: Engine,
+    policy: Policy,
+    current: PlanPreview,
+    handle: AuditHandle,
+    archive_url: str,
+    s3_endpoint_url: str | None,
+    metrics: Metrics | None,
+    progress: Progress | None,
+    report: ExecutionReport,
+) -> list[RuleOutcome]:
+    writer = _writer(engine, policy, current, handle, archive_url, s3_endpoint_url)
+    try:
+        executor = Executor(
+            engine, writer=writer, now=current.plan.now, metrics=metrics, progress=progress
+        )
+        outcomes = executor.run(current.plan, expected={r.name: r.matched for r in current.rules})
+        if writer is not None:
+            writer.finish()
+            report.archive_uri = writer.uri if writer.manifest.files else None
+        return outcomes
+    finally:
+        if writer is not None:
+            writer.store.close()
+
+
+def table_rows(session: Session, tables: set[str]) -> dict[str, int]:
+    """Exact row counts of ``tables`` (for the table-fraction guard)."""
+    counts = {}
+    for name in sorted(tables):
+        model = get_table(name).model
+        counts[name] = int(session.scalar(select(func.count()).select_from(model)) or 0)
+    return counts
+
+
+def _dry_run(
+    sessions: sessionmaker[Session],
+    policy: Policy,
+    confirmed: ConfirmedPlan,
+    *,
+    actor: str,
+    trigger: RetentionTrigger | str,
+) -> ExecutionReport:
+    """TASKLEDGER_RETENTION_DRY_RUN_ONLY: the execution is previewed and audited, nothing else."""
+    with sessions() as session, session.begin():
+        current = preview(session, make_plan(session, policy, confirmed.now))
+    handle = record(
+        sessions,
+        actor=actor,
+        trigger=trigger,
+        mode=RetentionMode.PREVIEW,
+        outcome="dry-run",
+        counts=current.to_dict(),
+        policy_name=policy.name,
+        policy_hash=policy.policy_hash,
+        plan_id=confirmed.plan_id,
+    )
+    rules = [
+        RuleOutcome(
+            name=r.name, table=r.table, action=r.action, archived=r.archive, matched=r.matched
+        )
+        for r in current.rules
+    ]
+    return ExecutionReport(
+        retention_run_id=handle.id,
+        plan_id=confirmed.plan_id,
+        policy=policy.name,
+        outcome="dry-run",
+        archive_uri=None,
+        started_at=handle.started_at,
+        finished_at=utcnow(),
+        rules=rules,
+    )
 
 
 def _writer(

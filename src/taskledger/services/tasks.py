@@ -196,12 +196,12 @@ def change_status(session: Session, *, task: Task, status: TaskStatus, reopen: b
     return task
 
 
-def delete_task(session: Session, *, task: Task) -> None:
-    """Delete a task, unless a task not yet finished depends on it (409 naming those).
+def ensure_deletable(session: Session, *, task: Task) -> None:
+    """Refuse (409, naming them) to delete a task that unfinished tasks depend on.
 
-    Its edges go with it (``ON DELETE CASCADE``); runs that referenced it keep their history
-    with ``task_id`` null. This is the one place a task is deleted: the archive, audit log and
-    spike guard of SPEC section 5 hook in here.
+    The delete itself goes through :func:`taskledger.retention.deletes.delete_records`, which
+    archives the task, its edges and the runs' links to it, audits it and applies the spike
+    guard; it re-checks this condition at the moment of deletion.
     """
     dependents = task_graph.active_dependents(session, task.id)
     if dependents:
@@ -211,5 +211,3 @@ def delete_task(session: Session, *, task: Task) -> None:
                 "dependents": dependents,
             }
         )
-    session.delete(task)
-    session.flush()

@@ -7,7 +7,13 @@ from taskledger.store.models.comms import (
     AgentSession,
     Instruction,
 )
-from taskledger.store.models.governance import RetentionHold, RetentionRun
+from taskledger.store.models.governance import (
+    DeletionEvent,
+    RetentionHold,
+    RetentionLease,
+    RetentionRun,
+    ScheduleTick,
+)
 from taskledger.store.models.identity import ApiKey, Project, User
 from taskledger.store.models.runs import Run
 from taskledger.store.models.work import Agent, Task, TaskDependency
@@ -19,11 +25,14 @@ __all__ = [
     "AgentSession",
     "ApiKey",
     "Base",
+    "DeletionEvent",
     "Instruction",
     "Project",
     "RetentionHold",
+    "RetentionLease",
     "RetentionRun",
     "Run",
+    "ScheduleTick",
     "Task",
     "TaskDependency",
     "User",

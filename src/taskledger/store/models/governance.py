@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskledger.enums import HoldScope, RetentionMode, RetentionTrigger
@@ -60,3 +60,38 @@ class RetentionRun(Base):
         one_of("trigger", RetentionTrigger),
         one_of("mode", RetentionMode),
     )
+
+
+class DeletionEvent(Base):
+    """One deletion outside a confirmed retention run; the spike guard's shared sliding window."""
+
+    __tablename__ = "deletion_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, nullable=False, default=utcnow, index=True
+    )
+    rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    source: Mapped[str] = mapped_column(String(32), nullable=False)
+    actor: Mapped[str] = mapped_column(String(320), nullable=False)
+
+
+class RetentionLease(Base):
+    """The single-runner lease on SQLite (PostgreSQL uses an advisory lock instead)."""
+
+    __tablename__ = "retention_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ScheduleTick(Base):
+    """The last schedule tick claimed, so that N replicas run each tick exactly once."""
+
+    __tablename__ = "retention_schedule"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_tick: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(320), nullable=True)

@@ -1,0 +1,115 @@
+"""Safeguards: caps, the table-fraction guard, dry-run-only mode, the single-runner lock."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from taskledger.errors import SafeguardRefused
+from taskledger.retention.lock import LEASE, LockHeld, runner_lock
+from taskledger.retention.policy import PRESETS
+from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
+from taskledger.store.models import RetentionLease, RetentionRun, Run
+from taskledger.store.types import utcnow
+from tests.retention.engine_helpers import count, populated, sessions_of
+
+
+def _execute(engine: Engine, policy, tmp_path: Path, **options):  # type: ignore[no-untyped-def]
+    sessions = sessions_of(engine)
+    previewed = preview_policy(sessions, policy, actor="t", trigger="cli")
+    return previewed, execute_policy(
+        engine,
+        sessions,
+        policy,
+        ConfirmedPlan.from_preview(previewed),
+        actor="t",
+        trigger="cli",
+        archive_url=str(tmp_path),
+        **options,
+    )
+
+
+def _last_execute(engine: Engine) -> RetentionRun:
+    with Session(engine) as session:
+        return session.scalars(
+            select(RetentionRun)
+            .where(RetentionRun.mode.in_(["execute", "preview"]))
+            .order_by(RetentionRun.id.desc())
+            .limit(1)
+        ).one()
+
+
+def test_max_rows_per_run(engine: Engine, tmp_path: Path) -> None:
+    populated(engine, runs=500, days=300)
+    policy = dataclasses.replace(PRESETS["ops"], max_rows_per_run=10)
+    with pytest.raises(SafeguardRefused, match="max_rows_per_run"):
+        _execute(engine, policy, tmp_path, force=True, reason="r")
+    assert count(engine, Run) == 500
+    assert _last_execute(engine).outcome == "refused"
+
+
+def test_table_fraction_needs_force_and_reason(engine: Engine, tmp_path: Path) -> None:
+    populated(engine, runs=500, days=300)
+    policy = PRESETS["ops"]
+    with pytest.raises(SafeguardRefused, match="max_table_fraction"):
+        _execute(engine, policy, tmp_path)
+    with pytest.raises(SafeguardRefused, match="--reason"):
+        _execute(engine, policy, tmp_path, force=True)
+    assert count(engine, Run) == 500
+    _, report = _execute(engine, policy, tmp_path, force=True, reason="quarterly clean-up")
+    assert report.outcome == "ok" and report.affected > 250
+    audit = _last_execute(engine)
+    assert audit.reason == "quarterly clean-up" and audit.outcome == "ok"
+
+
+def test_dry_run_only_previews_and_audits(engine: Engine, tmp_path: Path) -> None:
+    populated(engine, runs=300, days=300)
+    previewed, report = _execute(
+        engine, PRESETS["ops"], tmp_path / "archives", force=True, reason="r", dry_run_only=True
+    )
+    assert report.outcome == "dry-run" and report.affected == 0
+    assert [r.matched for r in report.rules] == [r.matched for r in previewed.rules]
+    assert count(engine, Run) == 300
+    audit = _last_execute(engine)
+    assert audit.mode == "preview" and audit.outcome == "dry-run"
+    assert not (tmp_path / "archives").exists()
+
+
+def test_the_lock_admits_one_runner(engine: Engine, tmp_path: Path) -> None:
+    populated(engine, runs=200, days=300)
+    with runner_lock(engine, holder="other-host:42"):
+        with pytest.raises(LockHeld, match="other-host:42"):
+            _execute(engine, PRESETS["ops"], tmp_path, force=True, reason="r")
+        with pytest.raises(LockHeld), runner_lock(engine):
+            pass
+    assert count(engine, Run) == 200
+    assert _last_execute(engine).outcome == "refused"
+    # Released: the next run goes ahead.
+    _, report = _execute(engine, PRESETS["ops"], tmp_path, force=True, reason="r")
+    assert report.outcome == "ok"
+
+
+def test_an_expired_sqlite_lease_can_be_taken(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL uses an advisory lock, released when its holder disconnects")
+    with runner_lock(engine, holder="crashed:1"):
+        pass
+    with Session(engine) as session, session.begin():
+        session.execute(
+            update(RetentionLease).values(
+                holder="crashed:1", expires_at=utcnow() - timedelta(seconds=1)
+            )
+        )
+    with runner_lock(engine, holder="me:2"), Session(engine) as session:
+        assert session.scalar(select(RetentionLease.holder)) == "me:2"
+    with Session(engine) as session, session.begin():
+        session.execute(
+            update(RetentionLease).values(holder="alive:3", expires_at=utcnow() + LEASE)
+        )
+    with pytest.raises(LockHeld, match="alive:3"), runner_lock(engine):
+        pass
