@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from croniter import croniter
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -124,6 +125,16 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a SQLite connection waits for a lock before failing, in ms.",
     )
+
+    @field_validator("retention_schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(
+                "not a cron expression: five fields (minute hour day month weekday), or six "
+                "with seconds last"
+            )
+        return value
 
     @property
     def resolved_database_url(self) -> str:

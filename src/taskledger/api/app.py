@@ -32,6 +32,7 @@ from taskledger.api.state import AppState
 from taskledger.metrics import Metrics
 from taskledger.retention.alerts import Alerter
 from taskledger.retention.guard import SpikeGuard
+from taskledger.retention.scheduler import Scheduler
 from taskledger.services.bootstrap import ensure_initial_admin, resolve_secret_key
 from taskledger.settings import Settings
 from taskledger.store.engine import make_engine, make_session_factory
@@ -40,13 +41,16 @@ from taskledger.store.migrate import head_revision
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, engine: Engine | None = None, schedule: bool = True
+) -> FastAPI:
     """Build the taskledger app.
 
     Args:
         settings: The configuration to serve with.
         engine: An engine to use instead of one built from ``settings`` (tests pass theirs).
             The app disposes only an engine it built itself.
+        schedule: Run ``TASKLEDGER_RETENTION_SCHEDULE`` in this process (when it is set).
     """
     owns_engine = engine is None
     if engine is None:
@@ -72,6 +76,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         ),
     )
 
+    scheduler = (
+        Scheduler(engine, state.session_factory, settings, metrics)
+        if settings.retention_schedule and schedule
+        else None
+    )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         admin = ensure_initial_admin(state.session_factory, settings)
@@ -83,9 +93,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
                 admin.password,
                 admin.password_file,
             )
+        if scheduler is not None:
+            scheduler.start()
+            log.info("retention scheduled on %r (UTC)", settings.retention_schedule)
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             alerter.close()
             if owns_engine:
                 engine.dispose()

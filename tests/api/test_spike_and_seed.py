@@ -1,0 +1,203 @@
+"""The spike guard (429, Retry-After, alert, recovery), the seed prune endpoint, and the
+PostgreSQL ``agents_tasks_prune`` function."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+from taskledger.api import create_app
+from taskledger.enums import HoldScope
+from taskledger.retention import holds
+from taskledger.retention.archive import read_manifest
+from taskledger.settings import Settings
+from taskledger.store.models import RetentionRun, Run
+from tests.conftest import ADMIN_KEY
+from tests.helpers import key_headers, state_of, transaction
+from tests.retention.engine_helpers import count, populated
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict[str, object]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        _Hook.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    _Hook.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/alerts"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _client(settings: Settings, engine: Engine, **changes: object) -> TestClient:
+    return TestClient(create_app(settings.model_copy(update=changes), engine=engine))
+
+
+def test_spike_guard_trips_alerts_and_recovers(
+    settings: Settings, engine: Engine, webhook: str
+) -> None:
+    with _client(
+        settings, engine, spike_max_rows=3, spike_window_seconds=2, alert_webhook_url=webhook
+    ) as client:
+        app = client.app
+        _, headers = key_headers(app)  # type: ignore[arg-type]
+        ids = [
+            client.post("/api/v1/runs", json={"task": "t"}, headers=headers).json()["id"]
+            for _ in range(5)
+        ]
+        for run_id in ids[:3]:
+            assert client.delete(f"/api/v1/runs/{run_id}", headers=headers).status_code == 204
+        refused = client.delete(f"/api/v1/runs/{ids[3]}", headers=headers)
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 2
+        assert "spike" in refused.json()["detail"]
+        with transaction(app) as session:  # type: ignore[arg-type]
+            assert session.get(Run, ids[3]) is not None
+        state_of(app).alerter.close()  # wait for the webhook delivery  # type: ignore[arg-type]
+        assert _Hook.received and _Hook.received[0]["alert"] == "deletion_spike"
+        assert _Hook.received[0]["max_rows"] == 3
+        families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+        assert families["taskledger_spike_alerts"].samples[0].value >= 1
+        time.sleep(2.1)  # the window drains
+        assert client.delete(f"/api/v1/runs/{ids[3]}", headers=headers).status_code == 204
+
+
+def test_api_deletes_are_archived_and_audited(app, client: TestClient) -> None:  # type: ignore[no-untyped-def]
+    _project, headers = key_headers(app)
+    run = client.post(
+        "/api/v1/runs", json={"task": "t", "inputs": {"a": 1}}, headers=headers
+    ).json()
+    held = client.post("/api/v1/runs", json={"task": "keep"}, headers=headers).json()
+    with transaction(app) as session:
+        holds.add_hold(
+            session, scope=HoldScope.RUN, target_id=str(held["id"]), reason="x", actor="t"
+        )
+    assert client.delete(f"/api/v1/runs/{held['id']}", headers=headers).status_code == 409
+    assert client.delete(f"/api/v1/runs/{run['id']}", headers=headers).status_code == 204
+    assert client.get(f"/api/v1/runs/{run['id']}", headers=headers).status_code == 404
+    with transaction(app) as session:
+        audit = session.scalars(
+            select(RetentionRun).where(
+                RetentionRun.policy_name == "api-delete-runs", RetentionRun.outcome == "ok"
+            )
+        ).one()
+        assert audit.trigger == "api" and audit.archive_uri
+    manifest = read_manifest(audit.archive_uri)
+    assert [(p.table, p.rows) for p in manifest.files] == [("runs", 1)]
+
+
+def test_seed_endpoint(settings: Settings, engine: Engine, tmp_path: Path) -> None:
+    populated(engine, runs=400, days=200)
+    cutoff = (datetime.now(UTC) - timedelta(days=100)).replace(microsecond=0)
+    with Session(engine) as session:
+        expected = session.scalar(select(Run.id).where(Run.started_at < cutoff).limit(1))
+        old = count(engine, Run, Run.started_at < cutoff)
+        keep_id = expected
+    with Session(engine) as session, session.begin():
+        holds.add_hold(session, scope=HoldScope.RUN, target_id=str(keep_id), reason="x", actor="t")
+    params = {"date": cutoff.isoformat().replace("+00:00", "Z")}
+    with _client(settings, engine, spike_max_rows=100_000) as client:
+        assert client.delete("/agents/tasks/before", params=params).status_code == 403
+        wrong = client.delete(
+            "/agents/tasks/before", params=params, headers={"X-Admin-Key": "nope"}
+        )
+        assert wrong.status_code == 403 and wrong.json() == {"detail": "Forbidden"}
+        assert (
+            client.delete(
+                "/agents/tasks/before",
+                params={"date": "yesterday"},
+                headers={"X-Admin-Key": ADMIN_KEY},
+            ).status_code
+            == 422
+        )
+        future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        assert (
+            client.delete(
+                "/agents/tasks/before", params={"date": future}, headers={"X-Admin-Key": ADMIN_KEY}
+            ).status_code
+            == 422
+        )
+        done = client.delete(
+            "/agents/tasks/before", params=params, headers={"X-Admin-Key": ADMIN_KEY}
+        )
+        assert done.status_code == 200, done.text
+        assert done.json() == {"deleted": old - 1, "cutoff": cutoff.isoformat()}
+    assert count(engine, Run, Run.started_at < cutoff) == 1  # the held run
+    with Session(engine) as session:
+        audit = session.scalars(
+            select(RetentionRun).where(RetentionRun.trigger == "endpoint")
+        ).one()
+    assert audit.outcome == "ok" and audit.archive_uri
+    assert sum(p.rows for p in read_manifest(audit.archive_uri).files) == old - 1
+    with _client(settings.model_copy(update={"admin_api_key": None}), engine) as client:
+        unset = client.delete(
+            "/agents/tasks/before", params=params, headers={"X-Admin-Key": ADMIN_KEY}
+        )
+        assert unset.status_code == 403
+
+
+def test_seed_endpoint_obeys_the_spike_guard(settings: Settings, engine: Engine) -> None:
+    populated(engine, runs=300, days=200)
+    with _client(settings, engine, spike_max_rows=10) as client:
+        response = client.delete(
+            "/agents/tasks/before",
+            params={"date": datetime.now(UTC).isoformat()},
+            headers={"X-Admin-Key": ADMIN_KEY},
+        )
+        assert response.status_code == 429 and "retry-after" in response.headers
+    assert count(engine, Run) == 300
+
+
+def test_postgresql_prune_function(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        with engine.connect() as conn:
+            names = {
+                r[0]
+                for r in conn.execute(
+                    text("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+                )
+            }
+        assert "agents_tasks_prune" not in names  # SQLite has no functions: nothing created
+        return
+    populated(engine, runs=300, days=200)
+    cutoff = datetime.now(UTC) - timedelta(days=100)
+    with Session(engine) as session:
+        held_run = session.scalar(select(Run.id).where(Run.started_at < cutoff).limit(1))
+        old = count(engine, Run, Run.started_at < cutoff)
+    with Session(engine) as session, session.begin():
+        holds.add_hold(session, scope=HoldScope.RUN, target_id=str(held_run), reason="x", actor="t")
+    with engine.begin() as conn:
+        deleted = conn.execute(text("SELECT agents_tasks_prune(:c)"), {"c": cutoff}).scalar()
+    assert deleted == old - 1
+    assert count(engine, Run, Run.started_at < cutoff) == 1
+    with Session(engine) as session:
+        audit = session.scalars(select(RetentionRun).where(RetentionRun.trigger == "sql")).one()
+    assert audit.outcome == "ok" and audit.counts["rules"][0]["affected"] == old - 1
+    assert audit.actor.startswith("sql:")
+    with pytest.raises(Exception, match="NULL"), engine.begin() as conn:
+        conn.execute(text("SELECT agents_tasks_prune(NULL)"))
