@@ -313,6 +313,7 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, int | str], Builder]] = {
         lambda a, w, c: Call(json={"preset": "ops", "confirm": _plan_id(a)}),
     ),
     ("GET", "/api/v1/admin/retention/runs"): (ADMIN, lambda a, w, c: Call()),
+    ("GET", "/api/v1/admin/stats"): (ADMIN, lambda a, w, c: Call()),
     ("POST", "/api/v1/admin/holds"): (
         ADMIN,
         lambda a, w, c: Call(

@@ -13,6 +13,7 @@ from taskledger import __version__
 from taskledger.api import (
     admin_holds,
     admin_retention,
+    admin_stats,
     agents,
     api_keys,
     auth,
@@ -128,6 +129,7 @@ def create_app(
         compat,
         admin_retention,
         admin_holds,
+        admin_stats,
     )
     for module in routers:
         app.include_router(module.router)

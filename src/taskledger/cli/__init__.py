@@ -14,9 +14,10 @@ from taskledger.cli.projects import projects
 from taskledger.cli.retention import retention
 from taskledger.cli.runs import runs
 from taskledger.cli.serve import serve
+from taskledger.cli.stats import stats
 from taskledger.cli.users import users
 
-for command in (db, generate, holds, keys, projects, retention, runs, serve, users):
+for command in (db, generate, holds, keys, projects, retention, runs, serve, stats, users):
     cli.add_command(command)
 
 

@@ -257,9 +257,21 @@ def _count(session: Session, selection: RuleSelection, condition: ColumnElement[
     return int(session.scalar(select(func.count()).select_from(table).where(condition)) or 0)
 
 
-def preview_rule(session: Session, selection: RuleSelection) -> RulePreview:
-    """Count, date, sample and size one rule's selection."""
+def preview_rule(
+    session: Session, selection: RuleSelection, *, details: bool = True
+) -> RulePreview:
+    """Count, date, sample and size one rule's selection (only count it without ``details``)."""
     rule, table = selection.rule, selection.table.model.__table__
+    if not details:
+        matched = session.scalar(select(func.count()).select_from(table).where(selection.eligible))
+        return RulePreview(
+            name=rule.name,
+            table=rule.table,
+            action=rule.action,
+            archive=rule.archive,
+            cutoff=selection.cutoff,
+            matched=int(matched or 0),
+        )
     result = RulePreview(
         name=rule.name,
         table=rule.table,

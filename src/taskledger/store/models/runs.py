@@ -53,6 +53,8 @@ class Run(Timestamps, Base):
         one_of("status", RunStatus),
         UniqueConstraint("project_id", "idempotency_key"),
         Index("ix_runs_started_at_desc_id_desc", started_at.desc(), id.desc()),
+        # Retention rules and stats select by status and age: index-only on both backends.
+        Index("ix_runs_status_started_at", "status", "started_at"),
         Index(
             "ix_runs_project_id_started_at_desc_id_desc",
             project_id,

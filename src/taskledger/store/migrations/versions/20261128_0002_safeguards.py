@@ -1,5 +1,6 @@
 """Safeguards: the spike guard's deletion window, the SQLite single-runner lease, schedule ticks,
-and (PostgreSQL only) the agents_tasks_prune() function.
+an index of runs by status and age (retention rules and stats), and (PostgreSQL only) the
+agents_tasks_prune() function.
 
 Revision ID: 0002
 Revises: 0001
@@ -88,6 +89,7 @@ def upgrade() -> None:
         sa.Column("claimed_by", sa.String(length=320), nullable=True),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_retention_schedule")),
     )
+    op.create_index("ix_runs_status_started_at", "runs", ["status", "started_at"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(PRUNE_FUNCTION)
 
@@ -95,6 +97,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS agents_tasks_prune(timestamptz)")
+    op.drop_index("ix_runs_status_started_at", table_name="runs")
     op.drop_table("retention_schedule")
     op.drop_table("retention_leases")
     op.drop_table("deletion_events")
