@@ -160,8 +160,11 @@ class Executor:
         last: Any = None
         while True:
             condition = selection.eligible if last is None else and_(selection.eligible, key > last)
+            # Whole rows only when they are archived or scrubbed; an unarchived delete or an
+            # expiry needs just the keys.
+            whole = selection.rule.archive or selection.rule.action == "scrub"
             stmt = (
-                select(table)
+                (select(table) if whole else select(key))
                 .where(condition)
                 .order_by(key)
                 .limit(selection.batch_size)
