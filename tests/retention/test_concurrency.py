@@ -19,9 +19,11 @@ from taskledger.store.models import RetentionRun
 from taskledger.store.types import utcnow
 from tests.retention.engine_helpers import populated
 
+# Small archived batches: every batch is made durable (an fsync or more) before its delete, so
+# the run lasts seconds whatever the CPU, and the four processes surely overlap.
 SLOW_POLICY = """
 name = "slow-ops"
-batch_size = 40
+batch_size = 20
 max_table_fraction = 1.0
 [[rule]]
 name = "runs-completed"
