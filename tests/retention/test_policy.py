@@ -646,7 +646,7 @@ RETENTION_DOC = Path(__file__).resolve().parents[2] / "docs" / "retention.md"
 
 def test_the_documented_examples_behave_as_documented() -> None:
     text = RETENTION_DOC.read_text(encoding="utf-8")
-    example, invalid = re.findall(r"```toml\n(.*?)```", text, flags=re.S)
+    example, invalid, caps = re.findall(r"```toml\n(.*?)```", text, flags=re.S)
     assert [r.name for r in parse_policy(example, default_name="nightly").rules] == [
         "old-runs",
         "stale-connections",
@@ -654,6 +654,8 @@ def test_the_documented_examples_behave_as_documented() -> None:
     with pytest.raises(PolicyError) as caught:
         parse_policy(invalid, default_name="x")
     assert "\n".join(caught.value.errors) in text
+    capped = parse_policy(caps + rule_toml("r"), default_name="capped")
+    assert (capped.max_rows_per_run, capped.max_table_fraction) == (200_000, 0.3)
 
 
 def test_every_preset_rule_is_in_the_documented_table() -> None:
