@@ -15,6 +15,9 @@ from taskledger.enums import HoldScope
 from taskledger.errors import SafeguardRefused
 from taskledger.retention import holds
 from taskledger.retention.archive import ArchiveReader, verify
+from taskledger.retention.executor import Executor, PlanExceeded
+from taskledger.retention.holds import HeldSet
+from taskledger.retention.planner import build_plan
 from taskledger.retention.policy import PRESETS, parse_policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
 from taskledger.retention.tables import is_scrub_marker
@@ -293,3 +296,71 @@ def test_every_preview_and_execution_is_audited(engine: Engine, tmp_path: Path) 
     assert all(r.policy_hash == PRESETS["default"].policy_hash for r in rows)
     assert rows[1].archive_uri and rows[1].finished_at and rows[1].actor == "test"
     assert all(r.counts for r in rows)
+
+
+# --- rules of one table: the first matching rule keeps its rows --------------------------------
+
+OVERLAPPING = {
+    # A scrub takes pending instructions; the expiry after it (of pending and sent ones) must
+    # not take the ones it scrubbed.
+    "instructions": """
+[[rule]]
+name = "scrub-pending"
+table = "instructions"
+older_than = "1d"
+status = ["pending"]
+action = "scrub"
+
+[[rule]]
+name = "expire-rest"
+table = "instructions"
+older_than = "1d"
+action = "expire"
+""",
+    # An expiry moves connections out of `active`; the delete after it must not take them.
+    "agent_connections": """
+[[rule]]
+name = "expire-active"
+table = "agent_connections"
+older_than = "1d"
+status = ["active"]
+action = "expire"
+
+[[rule]]
+name = "delete-old"
+table = "agent_connections"
+older_than = "1d"
+action = "delete"
+""",
+}
+
+
+@pytest.mark.parametrize("table", sorted(OVERLAPPING))
+def test_a_row_is_taken_by_one_rule_only(engine: Engine, tmp_path: Path, table: str) -> None:
+    populated(engine, runs=200, days=400, agents=6)
+    policy = parse_policy(OVERLAPPING[table], default_name="overlap")
+    previewed, report = run_policy(engine, policy, tmp_path)
+    assert report.outcome == "ok"
+    matched = {r.name: r.matched for r in previewed.rules}
+    assert all(matched.values()), matched
+    assert {r.name: r.affected for r in report.rules} == matched
+    with ArchiveReader(report.archive_uri or "") as reader:
+        keys = [row["id"] for part in reader.manifest.files for row in reader.iter_rows(part)]
+    assert len(keys) == len(set(keys)) == sum(matched.values())
+
+
+def test_a_rule_that_outgrows_its_plan_stops_the_run(engine: Engine, tmp_path: Path) -> None:
+    populated(engine, runs=60, days=400)
+    policy = parse_policy(
+        '[[rule]]\nname = "r"\ntable = "runs"\nolder_than = "1h"\naction = "delete"\n'
+        "archive = false\nbatch_size = 5\n",
+        default_name="x",
+    )
+    plan = build_plan(policy, utcnow(), held=HeldSet(), project_ids={}, dialect=engine.dialect.name)
+    before = count(engine, Run)
+    executor = Executor(engine, writer=None, now=plan.now)
+    # The plan counted 20 rows: 22 (10 % more) may go, the batch that would pass that may not.
+    with pytest.raises(PlanExceeded, match="more than 22 rows"):
+        executor.run(plan, expected={"r": 20})
+    assert executor.outcomes[0].affected == 20
+    assert count(engine, Run) == before - 20

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, select, update
 
+from taskledger.errors import SafeguardRefused
 from taskledger.metrics import Metrics
 from taskledger.retention.archive import ArchiveWriter
 from taskledger.retention.planner import Plan, RuleSelection
@@ -29,6 +30,18 @@ from taskledger.store.models import (
 )
 
 Progress = Callable[[str, int], None]
+
+#: A rule may affect this share more rows than its plan counted before the run stops.
+OVERRUN_TOLERANCE = 0.10
+
+
+class PlanExceeded(SafeguardRefused):
+    """A rule reached more rows than its plan allows (rows came of age behind the plan's back)."""
+
+
+def overrun_limit(matched: int) -> int:
+    """The most rows a rule planned at ``matched`` may affect: 10 % more, rounded down."""
+    return matched + int(matched * OVERRUN_TOLERANCE)
 
 
 @dataclass
@@ -136,12 +149,19 @@ class Executor:
         self.metrics = metrics
         self.progress = progress
         self.expire_reason = expire_reason
+        #: What the rules did so far: complete after ``run``, partial when it raised.
+        self.outcomes: list[RuleOutcome] = []
         # BEGIN IMMEDIATE on SQLite: the batch's select and its delete see the same rows.
         self._bind = engine.execution_options(sqlite_begin="IMMEDIATE")
 
     def run(self, plan: Plan, *, expected: Mapping[str, int] | None = None) -> list[RuleOutcome]:
-        """Apply every rule in order; returns what each did."""
-        outcomes = []
+        """Apply every rule in order; returns what each did.
+
+        With ``expected`` (each rule's previewed count), a rule that would go more than 10 %
+        past its count stops the run with :class:`PlanExceeded`; batches already committed stay
+        committed (and archived).
+        """
+        outcomes = self.outcomes = []
         for selection in plan.selections:
             outcome = RuleOutcome(
                 name=selection.rule.name,
@@ -150,11 +170,12 @@ class Executor:
                 archived=selection.rule.archive,
                 matched=(expected or {}).get(selection.rule.name, 0),
             )
-            self._run_rule(selection, outcome)
             outcomes.append(outcome)
+            limit = overrun_limit(outcome.matched) if expected is not None else None
+            self._run_rule(selection, outcome, limit)
         return outcomes
 
-    def _run_rule(self, selection: RuleSelection, outcome: RuleOutcome) -> None:
+    def _run_rule(self, selection: RuleSelection, outcome: RuleOutcome, limit: int | None) -> None:
         table = _table(selection.table.model)
         key = selection.key
         last: Any = None
@@ -175,6 +196,12 @@ class Executor:
                 if not rows:
                     return
                 keys = [row[selection.table.key_column] for row in rows]
+                if limit is not None and outcome.affected + len(rows) > limit:
+                    raise PlanExceeded(
+                        f"Rule {selection.rule.name!r} would affect more than {limit} rows; its "
+                        f"plan counted {outcome.matched}. The run stopped after "
+                        f"{outcome.affected}; preview again."
+                    )
                 extras = (
                     capture_side_effects(conn, table.name, keys)
                     if selection.rule.action == "delete"
@@ -230,8 +257,11 @@ class Executor:
         action = selection.rule.action
         if action == "delete":
             return int(conn.execute(delete(table).where(key.in_(keys))).rowcount)
+        # Scrubbed and expired rows carry the plan's moment in ``updated_at``: later rules of
+        # the table recognise them by it (see planner._touched).
+        stamp = {"updated_at": self.now} if "updated_at" in table.c else {}
         if action == "expire":
-            values = selection.table.expire_values(self.now, self.expire_reason)
+            values = selection.table.expire_values(self.now, self.expire_reason) | stamp
             return int(conn.execute(update(table).where(key.in_(keys)).values(**values)).rowcount)
         fields = selection.table.scrub_fields
         params = []
@@ -249,7 +279,7 @@ class Executor:
         stmt = (
             update(table)
             .where(key == bindparam("_key"))
-            .values({f: bindparam(f"_{f}", type_=table.c[f].type) for f in fields})
+            .values({f: bindparam(f"_{f}", type_=table.c[f].type) for f in fields} | stamp)
         )
         conn.execute(stmt, params)
         return len(params)

@@ -3,7 +3,7 @@
 ``build_plan`` is pure: it turns each rule into SQL conditions (age, status, projects,
 acknowledgements, what still needs scrubbing), minus held rows, minus tasks that unfinished work
 depends on, minus rows an earlier rule of the same table already takes (the first matching rule
-wins). ``preview`` runs those conditions as counts and changes nothing; the executor runs the very
+wins, also after it has scrubbed or expired them). ``preview`` runs those conditions as counts and changes nothing; the executor runs the very
 same conditions batch by batch, so a preview's ``matched`` is what an execution affects.
 """
 
@@ -200,6 +200,24 @@ def _base(
     return and_(*conditions)
 
 
+def _touched(rule: Rule, table: RetainedTable, now: datetime, dialect: str) -> ColumnElement[bool]:
+    """Rows this rule's own action changed in an execution at ``now``.
+
+    Scrubbing and expiring change the very columns a rule selects on (the payload stops needing a
+    scrub, the status stops being expirable), so after its batches those rows no longer match the
+    rule. They are still its rows: the executor stamps ``updated_at`` with the plan's moment, and
+    later rules of the table exclude what carries that stamp and the action's result, so no row is
+    taken twice in one execution.
+    """
+    c = table.model.__table__.c
+    if rule.action == "delete" or "updated_at" not in c:
+        return false()
+    if rule.action == "scrub":
+        return and_(c["updated_at"] == now, not_(_scrub_needed(table, dialect)))
+    assert table.expire is not None
+    return and_(c["updated_at"] == now, c["status"] == table.expire.status)
+
+
 def unfinished_dependents() -> ColumnElement[bool]:
     """Tasks that a task not yet completed, failed or cancelled depends on."""
     dependent = Task.__table__.alias("dependent")
@@ -248,7 +266,7 @@ def build_plan(
                 else None,
             )
         )
-        earlier.setdefault(table.name, []).append(base)
+        earlier.setdefault(table.name, []).append(or_(base, _touched(rule, table, now, dialect)))
     return Plan(policy=policy, now=now, selections=tuple(selections))
 
 

@@ -274,11 +274,19 @@ def _execute(
         executor = Executor(
             engine, writer=writer, now=current.plan.now, metrics=metrics, progress=progress
         )
-        outcomes = executor.run(current.plan, expected={r.name: r.matched for r in current.rules})
-        if writer is not None:
-            writer.finish()
-            report.archive_uri = writer.uri if writer.manifest.files else None
-        return outcomes
+        try:
+            outcomes = executor.run(
+                current.plan, expected={r.name: r.matched for r in current.rules}
+            )
+            if writer is not None:
+                writer.finish()
+            return outcomes
+        finally:
+            # Also when the run stops part-way: the audit row shows what was done, and where
+            # the archive of it is (an unfinished archive still lists every part written).
+            report.rules = executor.outcomes
+            if writer is not None and writer.manifest.files:
+                report.archive_uri = writer.uri
     finally:
         if writer is not None:
             writer.store.close()
