@@ -28,7 +28,7 @@ from taskledger.api import (
     users,
 )
 from taskledger.api.errors import install_error_handlers
-from taskledger.api.middleware import BodySizeLimit, RequestMetrics
+from taskledger.api.middleware import BodySizeLimit, RequestMetrics, ValidUnicodeBody
 from taskledger.api.state import AppState
 from taskledger.metrics import Metrics
 from taskledger.retention.alerts import Alerter
@@ -133,6 +133,7 @@ def create_app(
     )
     for module in routers:
         app.include_router(module.router)
+    app.add_middleware(ValidUnicodeBody)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodySizeLimit)
     return app

@@ -1,12 +1,14 @@
 """Pure ASGI middleware (no ``BaseHTTPMiddleware``, which would buffer streamed exports).
 
 ``BodySizeLimit`` answers 413 for request bodies over the limit, whether or not they declare a
-``Content-Length``. ``RequestMetrics`` counts and times every request by its route template.
+``Content-Length``. ``ValidUnicodeBody`` answers 422 for JSON bodies whose text is not valid
+Unicode. ``RequestMetrics`` counts and times every request by its route template.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -21,12 +23,12 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _send_413(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"Request body exceeds {limit} bytes."}).encode()
+async def _send_error(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -54,7 +56,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.limit:
-                    await _send_413(send, self.limit)
+                    await _send_error(send, 413, f"Request body exceeds {self.limit} bytes.")
                     return
         received = 0
         started = False
@@ -78,7 +80,7 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await _send_413(send, self.limit)
+                await _send_error(send, 413, f"Request body exceeds {self.limit} bytes.")
 
 
 class RequestMetrics:
@@ -111,3 +113,65 @@ class RequestMetrics:
             self.metrics.http_request_duration.labels(method, template).observe(
                 time.perf_counter() - start
             )
+
+
+#: A JSON escape of a UTF-16 surrogate: legal JSON, but alone it is not a character.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _invalid_unicode(body: bytes) -> bool:
+    """Whether a JSON body decodes to text with a lone surrogate (paired ones are characters)."""
+    if not _SURROGATE_ESCAPE.search(body):
+        return False
+    try:
+        json.dumps(json.loads(body), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except ValueError:
+        return False  # not JSON at all: validation says so
+    return False
+
+
+class ValidUnicodeBody:
+    """Refuse JSON bodies holding a lone surrogate (``"\\ud800"``) with 422.
+
+    Such text can be neither stored (UTF-8 cannot encode it) nor echoed back, so it is turned
+    away before any route sees it. Bodies are at most ``BodySizeLimit`` bytes; they are read
+    whole, and the check only parses the ones that contain a surrogate escape at all.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if _invalid_unicode(body):
+            await _send_error(
+                send, 422, "The body holds text that is not valid Unicode (a lone surrogate)."
+            )
+            return
+        await self.app(scope, _replay([{"type": "http.request", "body": body}], receive), send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``messages`` first, then defers to the real one."""
+    pending = list(messages)
+
+    async def replaying() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replaying

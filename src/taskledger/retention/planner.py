@@ -3,8 +3,9 @@
 ``build_plan`` is pure: it turns each rule into SQL conditions (age, status, projects,
 acknowledgements, what still needs scrubbing), minus held rows, minus tasks that unfinished work
 depends on, minus rows an earlier rule of the same table already takes (the first matching rule
-wins, also after it has scrubbed or expired them). ``preview`` runs those conditions as counts and changes nothing; the executor runs the very
-same conditions batch by batch, so a preview's ``matched`` is what an execution affects.
+wins, also after it has scrubbed or expired them). ``preview`` runs those conditions as counts
+and changes nothing; the executor runs the very same conditions batch by batch, so a preview's
+``matched`` is what an execution affects.
 """
 
 from __future__ import annotations
