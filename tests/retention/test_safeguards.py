@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import socket
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from taskledger.errors import SafeguardRefused
-from taskledger.retention.lock import LEASE, LockHeld, runner_lock
+from taskledger.retention.lock import LEASE, LockHeld, holder_is_gone, runner_lock
 from taskledger.retention.policy import PRESETS
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
 from taskledger.store.models import RetentionLease, RetentionRun, Run
@@ -113,3 +118,38 @@ def test_an_expired_sqlite_lease_can_be_taken(engine: Engine) -> None:
         )
     with pytest.raises(LockHeld, match="alive:3"), runner_lock(engine):
         pass
+
+
+def test_a_sqlite_lease_of_a_killed_process_on_this_host_is_taken_at_once(
+    engine: Engine,
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL uses an advisory lock, released when its holder disconnects")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    holders = {
+        "gone": f"cli@{host} ({host}:{dead.pid}:abc123)",
+        "alive": f"cli@{host} ({host}:{os.getppid()}:abc123)",
+        "elsewhere": f"cli (other-host-name:{dead.pid}:abc123)",
+    }
+    assert holder_is_gone(holders["gone"])
+    assert not holder_is_gone(holders["alive"]) and not holder_is_gone(holders["elsewhere"])
+    assert not holder_is_gone("free text") and not holder_is_gone(None)
+    for name, holder in holders.items():
+        with Session(engine) as session, session.begin():
+            session.execute(delete(RetentionLease))
+            session.add(
+                RetentionLease(
+                    name="retention",
+                    holder=holder,
+                    acquired_at=utcnow(),
+                    expires_at=utcnow() + LEASE,
+                )
+            )
+        if name == "gone":
+            with runner_lock(engine, holder="me:2"), Session(engine) as session:
+                assert session.scalar(select(RetentionLease.holder)) == "me:2"
+        else:
+            with pytest.raises(LockHeld, match=re.escape(holder)), runner_lock(engine):
+                pass

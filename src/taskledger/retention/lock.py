@@ -2,12 +2,14 @@
 
 PostgreSQL: a session-level advisory lock, released by the server if the holder dies; who holds
 it is also written to ``retention_leases`` for the refusal message. SQLite: a lease row with an
-expiry, renewed by a background thread while the run lasts, so a crashed holder's lease lapses.
+expiry, renewed by a background thread while the run lasts, so a crashed holder's lease lapses;
+a holder on this very host whose process is gone is taken over at once, without waiting.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import uuid
@@ -40,6 +42,30 @@ class LockHeld(SafeguardRefused):
 def holder_identity() -> str:
     """Who this process is, in the lock: host, pid and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+_IDENTITY = re.compile(r"(?:^|\()(?P<host>[^\s():]+):(?P<pid>\d+):[0-9a-f]+\)?$")
+
+
+def holder_is_gone(holder: str | None) -> bool:
+    """Whether ``holder`` names a process on this host that no longer exists.
+
+    Only a certainty counts: another host, an unreadable identity, or a live process (even one
+    that reused the pid) all answer ``False``, and the lease then runs out on its own.
+    """
+    match = _IDENTITY.search(holder or "")
+    if match is None or match["host"] != socket.gethostname():
+        return False
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists, but belongs to someone else
+    return False
 
 
 def _record(conn: Connection, holder: str | None, now: datetime, expires: datetime | None) -> None:
@@ -118,11 +144,22 @@ def _try_lease(engine: Engine, holder: str) -> bool:
             ).rowcount
             if taken:
                 return True
-            exists = conn.execute(
-                select(RetentionLease.name).where(RetentionLease.name == LOCK_NAME)
+            current = conn.execute(
+                select(RetentionLease.holder).where(RetentionLease.name == LOCK_NAME)
             ).first()
-            if exists:
-                return False
+            if current is not None:
+                if not holder_is_gone(current[0]):
+                    return False
+                # The holder was killed on this host: its lease is void, not merely waiting.
+                return bool(
+                    conn.execute(
+                        update(RetentionLease)
+                        .where(
+                            RetentionLease.name == LOCK_NAME, RetentionLease.holder == current[0]
+                        )
+                        .values(holder=holder, acquired_at=now, expires_at=now + LEASE)
+                    ).rowcount
+                )
             conn.execute(
                 RetentionLease.__table__.insert().values(  # type: ignore[attr-defined]
                     name=LOCK_NAME, holder=holder, acquired_at=now, expires_at=now + LEASE
