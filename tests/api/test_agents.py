@@ -8,6 +8,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from taskledger.enums import HoldScope
+from taskledger.retention import holds
+from taskledger.retention.archive import read_manifest, verify
 from taskledger.store.models import (
     Acknowledgement,
     Agent,
@@ -15,6 +18,7 @@ from taskledger.store.models import (
     AgentSession,
     ApiKey,
     Instruction,
+    RetentionRun,
     Run,
     Task,
 )
@@ -205,3 +209,71 @@ def test_delete_cascades_and_keeps_history(app: FastAPI, client: TestClient) -> 
         other = session.get(Task, theirs.id)
         assert other is not None and other.assigned_to == survivor.id
         assert session.get(Agent, survivor.id) is not None
+
+
+def test_deleting_an_agent_archives_what_it_takes_and_respects_holds(
+    app: FastAPI, client: TestClient
+) -> None:
+    world = build_world(app, client)
+    agent = make_agent(app, world.project, "archived")
+    guarded = make_agent(app, world.project, "guarded")
+    make_key(app, world.project, "read", agent_id=agent.id)
+    for who in (agent, guarded):
+        session_id = client.post(
+            "/api/v1/sessions", json={"agent_id": str(who.id)}, headers=world.headers["write_key"]
+        ).json()["id"]
+        client.post(
+            "/api/v1/connections",
+            json={"agent_id": str(who.id), "session_id": session_id},
+            headers=world.headers["write_key"],
+        )
+    make_task(app, world.project, "mine", assignee_type="agent", assignee_id=agent.id)
+    with transaction(app) as session:
+        session.add(
+            Run(
+                project_id=world.project.id,
+                agent_id=agent.id,
+                task="t",
+                run_id="r",
+                status="queued",
+            )
+        )
+        session.add(
+            Run(
+                project_id=world.project.id,
+                agent_id=guarded.id,
+                task="t",
+                run_id="g",
+                status="queued",
+            )
+        )
+    with transaction(app) as session:
+        held_run = session.scalars(select(Run.id).where(Run.run_id == "g")).one()
+        holds.add_hold(
+            session, scope=HoldScope.RUN, target_id=str(held_run), reason="audit", actor="t"
+        )
+
+    # A hold on one of its runs protects the agent: deleting it would change that run.
+    refused = client.delete(f"/api/v1/agents/{guarded.id}", headers=world.headers["write_key"])
+    assert refused.status_code == 409 and "hold" in refused.json()["detail"]
+
+    assert (
+        client.delete(f"/api/v1/agents/{agent.id}", headers=world.headers["write_key"]).status_code
+        == 204
+    )
+    with transaction(app) as session:
+        audit = session.scalars(
+            select(RetentionRun).where(RetentionRun.policy_name == "api-delete-agents")
+        ).all()
+    assert [(a.trigger, a.outcome) for a in audit] == [("api", "ok")]
+    manifest = read_manifest(audit[0].archive_uri or "")
+    parts = {(p.table, p.action): p.rows for p in manifest.files}
+    assert parts == {
+        ("api_keys", "cascade"): 1,
+        ("agent_sessions", "cascade"): 1,
+        ("agent_connections", "cascade"): 1,
+        ("runs", "unlink"): 1,
+        ("tasks", "unlink"): 1,
+        ("agents", "delete"): 1,
+    }
+    assert verify(audit[0].archive_uri or "").ok

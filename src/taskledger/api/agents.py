@@ -14,8 +14,10 @@ from taskledger.api.deps import (
     PrincipalDep,
     ProjectQuery,
     SessionDep,
+    StateDep,
 )
 from taskledger.enums import AgentStatus, Scope
+from taskledger.retention.deletes import delete_records
 from taskledger.schemas.agents import AgentCreate, AgentPage, AgentRead, AgentUpdate
 from taskledger.services import agents
 from taskledger.services.access import resolve_project
@@ -79,10 +81,28 @@ def update_agent(
         return AgentRead.model_validate(agents.update_agent(session, agent=agent, changes=body))
 
 
-@router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_agent(agent_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> Response:
-    """Delete the agent with its keys, sessions and connections; its history stays, unattributed."""
+@router.delete(
+    "/{agent_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {"description": "A retention hold protects the agent or its records"}},
+)
+def delete_agent(
+    agent_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, state: StateDep
+) -> Response:
+    """Delete the agent with its keys, sessions and connections; its history stays, unattributed.
+
+    Everything the delete takes or changes is archived first, the delete is audited and counted
+    by the spike guard, and a hold on the agent or on any of its records refuses it (409)."""
     with session.begin():
-        agent = agents.get_agent(session, principal, agent_id, Scope.WRITE)
-        agents.delete_agent(session, agent=agent)
+        agents.get_agent(session, principal, agent_id, Scope.WRITE)
+    delete_records(
+        state.engine,
+        state.session_factory,
+        table="agents",
+        keys=[agent_id],
+        actor=principal.actor,
+        guard=state.spike_guard,
+        target=state.archive_target,
+        metrics=state.metrics,
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, select, update
 
+from taskledger.enums import AssigneeType
 from taskledger.errors import SafeguardRefused
 from taskledger.metrics import Metrics
 from taskledger.retention.archive import ArchiveWriter
@@ -24,8 +25,11 @@ from taskledger.retention.planner import Plan, RuleSelection
 from taskledger.store.models import (
     Acknowledgement,
     AgentConnection,
+    AgentSession,
+    ApiKey,
     Instruction,
     Run,
+    Task,
     TaskDependency,
 )
 
@@ -118,7 +122,76 @@ def capture_side_effects(conn: Connection, table: str, keys: Sequence[Any]) -> l
         acks = _table(Acknowledgement)
         rows = _rows(conn, select(acks).where(acks.c.instruction_id.in_(keys)).order_by(acks.c.id))
         extras.append(_Extra(acks, rows, "cascade", "id"))
+    elif table == "agents":
+        extras.extend(_agent_side_effects(conn, keys))
     return [extra for extra in extras if extra.rows]
+
+
+def _agent_side_effects(conn: Connection, keys: Sequence[Any]) -> list[_Extra]:
+    """An agent takes its keys, sessions and connections with it, and leaves its history (runs,
+    instructions, acknowledgements, task assignments) unattributed."""
+    extras = []
+    for model in (ApiKey, AgentSession, AgentConnection):
+        t = _table(model)
+        rows = _rows(conn, select(t).where(t.c.agent_id.in_(keys)).order_by(t.c.id))
+        extras.append(_Extra(t, rows, "cascade", "id"))
+    sessions = select(AgentSession.id).where(AgentSession.agent_id.in_(keys))
+    others = _table(AgentConnection)
+    extras.append(
+        _Extra(
+            others,
+            _rows(
+                conn,
+                select(others.c.id, others.c.session_id)
+                .where(others.c.session_id.in_(sessions), others.c.agent_id.not_in(keys))
+                .order_by(others.c.id),
+            ),
+            "unlink",
+            "id",
+        )
+    )
+    instructions = _table(Instruction)
+    extras.append(
+        _Extra(
+            instructions,
+            _rows(
+                conn,
+                select(instructions.c.id, instructions.c.agent_id, instructions.c.session_id)
+                .where(instructions.c.agent_id.in_(keys) | instructions.c.session_id.in_(sessions))
+                .order_by(instructions.c.id),
+            ),
+            "unlink",
+            "id",
+        )
+    )
+    for attributed in (Run, Acknowledgement):
+        rows = _unlink_rows(conn, attributed, "agent_id", keys)
+        extras.append(_Extra(_table(attributed), rows, "unlink", "id"))
+    tasks = _table(Task)
+    assigned = _rows(
+        conn,
+        select(tasks.c.id, tasks.c.assigned_to, tasks.c.assigned_to_type)
+        .where(*_assigned_to_agents(keys))
+        .order_by(tasks.c.id),
+    )
+    extras.append(_Extra(tasks, assigned, "unlink", "id"))
+    return extras
+
+
+def _assigned_to_agents(keys: Sequence[Any]) -> tuple[Any, ...]:
+    return (Task.assigned_to.in_(keys), Task.assigned_to_type == AssigneeType.AGENT.value)
+
+
+def apply_side_effects(conn: Connection, table: str, keys: Sequence[Any]) -> None:
+    """What deleting ``keys`` of ``table`` changes that no foreign key does: tasks name their
+    assignee without one, so an agent's tasks are unassigned here."""
+    if table == "agents":
+        conn.execute(
+            update(Task)
+            .where(*_assigned_to_agents(keys))
+            # As a foreign key's SET NULL would: the task's own updated_at stays as it was.
+            .values(assigned_to=None, assigned_to_type=None, updated_at=Task.updated_at)
+        )
 
 
 class Executor:
@@ -256,6 +329,7 @@ class Executor:
         key = selection.key
         action = selection.rule.action
         if action == "delete":
+            apply_side_effects(conn, table.name, keys)
             return int(conn.execute(delete(table).where(key.in_(keys))).rowcount)
         # Scrubbed and expired rows carry the plan's moment in ``updated_at``: later rules of
         # the table recognise them by it (see planner._touched).

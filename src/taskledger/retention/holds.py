@@ -184,6 +184,14 @@ _CHILD_LINKS: dict[str, list[tuple[Any, Any, str]]] = {
         (AgentSession.id, Instruction.session_id, "instructions"),
     ],
     "instructions": [(Instruction.id, Acknowledgement.instruction_id, "acknowledgements")],
+    "agents": [
+        (Agent.id, AgentSession.agent_id, "agent_sessions"),
+        (Agent.id, AgentConnection.agent_id, "agent_connections"),
+        (Agent.id, Run.agent_id, "runs"),
+        (Agent.id, Instruction.agent_id, "instructions"),
+        (Agent.id, Acknowledgement.agent_id, "acknowledgements"),
+        (Agent.id, Task.assigned_to, "tasks"),
+    ],
 }
 
 

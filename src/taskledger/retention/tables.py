@@ -19,6 +19,7 @@ from sqlalchemy import String
 
 from taskledger.enums import (
     AcknowledgementStatus,
+    AgentStatus,
     ConnectionStatus,
     InstructionStatus,
     RunStatus,
@@ -28,6 +29,7 @@ from taskledger.enums import (
 )
 from taskledger.store.models import (
     Acknowledgement,
+    Agent,
     AgentConnection,
     AgentSession,
     Base,
@@ -257,13 +259,30 @@ TABLES: Mapping[str, RetainedTable] = MappingProxyType(
 )
 
 
+#: Tables whose records the API deletes one by one (archived and audited like retention) but
+#: that no policy rule may name: agents leave only on purpose, never by age.
+RECORD_TABLES: Mapping[str, RetainedTable] = MappingProxyType(
+    {
+        **TABLES,
+        "agents": RetainedTable(
+            name="agents",
+            model=Agent,
+            default_age_column="created_at",
+            age_columns=("created_at", "updated_at"),
+            statuses=_statuses(AgentStatus),
+            parents=(ParentRelation("project_id", "projects", nullable=False),),
+        ),
+    }
+)
+
+
 def get_table(name: str) -> RetainedTable:
-    """The registry entry of table ``name``.
+    """The registry entry of table ``name`` (a retained table, or one the API deletes from).
 
     Raises:
-        KeyError: ``name`` is not a retained table.
+        KeyError: ``name`` is neither.
     """
-    return TABLES[name]
+    return RECORD_TABLES[name]
 
 
 def restore_order(names: Iterable[str]) -> list[str]:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from taskledger.enums import AgentStatus, AssigneeType, Scope
+from taskledger.enums import AgentStatus, Scope
 from taskledger.errors import ConflictError
 from taskledger.schemas.agents import AgentCreate, AgentUpdate
 from taskledger.services.access import Principal
 from taskledger.services.pagination import Keyset, paginate
 from taskledger.services.scoping import load_for
-from taskledger.store.models import Agent, Project, Task
+from taskledger.store.models import Agent, Project
 
 AGENTS_KEYSET = Keyset("agents", (Agent.created_at, Agent.id), descending=False)
 
@@ -86,26 +86,3 @@ def update_agent(session: Session, *, agent: Agent, changes: AgentUpdate) -> Age
         setattr(agent, name, value.value if isinstance(value, StrEnum) else value)
     session.flush()
     return agent
-
-
-def delete_agent(session: Session, *, agent: Agent) -> None:
-    """Delete an agent: its API keys, sessions and connections go with it.
-
-    The database cascades do the deleting (``ON DELETE CASCADE``), and keep history: runs,
-    instructions and acknowledgements stay, with their agent reference set to null. Tasks name
-    their assignee without a foreign key (it may be an agent or a user), so they are unassigned
-    here. This is the one place an agent is deleted: the archive, audit log and spike guard of
-    SPEC section 5 hook in here.
-    """
-    session.execute(
-        update(Task)
-        .where(
-            Task.project_id == agent.project_id,
-            Task.assigned_to == agent.id,
-            Task.assigned_to_type == AssigneeType.AGENT.value,
-        )
-        .values(assigned_to=None, assigned_to_type=None)
-        .execution_options(synchronize_session="fetch")
-    )
-    session.delete(agent)
-    session.flush()

@@ -1,0 +1,175 @@
+"""Crash safety: a retention run killed with SIGKILL at any point loses nothing.
+
+Real `taskledger retention run` processes are killed at random moments (by the number of
+archive parts written, and by time), over and over, then one run finishes the job. Restoring
+every archive, newest first, gives back a database identical row for row to the original.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from taskledger.retention.restore import restore
+
+from taskledger.retention.archive import list_archives
+from taskledger.store import Base
+from tests.retention.engine_helpers import populated
+
+# Every kind of action, in batches small enough that a run has many points to die at.
+POLICY = """
+name = "crash"
+batch_size = 25
+max_table_fraction = 1.0
+
+[[rule]]
+name = "old-runs"
+table = "runs"
+older_than = "60d"
+action = "delete"
+
+[[rule]]
+name = "stale-connections"
+table = "agent_connections"
+older_than = "1d"
+status = ["active"]
+action = "expire"
+
+[[rule]]
+name = "scrub-sessions"
+table = "agent_sessions"
+older_than = "30d"
+status = ["completed", "terminated", "error"]
+action = "scrub"
+
+[[rule]]
+name = "scrub-acknowledged"
+table = "instructions"
+older_than = "30d"
+has_acknowledgements = true
+action = "scrub"
+
+[[rule]]
+name = "delete-unacknowledged"
+table = "instructions"
+older_than = "30d"
+has_acknowledgements = false
+action = "delete"
+
+[[rule]]
+name = "finished-tasks"
+table = "tasks"
+older_than = "30d"
+status = ["completed", "cancelled"]
+action = "delete"
+"""
+
+#: Bookkeeping of retention itself: it grows with every run and restore, by design.
+BOOKKEEPING = {"retention_runs", "retention_leases", "retention_schedule", "deletion_events"}
+KILLS = 10
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def database_digest(engine: Engine) -> dict[str, tuple[int, str]]:
+    """Per data table: its row count and a hash of every row, in key order."""
+    digest = {}
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            if table.name in BOOKKEEPING:
+                continue
+            rows = conn.execute(select(table).order_by(*table.primary_key.columns)).mappings()
+            hasher, count = hashlib.sha256(), 0
+            for row in rows:
+                hasher.update(json.dumps(_canonical(dict(row)), sort_keys=True).encode())
+                count += 1
+            digest[table.name] = (count, hasher.hexdigest())
+    return digest
+
+
+def _archive_parts(root: Path) -> int:
+    return sum(1 for _ in root.rglob("*.jsonl.gz")) if root.exists() else 0
+
+
+def _start(engine: Engine, policy_file: Path, archives: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "TASKLEDGER_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        "TASKLEDGER_ARCHIVE_URL": str(archives),
+        "TASKLEDGER_DATA_DIR": str(archives.parent / "data"),
+    }
+    command = [sys.executable, "-m", "taskledger", "retention", "run", "--policy"]
+    command += [str(policy_file), "--yes", "--json"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _kill_at_a_random_point(
+    process: subprocess.Popen[bytes], archives: Path, rng: random.Random
+) -> bool:
+    """SIGKILL ``process`` after a random number of new archive parts, or a random delay."""
+    start_parts = _archive_parts(archives)
+    wanted = start_parts + rng.randint(0, 12)
+    deadline = time.monotonic() + 60
+    while _archive_parts(archives) < wanted and process.poll() is None:
+        assert time.monotonic() < deadline, "the retention run made no progress"
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0, 0.05))  # and somewhere inside the next batch
+    if process.poll() is not None:
+        return False
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return True
+
+
+def test_killed_runs_lose_nothing_and_restore_gives_back_the_original(
+    engine: Engine, tmp_path: Path
+) -> None:
+    populated(engine, runs=1500, days=400, agents=4)
+    original = database_digest(engine)
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(POLICY, encoding="utf-8")
+    archives = tmp_path / "archives"
+    rng = random.Random(20261128)
+
+    killed = 0
+    for _ in range(KILLS * 3):
+        if killed == KILLS:
+            break
+        killed += _kill_at_a_random_point(_start(engine, policy_file, archives), archives, rng)
+    assert killed == KILLS, "every run finished before it could be killed"
+
+    finisher = _start(engine, policy_file, archives)
+    out, err = finisher.communicate(timeout=300)
+    assert finisher.returncode == 0, err.decode()
+    assert json.loads(out)["outcome"] == "ok"
+    assert database_digest(engine) != original, "the runs should have changed the database"
+
+    listed = list_archives(str(archives))  # newest first
+    assert len(listed) >= KILLS // 2
+    for archive in listed:
+        restore(engine, archive.uri, actor="test", trigger="cli")
+    assert database_digest(engine) == original
+
+    # Restoring again changes nothing: restore is idempotent.
+    again = [restore(engine, a.uri, actor="test", trigger="cli") for a in listed]
+    assert sum(report.inserted + report.restored for report in again) == 0
+    assert database_digest(engine) == original
