@@ -13,6 +13,7 @@ Errors raised here and by :mod:`taskledger.retention.archive`::
         ├── ArchiveNotFound          no manifest or object at that location -> 404
         ├── ArchiveExists            the run's directory already holds objects -> 409
         ├── ArchiveCorrupt           a part or the manifest fails its checks -> 422
+        ├── ArchiveIncompatible      tables or columns this database lacks (restore_plan) -> 422
         └── ArchiveStorageError      the disk or object store failed (I/O, network, auth) -> 503
 
 ``InvalidArchiveURI`` is 422 because the URL usually comes from the caller (``archive verify URI``,
