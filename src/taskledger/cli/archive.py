@@ -6,7 +6,7 @@ import sys
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from taskledger.cli.base import EXIT_ERROR, CliContext, emit_json, pass_ctx
 from taskledger.cli.retention import cli_actor
@@ -47,7 +47,9 @@ def list_cmd(obj: CliContext, as_json: bool) -> None:
     if as_json:
         emit_json([summary_dict(s) for s in found])
         return
-    table = Table("run id", "created", "tables", "rows", "bytes", "complete", "uri")
+    table = Table(
+        Column("run id", no_wrap=True), "created", "tables", "rows", "bytes", "complete", "uri"
+    )
     for s in found:
         table.add_row(
             s.run_id,
