@@ -33,6 +33,7 @@ from tests.helpers import (
     make_task,
     make_user,
     state_of,
+    transaction,
 )
 
 OK = "ok"  # any 2xx
@@ -166,6 +167,31 @@ def _hold(app: FastAPI, world: World) -> int:
             reason="matrix",
             actor="matrix",
         ).id
+
+
+def _archive(app: FastAPI, world: World) -> str:
+    """An archive under the app's archive root holding one run of project A."""
+    from sqlalchemy import select
+
+    from taskledger.retention.archive import ArchiveWriter
+    from taskledger.retention.stores import open_store
+    from taskledger.store.models import Run
+
+    run_pk = _run(app, world)
+    with transaction(app) as session:
+        row = dict(session.execute(select(Run.__table__).where(Run.id == run_pk)).mappings().one())
+    store = open_store(state_of(app).settings.resolved_archive_url)
+    writer = ArchiveWriter(
+        store,
+        run_id=uuid.uuid4().hex,
+        started_at=utcnow(),
+        policy_name="matrix",
+        policy_hash=None,
+        schema_revision=None,
+    )
+    writer.write_part("runs", [row], key_column="id", rule="matrix", action="delete")
+    writer.finish()
+    return writer.uri
 
 
 def _run(app: FastAPI, world: World) -> int:
@@ -314,6 +340,11 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, int | str], Builder]] = {
     ),
     ("GET", "/api/v1/admin/retention/runs"): (ADMIN, lambda a, w, c: Call()),
     ("GET", "/api/v1/admin/stats"): (ADMIN, lambda a, w, c: Call()),
+    ("GET", "/api/v1/admin/archives"): (ADMIN, lambda a, w, c: Call()),
+    ("POST", "/api/v1/admin/restore"): (
+        ADMIN,
+        lambda a, w, c: Call(json={"uri": _archive(a, w), "dry_run": True}),
+    ),
     ("POST", "/api/v1/admin/holds"): (
         ADMIN,
         lambda a, w, c: Call(

@@ -1,14 +1,12 @@
 """Retention archives on S3: the shared contract against a real moto server, plus paging and errors.
 
-The server runs in a thread on 127.0.0.1 for the whole session, with dummy credentials set only
-while it is up; each test gets its own key prefix, so tests never see each other's archives.
+The server (``s3_server`` in conftest) runs for the whole session; each test gets its own key
+prefix, so tests never see each other's archives.
 """
 
 from __future__ import annotations
 
-import socket
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +15,6 @@ import pytest
 pytest.register_assert_rewrite("tests.retention.archive_cases")
 
 boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
 
 from taskledger.retention.archive import ArchiveWriter, verify  # noqa: E402
 from taskledger.retention.stores import (  # noqa: E402
@@ -27,39 +24,7 @@ from taskledger.retention.stores import (  # noqa: E402
     open_store,
 )
 from tests.retention.archive_cases import STARTED, ArchiveContract, sample_runs  # noqa: E402
-
-BUCKET = "taskledger-archives"
-
-
-@dataclass
-class S3Server:
-    endpoint_url: str
-    client: Any
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    with pytest.MonkeyPatch.context() as env:
-        # Dummy values: boto3 must never find (or use) real credentials during these tests.
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"):
-            env.delenv(name, raising=False)
-        env.setenv("AWS_CONFIG_FILE", "/dev/null")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        endpoint_url = f"http://127.0.0.1:{port}"
-        client = boto3.client("s3", endpoint_url=endpoint_url)
-        try:
-            client.create_bucket(Bucket=BUCKET)
-            yield S3Server(endpoint_url, client)
-        finally:
-            client.close()
-            server.stop()
+from tests.retention.conftest import BUCKET, S3Server  # noqa: E402
 
 
 def split(uri: str) -> tuple[str, str]:

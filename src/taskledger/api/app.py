@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from taskledger import __version__
 from taskledger.api import (
+    admin_archives,
     admin_holds,
     admin_retention,
     admin_stats,
@@ -130,6 +131,7 @@ def create_app(
         admin_retention,
         admin_holds,
         admin_stats,
+        admin_archives,
     )
     for module in routers:
         app.include_router(module.router)

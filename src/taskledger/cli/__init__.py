@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 refused by a safeguard or a lock.
 
 from __future__ import annotations
 
+from taskledger.cli.archive import archive, restore_cmd
 from taskledger.cli.base import cli
 from taskledger.cli.db import db
 from taskledger.cli.generate import generate
@@ -17,7 +18,20 @@ from taskledger.cli.serve import serve
 from taskledger.cli.stats import stats
 from taskledger.cli.users import users
 
-for command in (db, generate, holds, keys, projects, retention, runs, serve, stats, users):
+for command in (
+    archive,
+    db,
+    generate,
+    holds,
+    keys,
+    projects,
+    restore_cmd,
+    retention,
+    runs,
+    serve,
+    stats,
+    users,
+):
     cli.add_command(command)
 
 

@@ -415,6 +415,7 @@ class ArchiveSummary:
     rows: int
     bytes: int
     error: str | None = None
+    tables: tuple[str, ...] = ()
 
 
 def list_archives(root_url: str, *, s3_endpoint_url: str | None = None) -> list[ArchiveSummary]:
@@ -447,6 +448,7 @@ def list_archives(root_url: str, *, s3_endpoint_url: str | None = None) -> list[
                 files=len(manifest.files),
                 rows=sum(part.rows for part in manifest.files),
                 bytes=sum(part.bytes for part in manifest.files),
+                tables=tuple(sorted({part.table for part in manifest.files})),
             )
             found.append((manifest.created_at, summary))
     finally:

@@ -13,6 +13,7 @@ Errors raised here and by :mod:`taskledger.retention.archive`::
         ├── ArchiveNotFound          no manifest or object at that location -> 404
         ├── ArchiveExists            the run's directory already holds objects -> 409
         ├── ArchiveCorrupt           a part or the manifest fails its checks -> 422
+        ├── ArchiveIncompatible      tables or columns this database lacks (restore_plan) -> 422
         └── ArchiveStorageError      the disk or object store failed (I/O, network, auth) -> 503
 
 ``InvalidArchiveURI`` is 422 because the URL usually comes from the caller (``archive verify URI``,
@@ -419,3 +420,48 @@ def open_store(url: str, *, s3_endpoint_url: str | None = None) -> ArchiveStore:
             f"{url!r}: unsupported archive scheme {scheme!r} (use a path, file:// or s3://)"
         )
     return LocalStore(Path(url))
+
+
+def confine(uri: str, root: str) -> str:
+    """The archive ``uri``, checked to lie inside the archive root ``root``.
+
+    For callers that must not reach other locations (the HTTP API): a local path outside the
+    root (after resolving ``..`` and symbolic links), another bucket or prefix, or another kind
+    of store is refused. A relative ``uri`` is taken relative to the root.
+
+    Returns:
+        The URI in the form ``open_store`` accepts: an absolute path or ``s3://bucket/key``.
+
+    Raises:
+        InvalidArchiveURI: ``uri`` is empty, malformed or outside ``root``.
+    """
+    if not uri or not uri.strip():
+        raise InvalidArchiveURI("the archive location is empty")
+    outside = InvalidArchiveURI(f"{uri!r} is not inside the archive root {root}")
+    split, root_split = urlsplit(uri), urlsplit(root)
+    scheme = split.scheme.lower() if len(split.scheme) > 1 else ""
+    if root_split.scheme.lower() == "s3":
+        bucket, prefix = root_split.netloc, root_split.path.strip("/")
+        if scheme == "s3":
+            if split.netloc != bucket or split.query or split.fragment:
+                raise outside
+            key = split.path.strip("/")
+        elif scheme or uri.startswith("/"):
+            raise outside
+        else:
+            key = "/".join(p for p in (prefix, uri.strip("/")) if p)
+        try:
+            check_key(key)
+        except ArchiveCorrupt as exc:
+            raise outside from exc
+        if prefix and not key.startswith(prefix + "/"):
+            raise outside
+        return f"s3://{bucket}/{key}"
+    base = open_store(root).uri()
+    if scheme and scheme != "file":
+        raise outside
+    path = Path(open_store(uri).uri()) if scheme or Path(uri).is_absolute() else Path(base) / uri
+    resolved, root_path = path.resolve(), Path(base).resolve()
+    if resolved == root_path or not resolved.is_relative_to(root_path):
+        raise outside
+    return str(resolved)

@@ -118,3 +118,46 @@ class RetentionRunRead(ReadModel):
 
 HoldPage = Page[HoldRead]
 RetentionRunPage = Page[RetentionRunRead]
+
+
+class ArchiveRead(StrictModel):
+    """One archive under the archive root."""
+
+    uri: str
+    run_id: str
+    created_at: datetime | None
+    complete: bool
+    tables: list[str]
+    files: int
+    rows: int
+    bytes: int
+    error: str | None = Field(description="Why the manifest cannot be read, when it cannot.")
+
+
+ArchivePage = Page[ArchiveRead]
+
+
+class RestoreRequest(StrictModel):
+    """Restore an archive under the archive root (by URI as listed, or relative to the root)."""
+
+    uri: str = Field(min_length=1, max_length=1024)
+    table: str | None = Field(default=None, max_length=64, description="Only this table.")
+    dry_run: bool = Field(default=False, description="Count what would be done; change nothing.")
+
+
+class RestoreCountsOut(StrictModel):
+    inserted: int
+    restored: int
+    skipped: int
+    orphaned: int
+    conflicts: int
+    unattached: int
+
+
+class RestoreOut(RestoreCountsOut):
+    uri: str
+    archive_run_id: str | None
+    retention_run_id: int
+    dry_run: bool
+    outcome: str
+    tables: dict[str, RestoreCountsOut]

@@ -1,0 +1,101 @@
+"""Shared set-up for restore tests: a policy that deletes, scrubs and expires, a row-level hash
+of the database, and a copy of one database into another (for cross-backend restores)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from sqlalchemy import Engine, insert, select
+
+from taskledger.retention.archive_format import encode_row
+from taskledger.retention.policy import Policy, parse_policy
+from taskledger.store.models import Base
+
+#: Every action on every kind of table: deletes with cascades and unlinks (tasks, sessions),
+#: scrubs (runs, instructions), expiries (connections, instructions).
+MIXED_POLICY = """
+name = "mixed"
+[[rule]]
+name = "old-tasks"
+table = "tasks"
+older_than = "60d"
+status = ["completed", "failed", "cancelled"]
+action = "delete"
+[[rule]]
+name = "old-runs"
+table = "runs"
+older_than = "90d"
+action = "delete"
+[[rule]]
+name = "scrub-runs"
+table = "runs"
+older_than = "30d"
+action = "scrub"
+[[rule]]
+name = "stale-connections"
+table = "agent_connections"
+older_than = "24h"
+status = ["active"]
+action = "expire"
+[[rule]]
+name = "old-sessions"
+table = "agent_sessions"
+older_than = "60d"
+status = ["completed", "terminated", "error"]
+action = "delete"
+[[rule]]
+name = "expire-instructions"
+table = "instructions"
+older_than = "2d"
+status = ["pending", "sent"]
+action = "expire"
+[[rule]]
+name = "scrub-instructions"
+table = "instructions"
+older_than = "30d"
+action = "scrub"
+"""
+
+#: Tables retention and restore never write (the audit log and the engine's own state).
+BOOKKEEPING = {
+    "retention_runs",
+    "retention_holds",
+    "retention_leases",
+    "retention_schedule",
+    "deletion_events",
+}
+
+
+def mixed_policy() -> Policy:
+    return parse_policy(MIXED_POLICY, default_name="mixed")
+
+
+def data_tables() -> list[str]:
+    return [t.name for t in Base.metadata.sorted_tables if t.name not in BOOKKEEPING]
+
+
+def table_hashes(engine: Engine) -> dict[str, tuple[int, str]]:
+    """Per table, the row count and a SHA-256 of every row, as the archive encodes rows (so that
+    SQLite and PostgreSQL give the same hash for the same data)."""
+    out = {}
+    with engine.connect() as conn:
+        for name in data_tables():
+            table = Base.metadata.tables[name]
+            lines = sorted(encode_row(row) for row in conn.execute(select(table)).mappings())
+            out[name] = (len(lines), hashlib.sha256(b"".join(lines)).hexdigest())
+    return out
+
+
+def copy_database(source: Engine, target: Engine) -> None:
+    """Copy every data table of ``source`` into the empty ``target``, parents first."""
+    with source.connect() as src, target.begin() as dst:
+        for name in data_tables():
+            table = Base.metadata.tables[name]
+            rows = [dict(row) for row in src.execute(select(table)).mappings()]
+            if rows:
+                dst.execute(insert(table), rows)
+
+
+def archive_root(tmp_path: Path) -> Path:
+    return tmp_path / "archives"
