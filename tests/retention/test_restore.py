@@ -14,14 +14,17 @@ import pytest
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
+from taskledger.retention.alerts import Alerter
 from taskledger.retention.archive import ArchiveReader, verify
+from taskledger.retention.deletes import ArchiveTarget, delete_records
+from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.policy import parse_policy
 from taskledger.retention.restore import RestoreReport, restore
 from taskledger.retention.restore_plan import RESTORABLE, UnknownTable
 from taskledger.retention.stores import ArchiveCorrupt
-from taskledger.store.models import Agent, RetentionRun, Run
+from taskledger.store.models import Agent, ApiKey, RetentionRun, Run, Task
 from taskledger.store.types import utcnow
-from tests.retention.engine_helpers import populated, run_policy
+from tests.retention.engine_helpers import populated, run_policy, sessions_of
 from tests.retention.restore_helpers import mixed_policy, table_hashes
 
 
@@ -215,3 +218,79 @@ def test_damaged_archive_changes_nothing(
         audit = session.scalars(select(RetentionRun).where(RetentionRun.mode == "restore")).one()
     assert audit.outcome == "failed" and path.name in (audit.error or "")
     assert audit.finished_at is not None and audit.finished_at <= utcnow()
+
+
+def test_a_deleted_agent_comes_back_with_everything_it_took(engine: Engine, tmp_path: Path) -> None:
+    populated(engine, runs=600, days=100, agents=3)
+    with Session(engine) as session, session.begin():
+        agent = session.scalars(select(Agent).order_by(Agent.name)).first()
+        assert agent is not None
+        session.add(
+            ApiKey(
+                project_id=agent.project_id,
+                agent_id=agent.id,
+                name="bound",
+                prefix=uuid.uuid4().hex[:12],
+                key_hash="not-a-real-hash",
+                scopes=["read"],
+            )
+        )
+        task = session.scalars(select(Task).limit(1)).one()
+        task.assigned_to, task.assigned_to_type = agent.id, "agent"
+        agent_id = agent.id
+    before = table_hashes(engine)
+    guard = SpikeGuard(
+        engine=engine,
+        max_rows=10,
+        window_seconds=60,
+        alerter=Alerter(webhook_url=None, metrics=None),
+    )
+    deleted = delete_records(
+        engine,
+        sessions_of(engine),
+        table="agents",
+        keys=[agent_id],
+        actor="test",
+        guard=guard,
+        target=ArchiveTarget(str(tmp_path / "archives")),
+    )
+    assert deleted.deleted == 1 and deleted.archive_uri
+    after = table_hashes(engine)
+    for table in ("agents", "api_keys", "agent_sessions", "agent_connections", "runs", "tasks"):
+        assert after[table] != before[table], table
+    report = _restore(engine, deleted.archive_uri)
+    assert report.orphaned == 0 and report.total().conflicts == 0
+    assert table_hashes(engine) == before
+
+
+def test_a_name_taken_meanwhile_is_a_conflict_and_its_children_orphans(
+    engine: Engine, tmp_path: Path
+) -> None:
+    populated(engine, runs=100, days=100, agents=2)
+    with Session(engine) as session:
+        agent = session.scalars(select(Agent).order_by(Agent.name)).first()
+        assert agent is not None
+        agent_id, project_id, name = agent.id, agent.project_id, agent.name
+    guard = SpikeGuard(
+        engine=engine,
+        max_rows=10,
+        window_seconds=60,
+        alerter=Alerter(webhook_url=None, metrics=None),
+    )
+    deleted = delete_records(
+        engine,
+        sessions_of(engine),
+        table="agents",
+        keys=[agent_id],
+        actor="test",
+        guard=guard,
+        target=ArchiveTarget(str(tmp_path / "archives")),
+    )
+    with Session(engine) as session, session.begin():
+        session.add(Agent(project_id=project_id, name=name))  # the name is taken again
+    report = _restore(engine, deleted.archive_uri or "")
+    agents = report.tables["agents"]
+    assert (agents.inserted, agents.conflicts) == (0, 1)
+    assert report.tables["agent_sessions"].orphaned > 0
+    with Session(engine) as session:
+        assert session.get(Agent, agent_id) is None

@@ -396,13 +396,14 @@ def _drop_unique_clashes(
         }
         if not values:
             continue
-        taken = set(
-            conn.execute(
+        taken = {
+            tuple(row)
+            for row in conn.execute(
                 select(*[info.table.c[c] for c in columns]).where(
                     tuple_(*[info.table.c[c] for c in columns]).in_(list(values))
                 )
-            ).tuples()
-        )
+            )
+        }
         if not taken:
             continue
         kept = [r for r in rows if tuple(r.get(c) for c in columns) not in taken]

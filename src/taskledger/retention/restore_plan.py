@@ -7,7 +7,7 @@ row back into column values, and what to do with a row whose key already exists.
 A row whose key exists is compared with the archived one. Identical is ``same``. When every
 difference is one that retention itself makes — a scrub marker where the archive has the
 original, the terminal status (with its time and reason) an expiry sets, ``updated_at`` moved by
-either of those, or a nullable reference emptied when its parent was deleted — the archived
+either of those, or a reference emptied when its parent was deleted — the archived
 values are put back. Any other difference means the row was changed since it was archived: a
 ``conflict``, left as it is.
 """
@@ -28,9 +28,13 @@ from taskledger.retention.stores import ArchiveCorrupt, ArchiveError
 from taskledger.retention.tables import TABLES, ExpireSpec, is_scrub_marker
 from taskledger.store.models import Base
 
-#: Tables archives hold besides the retained ones: the executor archives the dependency edges a
-#: task delete cascades to (``capture_side_effects``).
-SIDE_TABLES = ("task_dependencies",)
+#: Tables archives hold besides the retained ones (``capture_side_effects``): the dependency
+#: edges a task delete cascades to, and an agent deleted through the API with its API keys.
+SIDE_TABLES = ("task_dependencies", "agents", "api_keys")
+
+#: References without a foreign key that a delete empties all the same: a task's assignee
+#: (an agent or a user, so no foreign key can name it).
+SOFT_REFERENCES: Mapping[str, tuple[str, ...]] = {"tasks": ("assigned_to", "assigned_to_type")}
 
 #: Every table restore may write, parents before children (the models' dependency order).
 RESTORABLE: tuple[str, ...] = tuple(
@@ -73,6 +77,7 @@ class TableInfo:
     key_columns: tuple[str, ...]
     kinds: Mapping[str, type]
     foreign_keys: tuple[ForeignKey, ...]
+    soft_references: tuple[str, ...]
     onupdate_columns: tuple[str, ...]
     unique_sets: tuple[tuple[str, ...], ...]
     scrub_fields: tuple[str, ...]
@@ -160,6 +165,7 @@ def table_info(name: str) -> TableInfo:
         key_columns=key_columns,
         kinds={c.name: _kind(c) for c in table.columns},
         foreign_keys=foreign_keys,
+        soft_references=SOFT_REFERENCES.get(name, ()),
         onupdate_columns=tuple(c.name for c in table.columns if c.onupdate is not None),
         unique_sets=uniques,
         scrub_fields=retained.scrub_fields if retained else (),
@@ -202,6 +208,7 @@ def _undo(info: TableInfo, archived: Mapping[str, Any], live: Mapping[str, Any])
     expired = _was_expired(info.expire, archived, live)
     expire_columns = _expire_columns(info.expire) if expired else ()
     nullable_refs = {fk.column for fk in info.foreign_keys if fk.nullable}
+    nullable_refs.update(info.soft_references)
     changes: dict[str, Any] = {}
     retention_changed = expired
     for column in differing:
