@@ -10,28 +10,38 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from taskledger.enums import Scope
+from taskledger.services import api_keys as api_keys_service
 from taskledger.services import projects as projects_service
 from taskledger.services import users as users_service
 from taskledger.services.generate import generate
 from taskledger.store import make_engine, make_session_factory, migrate
+from taskledger.store.models import Project
 
 console = Console()
+if not console.is_terminal:
+    console.width = 120  # tables stay readable when the output goes to a file or a pipe
+K = TypeVar("K")
 PG_URL = os.environ.get("TASKLEDGER_TEST_DATABASE_URL") or None
 
 
@@ -99,6 +109,73 @@ def new_project(engine: Engine, name: str = "bench") -> uuid.UUID:
         return projects_service.create_project(session, name=name, owner=owner).id
 
 
+def new_api_key(engine: Engine, project_id: uuid.UUID, *scopes: Scope) -> str:
+    """The secret of a new API key of ``project_id`` with ``scopes`` (default: write)."""
+    with make_session_factory(engine).begin() as session:
+        project = session.get(Project, project_id)
+        assert project is not None
+        _, secret = api_keys_service.create_key(
+            session,
+            project=project,
+            name="bench",
+            scopes=list(scopes or (Scope.WRITE,)),
+            agent_id=None,
+            created_by=None,
+        )
+        return secret
+
+
+def engine_url(engine: Engine) -> str:
+    """The URL of ``engine``, password included, for another process to connect with."""
+    return engine.url.render_as_string(hide_password=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(engine: Engine, *, timeout: float = 30) -> Iterator[str]:
+    """A real ``taskledger serve`` (uvicorn) on 127.0.0.1 in a subprocess, on ``engine``'s
+    database; yields its base URL and stops it afterwards."""
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="taskledger-bench-serve-") as tmp:
+        env = {
+            **os.environ,
+            "TASKLEDGER_DATABASE_URL": engine_url(engine),
+            "TASKLEDGER_DATA_DIR": tmp,
+            "TASKLEDGER_LOG_LEVEL": "WARNING",
+        }
+        command = [sys.executable, "-m", "taskledger", "serve", "--no-migrate"]
+        command += ["--host", "127.0.0.1", "--port", str(port)]
+        process = subprocess.Popen(command, env=env)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the server exited with {process.returncode}")
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the server did not start in time")
+                time.sleep(0.1)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 def seed_runs(engine: Engine, rows: int, *, days: float = 180, seed: int = 7) -> uuid.UUID:
     """A project filled with ``rows`` runs (and the rest of the model) over ``days`` days."""
     project_id = new_project(engine)
@@ -123,6 +200,19 @@ def best_of(fn: Callable[[], Any], *, repeat: int = 5) -> float:
         fn()
         timings.append(time.perf_counter() - started)
     return min(timings)
+
+
+def best_of_each(fns: Mapping[K, Callable[[], Any]], *, repeat: int = 5) -> dict[K, float]:
+    """The fastest of ``repeat`` timings of each function, taken in interleaved rounds so that
+    a slow spell of the machine hits every candidate alike (for ratios between them)."""
+    timings: dict[K, list[float]] = {key: [] for key in fns}
+    for _ in range(repeat):
+        for key, fn in fns.items():
+            gc.collect()
+            started = time.perf_counter()
+            fn()
+            timings[key].append(time.perf_counter() - started)
+    return {key: min(values) for key, values in timings.items()}
 
 
 def median_of(fn: Callable[[], Any], *, repeat: int = 5) -> float:
@@ -176,3 +266,8 @@ def ms(seconds: float) -> str:
 
 def mib(size: int) -> str:
     return f"{size / 2**20:,.1f} MiB"
+
+
+def times(value: float, digits: int = 2) -> str:
+    """A ratio, as in ``1.05x``."""
+    return f"{value:,.{digits}f}x"
