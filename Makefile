@@ -32,8 +32,10 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 
+# Every script in bench/ but the shared library; options pass through, e.g. BENCH_ARGS="--rows 100000".
 bench: $(VENV)/.installed-dev
-	@for script in $(wildcard bench/*.py); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in $(filter-out bench/benchlib.py,$(wildcard bench/*.py)); do \
+		echo "== $$script"; $(BIN)/python $$script $(BENCH_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from taskledger.services import run_batch
 from taskledger.store.models import Run
 from tests.helpers import key_headers, transaction
 
@@ -82,3 +86,33 @@ def test_read_keys_cannot_ingest(app: FastAPI, client: TestClient) -> None:
     _, headers = key_headers(app, "read")
     response = client.post("/api/v1/runs:batch", json={"runs": [{"task": "t"}]}, headers=headers)
     assert response.status_code == 403
+
+
+def test_a_key_recorded_meanwhile_is_found_on_the_second_look(
+    app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer records a key between the lookup and the insert: the insert fails on the
+    unique constraint, and the batch is tried again with the key now known."""
+    _, headers = key_headers(app)
+    recorded = {"runs": [{"task": "a", "idempotency_key": "k1"}]}
+    first = client.post("/api/v1/runs:batch", json=recorded, headers=headers).json()
+    lookups: list[set[str]] = []
+    real = run_batch._known_keys
+
+    def blind_once(session: Any, project_id: Any, keys: set[str]) -> Any:
+        lookups.append(keys)
+        return {} if len(lookups) == 1 else real(session, project_id, keys)
+
+    monkeypatch.setattr(run_batch, "_known_keys", blind_once)
+    response = client.post(
+        "/api/v1/runs:batch",
+        json={"runs": [{"task": "b", "idempotency_key": "k1"}, {"task": "c"}]},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert len(lookups) == 2
+    assert body["created"] == 1 and body["existing"] == 1
+    assert body["items"][0]["id"] == first["items"][0]["id"]
+    assert body["items"][0]["created"] is False and body["items"][1]["created"] is True
+    assert _count(app) == 2

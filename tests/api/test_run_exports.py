@@ -97,3 +97,31 @@ def test_exports_take_filters_and_limit(app: FastAPI, client: TestClient) -> Non
     assert len(list(csv.DictReader(io.StringIO(limited.text)))) == 7
     empty = client.get("/api/v1/runs.csv", params={"task": "nothing"}, headers=headers)
     assert empty.text.strip() == ",".join(next(csv.reader(io.StringIO(limited.text))))
+
+
+def test_csv_bytes_are_the_same_on_every_backend(app: FastAPI, client: TestClient) -> None:
+    """The exact record: quoting, the formula guard, NULLs, timestamps and an embedded newline
+    (each backend has its own CSV writer; both must write these bytes)."""
+    _, headers = key_headers(app)
+    run = client.post(
+        "/api/v1/runs",
+        json={
+            "task": "=t",
+            "run_id": "r1",
+            "status": "completed",
+            "started_at": "2025-01-02T03:04:05.000006Z",
+            "finished_at": "2025-01-02T03:04:06Z",
+            "inputs": {"a": 1},
+            "log_excerpt": 'say "hi"\nnext',
+        },
+        headers=headers,
+    ).json()
+    text = client.get("/api/v1/runs.csv", headers=headers).text
+    header, record = text.split("\r\n", 1)
+    assert header.startswith("id,task,run_id,status,started_at,")
+    expected = (
+        f'{run["id"]},"\'=t","r1",completed,2025-01-02T03:04:05.000006+00:00,'
+        '2025-01-02T03:04:06.000000+00:00,999,"{""a"": 1}",,"say ""hi""\nnext",,,,,,,'
+    )
+    assert record.startswith(expected)
+    assert record.endswith("+00:00\r\n") and record.count("\r\n") == 1
