@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -80,6 +81,39 @@ def fresh_database(backend: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def cloned_database(engine: Engine) -> Iterator[Engine]:
+    """A copy of ``engine``'s database, removed afterwards; ``engine`` itself is left unchanged.
+
+    SQLite copies the file (after a WAL checkpoint); PostgreSQL creates a database from it as a
+    template, which needs ``engine``'s connections closed (the pool is disposed first). Seeding
+    once and cloning per measurement gives every measurement the same, fresh data.
+    """
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        with tempfile.TemporaryDirectory(prefix="taskledger-bench-") as tmp:
+            copy = Path(tmp) / "clone.db"
+            shutil.copyfile(database_path(engine), copy)
+            clone = make_engine(f"sqlite:///{copy}")
+            try:
+                yield clone
+            finally:
+                clone.dispose()
+        return
+    engine.dispose()
+    source = engine.url.database
+    name = f"taskledger_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    # FILE_COPY copies the files instead of logging every page: much faster for a big template.
+    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{source}" STRATEGY = FILE_COPY')
+    clone = make_engine(engine.url.set(database=name).render_as_string(hide_password=False))
+    try:
+        yield clone
+    finally:
+        clone.dispose()
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
