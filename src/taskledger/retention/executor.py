@@ -15,7 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from taskledger.metrics import Metrics
 from taskledger.retention.archive import ArchiveWriter
@@ -81,6 +93,19 @@ def _unlink_rows(
 ) -> list[dict[str, Any]]:
     t = _table(model)
     return _rows(conn, select(t.c.id, t.c[column]).where(t.c[column].in_(keys)).order_by(t.c.id))
+
+
+def _batch(conn: Connection, selection: RuleSelection, keys: list[Any]) -> ColumnElement[bool]:
+    """The rows of a batch, for its DELETE or UPDATE, without one bound parameter per key.
+
+    SQLite: the batch was selected under the write lock (``BEGIN IMMEDIATE``), so the eligible
+    rows from its first key to its last are exactly the batch, an index range. PostgreSQL: ``SKIP
+    LOCKED`` may have left gaps in that range, so the keys themselves, as one array.
+    """
+    key = selection.key
+    if conn.dialect.name == "sqlite":
+        return and_(selection.eligible, key >= keys[0], key <= keys[-1])
+    return key == any_(bindparam("batch_keys", keys, type_=ARRAY(key.type)))
 
 
 def capture_side_effects(conn: Connection, table: str, keys: Sequence[Any]) -> list[_Extra]:
@@ -171,10 +196,13 @@ class Executor:
                 .with_for_update(skip_locked=True)
             )
             with self._bind.begin() as conn:
-                rows = _rows(conn, stmt)
-                if not rows:
+                if whole:
+                    rows = _rows(conn, stmt)
+                    keys = [row[selection.table.key_column] for row in rows]
+                else:
+                    rows, keys = [], list(conn.execute(stmt).scalars())
+                if not keys:
                     return
-                keys = [row[selection.table.key_column] for row in rows]
                 extras = (
                     capture_side_effects(conn, table.name, keys)
                     if selection.rule.action == "delete"
@@ -229,10 +257,11 @@ class Executor:
         key = selection.key
         action = selection.rule.action
         if action == "delete":
-            return int(conn.execute(delete(table).where(key.in_(keys))).rowcount)
+            return int(conn.execute(delete(table).where(_batch(conn, selection, keys))).rowcount)
         if action == "expire":
             values = selection.table.expire_values(self.now, self.expire_reason)
-            return int(conn.execute(update(table).where(key.in_(keys)).values(**values)).rowcount)
+            batch = _batch(conn, selection, keys)
+            return int(conn.execute(update(table).where(batch).values(**values)).rowcount)
         fields = selection.table.scrub_fields
         params = []
         for row in rows:
