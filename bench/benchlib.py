@@ -42,11 +42,16 @@ def backends(only: str | None = None) -> list[str]:
     return [name for name in names if only in (None, name)]
 
 
-def arguments(description: str, *, rows: int) -> argparse.Namespace:
-    """The options every benchmark takes: ``--rows`` and ``--backend``."""
+def arguments(
+    description: str, *, rows: int, flags: dict[str, str] | None = None
+) -> argparse.Namespace:
+    """The options every benchmark takes: ``--rows`` and ``--backend``; ``flags`` adds on/off
+    options of its own (name to help text)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rows", type=int, default=rows, help=f"runs to seed (default {rows:,})")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default=None)
+    for flag, help_text in (flags or {}).items():
+        parser.add_argument(flag, action="store_true", help=help_text)
     return parser.parse_args()
 
 
@@ -167,6 +172,19 @@ def median_of(fn: Callable[[], Any], *, repeat: int = 5) -> float:
         fn()
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
+
+
+def interleaved_medians(fns: Sequence[Callable[[], Any]], *, repeat: int = 5) -> list[float]:
+    """The median timing of each of ``fns``, in seconds, run in turn ``repeat`` times over, so
+    that a disturbance on a busy machine falls on all of them alike."""
+    timings: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, series in zip(fns, timings, strict=True):
+            gc.collect()
+            started = time.perf_counter()
+            fn()
+            series.append(time.perf_counter() - started)
+    return [statistics.median(series) for series in timings]
 
 
 def peak_python_memory(fn: Callable[[], Any]) -> int:
