@@ -65,7 +65,7 @@ WORST_INSERT = Target(0.500)
 
 
 def prune_policy(older_than_days: float, *, archive: bool, max_rows: int) -> Policy:
-    """One rule: delete the runs older than ``older_than_days``."""
+    """One rule: delete the runs older than ``older_than_days`` (to the hour)."""
     return parse_policy(
         f"""
         name = "bench-prune"
@@ -74,7 +74,7 @@ def prune_policy(older_than_days: float, *, archive: bool, max_rows: int) -> Pol
         [[rule]]
         name = "old-runs"
         table = "runs"
-        older_than = "{older_than_days:g}d"
+        older_than = "{round(older_than_days * 24)}h"
         action = "delete"
         archive = {"true" if archive else "false"}
         """,
@@ -252,13 +252,17 @@ def measure(
         if engine.dialect.name != "sqlite" or not writer:
             started = time.perf_counter()
             rows = prune(engine)
-            return Measurement(label, time.perf_counter() - started, rows)
+            seconds = time.perf_counter() - started
+            console.print(f"  {label}: {rows:,} rows in {ms(seconds)}", style="dim")
+            return Measurement(label, seconds, rows)
         clock = TransactionClock(engine)
-        with concurrent_writer(engine, project_id) as writer:
+        with concurrent_writer(engine, project_id) as inserts:
             started = time.perf_counter()
             rows = prune(engine)
             seconds = time.perf_counter() - started
-        return Measurement(label, seconds, rows, clock.longest, writer.worst)
+    result = Measurement(label, seconds, rows, clock.longest, inserts.worst)
+    console.print(f"  {label}: {rows:,} rows in {ms(seconds)}", style="dim")
+    return result
 
 
 def memory_at(seeded: Engine, now: datetime, rows: int, fraction: float) -> tuple[int, int]:
