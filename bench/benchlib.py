@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -51,11 +52,16 @@ def backends(only: str | None = None) -> list[str]:
     return [name for name in names if only in (None, name)]
 
 
-def arguments(description: str, *, rows: int) -> argparse.Namespace:
-    """The options every benchmark takes: ``--rows`` and ``--backend``."""
+def arguments(
+    description: str, *, rows: int, flags: dict[str, str] | None = None
+) -> argparse.Namespace:
+    """The options every benchmark takes: ``--rows`` and ``--backend``; ``flags`` adds on/off
+    options of its own (name to help text)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rows", type=int, default=rows, help=f"runs to seed (default {rows:,})")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default=None)
+    for flag, help_text in (flags or {}).items():
+        parser.add_argument(flag, action="store_true", help=help_text)
     return parser.parse_args()
 
 
@@ -90,6 +96,39 @@ def fresh_database(backend: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def cloned_database(engine: Engine) -> Iterator[Engine]:
+    """A copy of ``engine``'s database, removed afterwards; ``engine`` itself is left unchanged.
+
+    SQLite copies the file (after a WAL checkpoint); PostgreSQL creates a database from it as a
+    template, which needs ``engine``'s connections closed (the pool is disposed first). Seeding
+    once and cloning per measurement gives every measurement the same, fresh data.
+    """
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        with tempfile.TemporaryDirectory(prefix="taskledger-bench-") as tmp:
+            copy = Path(tmp) / "clone.db"
+            shutil.copyfile(database_path(engine), copy)
+            clone = make_engine(f"sqlite:///{copy}")
+            try:
+                yield clone
+            finally:
+                clone.dispose()
+        return
+    engine.dispose()
+    source = engine.url.database
+    name = f"taskledger_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    # FILE_COPY copies the files instead of logging every page: much faster for a big template.
+    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{source}" STRATEGY = FILE_COPY')
+    clone = make_engine(engine.url.set(database=name).render_as_string(hide_password=False))
+    try:
+        yield clone
+    finally:
+        clone.dispose()
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -223,6 +262,19 @@ def median_of(fn: Callable[[], Any], *, repeat: int = 5) -> float:
         fn()
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
+
+
+def interleaved_medians(fns: Sequence[Callable[[], Any]], *, repeat: int = 5) -> list[float]:
+    """The median timing of each of ``fns``, in seconds, run in turn ``repeat`` times over, so
+    that a disturbance on a busy machine falls on all of them alike."""
+    timings: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, series in zip(fns, timings, strict=True):
+            gc.collect()
+            started = time.perf_counter()
+            fn()
+            series.append(time.perf_counter() - started)
+    return [statistics.median(series) for series in timings]
 
 
 def peak_python_memory(fn: Callable[[], Any]) -> int:

@@ -56,6 +56,10 @@ def test_stats_match_independent_sql(engine: Engine) -> None:
             {"p": project_id.hex if engine.dialect.name == "sqlite" else project_id},
         ).scalar()
     assert runs.held == held == 3000
+    with engine.connect() as conn:
+        for table in [*report.tables, report.audit_log]:
+            counted = conn.execute(text(f"SELECT count(*) FROM {table.table}")).scalar()
+            assert table.rows == counted, table.table
     with Session(engine) as session:
         assert runs.oldest == session.scalar(select(func.min(Run.started_at)))
         assert runs.newest == session.scalar(select(func.max(Run.started_at)))

@@ -10,12 +10,26 @@ returned report; it never prints.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from taskledger.enums import AssigneeType
 from taskledger.errors import SafeguardRefused
@@ -46,6 +60,13 @@ class PlanExceeded(SafeguardRefused):
 def overrun_limit(matched: int) -> int:
     """The most rows a rule planned at ``matched`` may affect: 10 % more, rounded down."""
     return matched + int(matched * OVERRUN_TOLERANCE)
+
+#: SQLite: rows handled between two WAL checkpoints during a run (about 4.5 KiB of WAL per run
+#: deleted in batches of 1000: some 250 MiB of WAL at most, less than one big DELETE leaves).
+SQLITE_CHECKPOINT_ROWS = 50_000
+#: SQLite: the pause after each batch, as a share of the batch's time, so that other writers get
+#: the write lock in between.
+SQLITE_YIELD = 0.25
 
 
 @dataclass
@@ -98,6 +119,20 @@ def _unlink_rows(
 ) -> list[dict[str, Any]]:
     t = _table(model)
     return _rows(conn, select(t.c.id, t.c[column]).where(t.c[column].in_(keys)).order_by(t.c.id))
+
+
+def _batch(conn: Connection, selection: RuleSelection, keys: list[Any]) -> ColumnElement[bool]:
+    """The rows of a batch, for its DELETE or UPDATE, without one bound parameter per key.
+
+    SQLite: the batch was selected under the write lock (``BEGIN IMMEDIATE``), so the eligible
+    rows from its first key to its last are exactly the batch, an index range. PostgreSQL: ``SKIP
+    LOCKED`` may have left gaps in that range, so the keys themselves, as one array.
+    """
+    key = selection.key
+    if conn.dialect.name == "sqlite":
+        return and_(selection.eligible, key >= keys[0], key <= keys[-1])
+    in_batch: ColumnElement[bool] = key == any_(bindparam("keys", keys, type_=ARRAY(key.type)))
+    return in_batch
 
 
 def capture_side_effects(conn: Connection, table: str, keys: Sequence[Any]) -> list[_Extra]:
@@ -194,6 +229,48 @@ def apply_side_effects(conn: Connection, table: str, keys: Sequence[Any]) -> Non
         )
 
 
+class _BetweenBatches:
+    """SQLite: what happens between two batches, outside any transaction.
+
+    Other writers get their turn: SQLite has no queue for its write lock, a writer waiting on it
+    polls (every 100 ms once it has waited a while), so batches run back to back would starve
+    it. After each batch the executor pauses for :data:`SQLITE_YIELD` of the batch's time.
+
+    The WAL is checkpointed every :data:`SQLITE_CHECKPOINT_ROWS` rows. Each batch rewrites the
+    index pages its rows are spread over (``run_id`` is random, so nearly every page of that
+    index); with SQLite's automatic checkpoint (every 1000 WAL pages) each commit copies those
+    same pages back into the database file, batch after batch: most of a run's time.
+    Checkpointing every few dozen batches copies each page once for all of them. The checkpoint
+    is PASSIVE (it blocks no writer). The connection's automatic setting is put back at the end.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        # PRAGMAs go through the DBAPI connection: SQLAlchemy would begin a transaction first.
+        self.raw: Any = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        self.rows = 0
+        self.previous = 0
+
+    def __enter__(self) -> _BetweenBatches:
+        if self.raw is not None:
+            self.previous = int(self.raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+            self.raw.execute("PRAGMA wal_autocheckpoint = 0")
+        return self
+
+    def batch_done(self, rows: int, seconds: float) -> None:
+        if self.raw is None:
+            return
+        self.rows += rows
+        if self.rows >= SQLITE_CHECKPOINT_ROWS:
+            self.raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.rows = 0
+        time.sleep(seconds * SQLITE_YIELD)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.raw is not None:
+            self.raw.execute(f"PRAGMA wal_autocheckpoint = {self.previous}")
+            self.raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
 class Executor:
     """Runs the selections of one plan, writing one archive for the whole run.
 
@@ -235,20 +312,28 @@ class Executor:
         committed (and archived).
         """
         outcomes = self.outcomes = []
-        for selection in plan.selections:
-            outcome = RuleOutcome(
-                name=selection.rule.name,
-                table=selection.table.name,
-                action=selection.rule.action,
-                archived=selection.rule.archive,
-                matched=(expected or {}).get(selection.rule.name, 0),
-            )
-            outcomes.append(outcome)
-            limit = overrun_limit(outcome.matched) if expected is not None else None
-            self._run_rule(selection, outcome, limit)
+        with self._bind.connect() as conn, _BetweenBatches(conn) as between:
+            for selection in plan.selections:
+                outcome = RuleOutcome(
+                    name=selection.rule.name,
+                    table=selection.table.name,
+                    action=selection.rule.action,
+                    archived=selection.rule.archive,
+                    matched=(expected or {}).get(selection.rule.name, 0),
+                )
+                outcomes.append(outcome)
+                limit = overrun_limit(outcome.matched) if expected is not None else None
+                self._run_rule(conn, selection, outcome, between, limit)
         return outcomes
 
-    def _run_rule(self, selection: RuleSelection, outcome: RuleOutcome, limit: int | None) -> None:
+    def _run_rule(
+        self,
+        conn: Connection,
+        selection: RuleSelection,
+        outcome: RuleOutcome,
+        between: _BetweenBatches,
+        limit: int | None,
+    ) -> None:
         table = _table(selection.table.model)
         key = selection.key
         last: Any = None
@@ -264,12 +349,21 @@ class Executor:
                 .limit(selection.batch_size)
                 .with_for_update(skip_locked=True)
             )
-            with self._bind.begin() as conn:
-                rows = _rows(conn, stmt)
-                if not rows:
+            started = time.perf_counter()
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    # The commit need not wait for the WAL flush: a batch lost in a crash leaves
+                    # its rows in the database (and perhaps in its durable archive part too,
+                    # which restore tolerates). The archive part is still made durable first.
+                    conn.execute(text("SET LOCAL synchronous_commit = off"))
+                if whole:
+                    rows = _rows(conn, stmt)
+                    keys = [row[selection.table.key_column] for row in rows]
+                else:
+                    rows, keys = [], list(conn.execute(stmt).scalars().all())
+                if not keys:
                     return
-                keys = [row[selection.table.key_column] for row in rows]
-                if limit is not None and outcome.affected + len(rows) > limit:
+                if limit is not None and outcome.affected + len(keys) > limit:
                     raise PlanExceeded(
                         f"Rule {selection.rule.name!r} would affect more than {limit} rows; its "
                         f"plan counted {outcome.matched}. The run stopped after "
@@ -284,6 +378,7 @@ class Executor:
                     self._archive(selection, table, rows, extras)
                 affected = self._apply(conn, selection, table, rows, keys)
             last = keys[-1]
+            between.batch_done(len(keys), time.perf_counter() - started)
             outcome.batches += 1
             outcome.affected += affected
             for extra in extras:
@@ -330,13 +425,14 @@ class Executor:
         action = selection.rule.action
         if action == "delete":
             apply_side_effects(conn, table.name, keys)
-            return int(conn.execute(delete(table).where(key.in_(keys))).rowcount)
+            return int(conn.execute(delete(table).where(_batch(conn, selection, keys))).rowcount)
         # Scrubbed and expired rows carry the plan's moment in ``updated_at``: later rules of
         # the table recognise them by it (see planner._touched).
         stamp = {"updated_at": self.now} if "updated_at" in table.c else {}
         if action == "expire":
             values = selection.table.expire_values(self.now, self.expire_reason) | stamp
-            return int(conn.execute(update(table).where(key.in_(keys)).values(**values)).rowcount)
+            batch = _batch(conn, selection, keys)
+            return int(conn.execute(update(table).where(batch).values(**values)).rowcount)
         fields = selection.table.scrub_fields
         params = []
         for row in rows:

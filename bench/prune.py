@@ -1,0 +1,393 @@
+"""SPEC section 10, prune: deleting the older half of the runs, against one raw DELETE.
+
+Runs are seeded over 180 days and a one-rule policy deletes those older than 90 days, so half of
+the table goes. Every measurement starts from its own copy of the seeded database and deletes
+the same rows (one fixed moment is used throughout):
+
+- raw: one ``DELETE FROM runs WHERE started_at < :cutoff`` (the baseline);
+- taskledger, without archive and with the gzip archive in a temporary directory, through
+  ``preview_policy`` + ``execute_policy`` (what ``taskledger retention run --yes --force`` calls;
+  half the table is over ``max_table_fraction``, so the run is forced with a reason);
+- the seed-001 loop: load every matching ``Run``, ``session.delete`` each, commit every 1000.
+  It is measured on a smaller table (``--orm-rows``) and compared by time per deleted row.
+
+Peak Python memory of the engine is taken (tracemalloc) while it archives and deletes 2.5 % of
+the rows, then 10 %: four times as many. On SQLite a writer process inserts a run every 10 ms
+into the same file during each timed prune: its worst insert latency and the longest write
+transaction of the prune are reported too.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, event, insert, select
+
+from benchlib import (
+    Target,
+    arguments,
+    backends,
+    cloned_database,
+    console,
+    database_path,
+    fresh_database,
+    mib,
+    ms,
+    peak_python_memory,
+    print_table,
+    seed_runs,
+)
+from taskledger.retention.policy import Policy, parse_policy
+from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
+from taskledger.store import make_engine, make_session_factory
+from taskledger.store.models import Run
+from taskledger.store.types import utcnow
+
+SPAN_DAYS = 180
+CUTOFF_DAYS = 90
+ORM_COMMIT_EVERY = 1000
+WRITER_INTERVAL = 0.010
+
+NO_ARCHIVE = Target(1.5)
+ARCHIVE = Target(3)
+VS_ORM = Target(10, at_most=False)
+MEMORY = Target(1.25)
+LONGEST_TRANSACTION = Target(0.250)
+WORST_INSERT = Target(0.500)
+
+
+def prune_policy(older_than_days: float, *, archive: bool, max_rows: int) -> Policy:
+    """One rule: delete the runs older than ``older_than_days`` (to the hour)."""
+    return parse_policy(
+        f"""
+        name = "bench-prune"
+        max_rows_per_run = {max_rows}
+
+        [[rule]]
+        name = "old-runs"
+        table = "runs"
+        older_than = "{round(older_than_days * 24)}h"
+        action = "delete"
+        archive = {"true" if archive else "false"}
+        """,
+        default_name="bench-prune",
+    )
+
+
+def engine_prune(engine: Engine, policy: Policy, now: datetime) -> int:
+    """Preview and execute ``policy`` as ``taskledger retention run --yes --force`` does."""
+    sessions = make_session_factory(engine)
+    with tempfile.TemporaryDirectory(prefix="taskledger-bench-archive-") as archive:
+        previewed = preview_policy(sessions, policy, actor="bench", trigger="cli", now=now)
+        report = execute_policy(
+            engine,
+            sessions,
+            policy,
+            ConfirmedPlan.from_preview(previewed),
+            actor="bench",
+            trigger="cli",
+            archive_url=archive,
+            force=True,
+            reason="benchmark: half of the table is past the cutoff",
+        )
+    assert report.outcome == "ok", report.outcome
+    return report.affected
+
+
+def raw_prune(engine: Engine, cutoff: datetime) -> int:
+    """The baseline: one DELETE statement in one transaction."""
+    runs = Run.__table__
+    with engine.begin() as conn:
+        return int(conn.execute(delete(runs).where(runs.c.started_at < cutoff)).rowcount)
+
+
+def orm_prune(engine: Engine, cutoff: datetime) -> int:
+    """The seed-001 loop: every matching object loaded, deleted one by one."""
+    deleted = 0
+    with make_session_factory(engine)() as session:
+        doomed = session.scalars(select(Run).where(Run.started_at < cutoff)).all()
+        for deleted, run in enumerate(doomed, start=1):
+            session.delete(run)
+            if deleted % ORM_COMMIT_EVERY == 0:
+                session.commit()
+        session.commit()
+    return deleted
+
+
+# --- SQLite: write transactions and a concurrent writer -------------------------------------------
+
+
+class TransactionClock:
+    """The durations of ``engine``'s write transactions, from the lock taken to the commit done.
+
+    A transaction counts as a write when it began ``IMMEDIATE`` or ran an INSERT, UPDATE or
+    DELETE. The clock starts after ``BEGIN`` returned (waiting for the lock is not holding it)
+    and stops when the DBAPI commit or rollback returned.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.durations: list[float] = []
+        self._open: dict[int, tuple[float, bool]] = {}
+        dialect = engine.dialect
+        # Appended after taskledger's own "begin" listener, which emits BEGIN [IMMEDIATE].
+        event.listen(engine, "begin", self._begin)
+        event.listen(engine, "before_cursor_execute", self._statement)
+        for name in ("do_commit", "do_rollback"):
+            setattr(dialect, name, self._ending(getattr(dialect, name)))
+
+    def _begin(self, conn: Any) -> None:
+        immediate = conn.get_execution_options().get("sqlite_begin") == "IMMEDIATE"
+        self._open[id(conn.connection)] = (time.perf_counter(), immediate)
+
+    def _statement(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        key = id(conn.connection)
+        if key in self._open and statement.lstrip()[:6].upper() in {"INSERT", "UPDATE", "DELETE"}:
+            self._open[key] = (self._open[key][0], True)
+
+    def _ending(self, end: Callable[[Any], None]) -> Callable[[Any], None]:
+        def timed(connection: Any) -> None:  # the pool's proxy of the DBAPI connection
+            end(connection)
+            started, writes = self._open.pop(id(connection), (None, False))
+            if started is not None and writes:
+                self.durations.append(time.perf_counter() - started)
+
+        return timed
+
+    @property
+    def longest(self) -> float:
+        return max(self.durations, default=0.0)
+
+
+def _insert_runs(path: str, project_id: str, ready: Any, stop: Any, results: Any) -> None:
+    """A writer process: one run inserted and committed every ~10 ms until ``stop``."""
+    engine = make_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=600_000)
+    runs = Run.__table__
+    latencies = []
+    with engine.connect() as conn:
+        while not stop.is_set():
+            started = time.perf_counter()
+            with conn.begin():
+                conn.execute(
+                    insert(runs).values(
+                        project_id=uuid.UUID(project_id),
+                        task="bench-writer",
+                        run_id=uuid.uuid4().hex[:12],
+                        status="running",
+                        started_at=utcnow(),
+                    )
+                )
+            latencies.append(time.perf_counter() - started)
+            ready.set()
+            time.sleep(WRITER_INTERVAL)
+    engine.dispose()
+    results.put(latencies)
+
+
+@dataclass
+class Writer:
+    latencies: list[float]
+
+    @property
+    def worst(self) -> float:
+        return max(self.latencies, default=0.0)
+
+
+@contextmanager
+def concurrent_writer(engine: Engine, project_id: uuid.UUID) -> Iterator[Writer]:
+    """A process inserting into ``engine``'s SQLite file while the block runs."""
+    context = multiprocessing.get_context("spawn")
+    ready, stop, results = context.Event(), context.Event(), context.Queue()
+    process = context.Process(
+        target=_insert_runs,
+        args=(database_path(engine), str(project_id), ready, stop, results),
+    )
+    process.start()
+    if not ready.wait(60):
+        process.kill()
+        raise RuntimeError("the writer process did not start")
+    writer = Writer([])
+    try:
+        yield writer
+    finally:
+        stop.set()
+        writer.latencies = results.get(timeout=600)
+        process.join()
+
+
+# --- the measurements ----------------------------------------------------------------------------
+
+
+@dataclass
+class Measurement:
+    label: str
+    seconds: float
+    rows: int
+    longest_transaction: float | None = None
+    worst_insert: float | None = None
+
+    @property
+    def per_row(self) -> float:
+        return self.seconds / max(self.rows, 1)
+
+
+def measure(
+    label: str,
+    seeded: Engine,
+    project_id: uuid.UUID,
+    prune: Callable[[Engine], int],
+    *,
+    writer: bool = True,
+) -> Measurement:
+    """``prune`` on a fresh copy of ``seeded``; on SQLite with a concurrent writer unless not
+    ``writer``."""
+    with cloned_database(seeded) as engine:
+        if engine.dialect.name != "sqlite" or not writer:
+            started = time.perf_counter()
+            rows = prune(engine)
+            seconds = time.perf_counter() - started
+            console.print(f"  {label}: {rows:,} rows in {ms(seconds)}", style="dim")
+            return Measurement(label, seconds, rows)
+        clock = TransactionClock(engine)
+        with concurrent_writer(engine, project_id) as inserts:
+            started = time.perf_counter()
+            rows = prune(engine)
+            seconds = time.perf_counter() - started
+    result = Measurement(label, seconds, rows, clock.longest, inserts.worst)
+    console.print(f"  {label}: {rows:,} rows in {ms(seconds)}", style="dim")
+    return result
+
+
+def memory_at(seeded: Engine, now: datetime, rows: int, fraction: float) -> tuple[int, int]:
+    """Rows deleted and peak Python memory of an archived prune taking ``fraction`` of the runs."""
+    policy = prune_policy(SPAN_DAYS * (1 - fraction), archive=True, max_rows=rows)
+    with cloned_database(seeded) as engine:
+        deleted = 0
+
+        def run() -> None:
+            nonlocal deleted
+            deleted = engine_prune(engine, policy, now)
+
+        peak = peak_python_memory(run)
+    return deleted, peak
+
+
+def bench_backend(backend: str, rows: int, orm_rows: int) -> None:
+    console.print(
+        f"[bold]{backend}[/]: {rows:,} runs over {SPAN_DAYS} days, cutoff {CUTOFF_DAYS} d"
+    )
+    with fresh_database(backend) as seeded:
+        project_id = seed_runs(seeded, rows, days=SPAN_DAYS)
+        now = utcnow()
+        cutoff = now - timedelta(days=CUTOFF_DAYS)
+        raw = measure("raw DELETE", seeded, project_id, lambda e: raw_prune(e, cutoff))
+        bare = measure(
+            "taskledger",
+            seeded,
+            project_id,
+            lambda e: engine_prune(e, prune_policy(CUTOFF_DAYS, archive=False, max_rows=rows), now),
+        )
+        archived = measure(
+            "taskledger + gzip",
+            seeded,
+            project_id,
+            lambda e: engine_prune(e, prune_policy(CUTOFF_DAYS, archive=True, max_rows=rows), now),
+        )
+        small, large = memory_at(seeded, now, rows, 0.025), memory_at(seeded, now, rows, 0.1)
+    with fresh_database(backend) as seeded_small:
+        small_project = seed_runs(seeded_small, orm_rows, days=SPAN_DAYS)
+        small_now = utcnow()
+        small_cutoff = small_now - timedelta(days=CUTOFF_DAYS)
+        orm = measure(
+            f"ORM loop, {orm_rows // 1000}k",
+            seeded_small,
+            small_project,
+            lambda e: orm_prune(e, small_cutoff),
+            # Its long read transaction cannot become a write once the writer has committed.
+            writer=False,
+        )
+        orm_engine = measure(
+            f"taskledger, {orm_rows // 1000}k",
+            seeded_small,
+            small_project,
+            lambda e: engine_prune(
+                e, prune_policy(CUTOFF_DAYS, archive=False, max_rows=orm_rows), small_now
+            ),
+            writer=False,
+        )
+    assert raw.rows == bare.rows == archived.rows, (raw.rows, bare.rows, archived.rows)
+
+    sqlite = backend == "sqlite"
+    headers = ["prune", "deleted", "time", "µs/row", "/ raw"]
+    if sqlite:
+        headers += ["longest tx", "worst insert"]
+    table = []
+    for m in (raw, bare, archived, orm, orm_engine):
+        row: list[Any] = [
+            m.label,
+            f"{m.rows:,}",
+            ms(m.seconds),
+            f"{m.per_row * 1e6:,.1f}",
+            f"{m.seconds / raw.seconds:.2f}" if m.rows == raw.rows else "",
+        ]
+        if sqlite:
+            row += [ms(m.longest_transaction or 0), ms(m.worst_insert or 0)]
+        table.append(row)
+    print_table(f"Prune on {backend}", headers, table)
+
+    memory = large[1] / small[1]
+    verdicts: list[list[Any]] = [
+        ["no archive / raw", f"{bare.seconds / raw.seconds:.2f}"],
+        ["gzip archive / raw", f"{archived.seconds / raw.seconds:.2f}"],
+        [
+            f"ORM loop ({orm_rows:,}) / taskledger ({rows:,}), per row",
+            f"{orm.per_row / bare.per_row:.1f}",
+        ],
+        [
+            f"ORM loop / taskledger, per row, both {orm_rows:,}",
+            f"{orm.per_row / orm_engine.per_row:.1f}",
+        ],
+        [
+            f"peak memory {mib(large[1])} ({large[0]:,} rows) / {mib(small[1])} ({small[0]:,})",
+            f"{memory:.2f}",
+        ],
+    ]
+    targets = [NO_ARCHIVE, ARCHIVE, VS_ORM, VS_ORM, MEMORY]
+    values = [
+        bare.seconds / raw.seconds,
+        archived.seconds / raw.seconds,
+        orm.per_row / bare.per_row,
+        orm.per_row / orm_engine.per_row,
+        memory,
+    ]
+    for m in (bare, archived) if sqlite else ():
+        verdicts.append([f"longest write transaction, {m.label}", ms(m.longest_transaction or 0)])
+        verdicts.append([f"worst concurrent insert, {m.label}", ms(m.worst_insert or 0)])
+        targets += [LONGEST_TRANSACTION, WORST_INSERT]
+        values += [m.longest_transaction or 0, m.worst_insert or 0]
+    if sqlite:
+        verdicts.append(
+            ["raw DELETE holds the write lock, blocking the writer", ms(raw.worst_insert or 0)]
+        )
+        targets.append(WORST_INSERT)
+        values.append(raw.worst_insert or 0)
+    for row, target, value in zip(verdicts, targets, values, strict=True):
+        row.append(target.verdict(value))
+    print_table(f"Prune targets on {backend}", ["target", "value", "verdict"], verdicts)
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0], rows=1_000_000)
+    for backend in backends(args.backend):
+        bench_backend(backend, args.rows, max(1000, args.rows // 20))
+
+
+if __name__ == "__main__":
+    main()
