@@ -111,7 +111,7 @@ def _table(model: Any) -> Table:
 
 
 def _rows(conn: Connection, stmt: Any) -> list[dict[str, Any]]:
-    return [dict(row) for row in conn.execute(stmt).mappings()]
+    return [dict(row) for row in conn.execute(stmt).mappings().all()]
 
 
 def _unlink_rows(
