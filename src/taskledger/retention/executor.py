@@ -61,6 +61,7 @@ def overrun_limit(matched: int) -> int:
     """The most rows a rule planned at ``matched`` may affect: 10 % more, rounded down."""
     return matched + int(matched * OVERRUN_TOLERANCE)
 
+
 #: SQLite: rows handled between two WAL checkpoints during a run (about 4.5 KiB of WAL per run
 #: deleted in batches of 1000: some 250 MiB of WAL at most, less than one big DELETE leaves).
 SQLITE_CHECKPOINT_ROWS = 50_000
