@@ -122,15 +122,23 @@ def _unlink_rows(
     return _rows(conn, select(t.c.id, t.c[column]).where(t.c[column].in_(keys)).order_by(t.c.id))
 
 
+def _exact(selection: RuleSelection) -> bool:
+    """Whether a batch must be exactly the rows read: they are archived, or scrubbed from what
+    was read. Otherwise any row still eligible when the statement runs may go with the batch."""
+    return selection.rule.archive or selection.rule.action == "scrub"
+
+
 def _batch(conn: Connection, selection: RuleSelection, keys: list[Any]) -> ColumnElement[bool]:
     """The rows of a batch, for its DELETE or UPDATE, without one bound parameter per key.
 
     SQLite: the batch was selected under the write lock (``BEGIN IMMEDIATE``), so the eligible
-    rows from its first key to its last are exactly the batch, an index range. PostgreSQL: ``SKIP
-    LOCKED`` may have left gaps in that range, so the keys themselves, as one array.
+    rows from its first key to its last are exactly the batch, an index range. PostgreSQL, when
+    the batch need not be exact: the same range, each row's eligibility checked again as the
+    statement reaches it (so no row lock is taken ahead). Otherwise ``SKIP LOCKED`` may have left
+    gaps in that range, so the keys themselves, as one array.
     """
     key = selection.key
-    if conn.dialect.name == "sqlite":
+    if conn.dialect.name == "sqlite" or not _exact(selection):
         return and_(selection.eligible, key >= keys[0], key <= keys[-1])
     in_batch: ColumnElement[bool] = key == any_(bindparam("keys", keys, type_=ARRAY(key.type)))
     return in_batch
@@ -342,14 +350,16 @@ class Executor:
             condition = selection.eligible if last is None else and_(selection.eligible, key > last)
             # Whole rows only when they are archived or scrubbed; an unarchived delete or an
             # expiry needs just the keys.
-            whole = selection.rule.archive or selection.rule.action == "scrub"
+            whole = _exact(selection)
             stmt = (
                 (select(table) if whole else select(key))
                 .where(condition)
                 .order_by(key)
                 .limit(selection.batch_size)
-                .with_for_update(skip_locked=True)
             )
+            if whole:
+                # PostgreSQL: the rows read are the rows changed (SQLite holds the write lock).
+                stmt = stmt.with_for_update(skip_locked=True)
             started = time.perf_counter()
             with conn.begin():
                 if conn.dialect.name == "postgresql":
