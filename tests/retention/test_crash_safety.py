@@ -21,55 +21,10 @@ from sqlalchemy import Engine
 from taskledger.retention.archive import list_archives
 from taskledger.retention.restore import restore
 from tests.retention.engine_helpers import populated
-from tests.retention.restore_helpers import table_hashes
+from tests.retention.restore_helpers import MIXED_POLICY, table_hashes
 
 # Every kind of action, in batches small enough that a run has many points to die at.
-POLICY = """
-name = "crash"
-batch_size = 20
-max_table_fraction = 1.0
-
-[[rule]]
-name = "old-runs"
-table = "runs"
-older_than = "60d"
-action = "delete"
-
-[[rule]]
-name = "stale-connections"
-table = "agent_connections"
-older_than = "1d"
-status = ["active"]
-action = "expire"
-
-[[rule]]
-name = "scrub-sessions"
-table = "agent_sessions"
-older_than = "30d"
-status = ["completed", "terminated", "error"]
-action = "scrub"
-
-[[rule]]
-name = "scrub-acknowledged"
-table = "instructions"
-older_than = "30d"
-has_acknowledgements = true
-action = "scrub"
-
-[[rule]]
-name = "delete-unacknowledged"
-table = "instructions"
-older_than = "30d"
-has_acknowledgements = false
-action = "delete"
-
-[[rule]]
-name = "finished-tasks"
-table = "tasks"
-older_than = "30d"
-status = ["completed", "cancelled"]
-action = "delete"
-"""
+POLICY = "batch_size = 20\nmax_table_fraction = 1.0\n" + MIXED_POLICY
 
 KILLS = 10
 

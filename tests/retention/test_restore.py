@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from taskledger.retention.alerts import Alerter
 from taskledger.retention.archive import ArchiveReader, verify
-from taskledger.retention.deletes import ArchiveTarget, delete_records
+from taskledger.retention.deletes import ArchiveTarget, DeleteReport, delete_records
 from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.policy import parse_policy
 from taskledger.retention.restore import RestoreReport, restore
@@ -220,6 +220,25 @@ def test_damaged_archive_changes_nothing(
     assert audit.finished_at is not None and audit.finished_at <= utcnow()
 
 
+def _delete_agent(engine: Engine, agent_id: uuid.UUID, tmp_path: Path) -> DeleteReport:
+    """Delete an agent as ``DELETE /api/v1/agents/{id}`` does: archived, audited, guarded."""
+    guard = SpikeGuard(
+        engine=engine,
+        max_rows=10,
+        window_seconds=60,
+        alerter=Alerter(webhook_url=None, metrics=None),
+    )
+    return delete_records(
+        engine,
+        sessions_of(engine),
+        table="agents",
+        keys=[agent_id],
+        actor="test",
+        guard=guard,
+        target=ArchiveTarget(str(tmp_path / "archives")),
+    )
+
+
 def test_a_deleted_agent_comes_back_with_everything_it_took(engine: Engine, tmp_path: Path) -> None:
     populated(engine, runs=600, days=100, agents=3)
     with Session(engine) as session, session.begin():
@@ -239,21 +258,7 @@ def test_a_deleted_agent_comes_back_with_everything_it_took(engine: Engine, tmp_
         task.assigned_to, task.assigned_to_type = agent.id, "agent"
         agent_id = agent.id
     before = table_hashes(engine)
-    guard = SpikeGuard(
-        engine=engine,
-        max_rows=10,
-        window_seconds=60,
-        alerter=Alerter(webhook_url=None, metrics=None),
-    )
-    deleted = delete_records(
-        engine,
-        sessions_of(engine),
-        table="agents",
-        keys=[agent_id],
-        actor="test",
-        guard=guard,
-        target=ArchiveTarget(str(tmp_path / "archives")),
-    )
+    deleted = _delete_agent(engine, agent_id, tmp_path)
     assert deleted.deleted == 1 and deleted.archive_uri
     after = table_hashes(engine)
     for table in ("agents", "api_keys", "agent_sessions", "agent_connections", "runs", "tasks"):
@@ -271,21 +276,7 @@ def test_a_name_taken_meanwhile_is_a_conflict_and_its_children_orphans(
         agent = session.scalars(select(Agent).order_by(Agent.name)).first()
         assert agent is not None
         agent_id, project_id, name = agent.id, agent.project_id, agent.name
-    guard = SpikeGuard(
-        engine=engine,
-        max_rows=10,
-        window_seconds=60,
-        alerter=Alerter(webhook_url=None, metrics=None),
-    )
-    deleted = delete_records(
-        engine,
-        sessions_of(engine),
-        table="agents",
-        keys=[agent_id],
-        actor="test",
-        guard=guard,
-        target=ArchiveTarget(str(tmp_path / "archives")),
-    )
+    deleted = _delete_agent(engine, agent_id, tmp_path)
     with Session(engine) as session, session.begin():
         session.add(Agent(project_id=project_id, name=name))  # the name is taken again
     report = _restore(engine, deleted.archive_uri or "")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Column, Table
 
-from taskledger.cli.base import EXIT_ERROR, CliContext, emit_json, pass_ctx
+from taskledger.cli.base import EXIT_ERROR, CliContext, emit_json, pass_ctx, progress_bar
 from taskledger.cli.retention import cli_actor
 from taskledger.enums import RetentionTrigger
 from taskledger.retention.archive import ArchiveSummary, VerifyReport, list_archives, read_manifest
@@ -123,14 +122,7 @@ def restore_cmd(
     if show:
         files = read_manifest(uri, s3_endpoint_url=s3).files
         total = sum(p.rows for p in files if not tables or p.table in tables)
-    with Progress(
-        *Progress.get_default_columns()[:1],
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not show,
-        transient=True,
-    ) as bar:
+    with progress_bar(show) as bar:
         task = bar.add_task("rows", total=total)
         report = restore(
             obj.engine,

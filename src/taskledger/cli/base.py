@@ -10,6 +10,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -75,6 +76,18 @@ class LedgerGroup(click.Group):
         except SQLAlchemyError as exc:
             click.echo(f"error: database: {exc.__class__.__name__}: {exc.args[0]}", err=True)
             sys.exit(EXIT_ERROR)
+
+
+def progress_bar(enabled: bool) -> Progress:
+    """The commands' progress bar, drawn on stderr only when ``enabled`` (a terminal, no JSON)."""
+    return Progress(
+        *Progress.get_default_columns()[:1],
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=True,
+    )
 
 
 def emit_json(data: Any) -> None:

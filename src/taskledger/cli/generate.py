@@ -6,10 +6,9 @@ import sys
 import time
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from sqlalchemy import select
 
-from taskledger.cli.base import CliContext, emit_json, pass_ctx
+from taskledger.cli.base import CliContext, emit_json, pass_ctx, progress_bar
 from taskledger.errors import NotFoundError
 from taskledger.services import projects as projects_service
 from taskledger.services import users as users_service
@@ -94,14 +93,7 @@ def generate(
         project_id = project.id
     started = time.perf_counter()
     show = sys.stderr.isatty() and not as_json
-    with Progress(
-        *Progress.get_default_columns()[:1],
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not show,
-        transient=True,
-    ) as bar:
+    with progress_bar(show) as bar:
         task = bar.add_task("runs", total=run_count)
         report = generate_data(
             obj.engine,

@@ -8,10 +8,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from taskledger.cli.base import EXIT_REFUSED, CliContext, emit_json, pass_ctx
+from taskledger.cli.base import EXIT_REFUSED, CliContext, emit_json, pass_ctx, progress_bar
 from taskledger.enums import RetentionTrigger
 from taskledger.retention.audit import list_audit
 from taskledger.retention.planner import PlanPreview
@@ -138,14 +137,7 @@ def run_cmd(
             click.echo("refused: not confirmed", err=True)
             sys.exit(EXIT_REFUSED)
     show = sys.stderr.isatty() and not as_json
-    with Progress(
-        *Progress.get_default_columns()[:1],
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not show,
-        transient=True,
-    ) as bar:
+    with progress_bar(show) as bar:
         task = bar.add_task("rows", total=result.total)
         report = execute_policy(
             obj.engine,

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import IO
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from sqlalchemy import and_, func, select
 
-from taskledger.cli.base import CliContext, emit_json, pass_ctx
+from taskledger.cli.base import CliContext, emit_json, pass_ctx, progress_bar
 from taskledger.enums import RunStatus, values
 from taskledger.errors import NotFoundError
 from taskledger.schemas.runs import RunFilters
@@ -35,17 +34,6 @@ def _project(obj: CliContext, name_or_id: str) -> Project:
             raise NotFoundError(f"no project named {name_or_id!r}")
         session.expunge(project)
         return project
-
-
-def _bar(enabled: bool) -> Progress:
-    return Progress(
-        *Progress.get_default_columns()[:1],
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=True,
-    )
 
 
 @runs.command("export")
@@ -127,7 +115,7 @@ def _write(
             )
         total = min(total or 0, limit) if limit else total
     written = 0
-    with _bar(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("runs", total=total)
         for text, rows in run_export.export_chunks(
             obj.engine, project_id, filters, fmt, limit=limit
@@ -160,7 +148,7 @@ def import_(
     project = _project(obj, project_ref)
     fmt = run_import.detect_format(file, fmt)
     show = sys.stderr.isatty() and not as_json
-    with file.open(encoding="utf-8", newline="") as handle, _bar(show) as bar:
+    with file.open(encoding="utf-8", newline="") as handle, progress_bar(show) as bar:
         task = bar.add_task("runs", total=None)
         report = run_import.import_runs(
             obj.sessions(),
