@@ -37,7 +37,8 @@ from taskledger.retention.archive_format import (
     PART_NAME,
     Manifest,
     PartInfo,
-    compress_rows,
+    compress_lines,
+    encode_row,
     key_text,
     rows_of,
 )
@@ -154,15 +155,33 @@ class ArchiveWriter:
             ArchiveError: Bad table name, a row without ``key_column``, or a finished archive.
             ArchiveStorageError: The store could not write; the rows must stay in the database.
         """
-        if self._manifest.complete:
-            raise ArchiveError(f"archive {self.uri} is finished; no more parts")
-        if not _TABLE.fullmatch(table):
-            raise ArchiveError(f"table name {table!r} cannot name an archive file")
+        self._check_open(table)
         if not rows:
             return None
         keys = [row.get(key_column) for row in rows if key_column in row]
         if len(keys) != len(rows):
             raise ArchiveError(f"a row of {table} has no {key_column!r} column")
+        lines = [encode_row(row) for row in rows]
+        return self.write_lines(table, lines, keys, key_column=key_column, rule=rule, action=action)
+
+    def write_lines(
+        self,
+        table: str,
+        lines: Sequence[bytes],
+        keys: Sequence[Any],
+        *,
+        key_column: str,
+        rule: str,
+        action: str,
+    ) -> PartInfo | None:
+        """Like :meth:`write_part`, for rows already encoded as archive lines (each ending in a
+        newline, as :func:`~taskledger.retention.archive_format.encode_row` writes them), with
+        ``keys`` the rows' keys in the same order."""
+        self._check_open(table)
+        if not lines:
+            return None
+        if len(keys) != len(lines):
+            raise ArchiveError(f"{len(lines)} lines of {table} but {len(keys)} keys")
         present = [key for key in keys if key is not None]
         try:
             key_min = key_text(min(present)) if present else None
@@ -170,7 +189,7 @@ class ArchiveWriter:
         except TypeError as exc:
             raise ArchiveError(f"keys of {table}.{key_column} are not comparable") from exc
 
-        data = compress_rows(rows, compresslevel=self.compresslevel)
+        data = compress_lines(lines, compresslevel=self.compresslevel)
 
         # The number is taken before the upload so a name is never reused, even after a failed
         # put that might have landed anyway.
@@ -181,7 +200,7 @@ class ArchiveWriter:
             table=table,
             rule=rule,
             action=action,
-            rows=len(rows),
+            rows=len(lines),
             bytes=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
             key_min=key_min,
@@ -191,6 +210,12 @@ class ArchiveWriter:
         self._manifest = replace(self._manifest, files=(*self._manifest.files, part))
         self._write_manifest()
         return part
+
+    def _check_open(self, table: str) -> None:
+        if self._manifest.complete:
+            raise ArchiveError(f"archive {self.uri} is finished; no more parts")
+        if not _TABLE.fullmatch(table):
+            raise ArchiveError(f"table name {table!r} cannot name an archive file")
 
     def finish(self) -> Manifest:
         """Mark the archive complete. A run that archived nothing leaves nothing behind."""

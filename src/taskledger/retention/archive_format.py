@@ -22,6 +22,7 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
@@ -71,7 +72,7 @@ def encode_row(row: Mapping[str, Any]) -> bytes:
     return _ENCODER.encode(dict(row)).encode("ascii") + b"\n"
 
 
-def decode_line(line: bytes) -> dict[str, Any]:
+def decode_line(line: str | bytes) -> dict[str, Any]:
     """Parse one archived line; raises ``ValueError`` unless it is a JSON object."""
     row = json.loads(line)
     if not isinstance(row, dict):
@@ -99,6 +100,11 @@ class PartInfo:
     key_min: str | None
     key_max: str | None
 
+    @cached_property
+    def json_line(self) -> str:
+        """The part's entry in the manifest: one line of JSON, encoded once per part."""
+        return json.dumps(asdict(self))
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -114,8 +120,12 @@ class Manifest:
     format: str = FORMAT
 
     def to_json(self) -> bytes:
-        """The manifest file's bytes."""
-        document = {
+        """The manifest file's bytes: one field per line, then one line per file.
+
+        It is rewritten after every part, so each part's entry is encoded once and reused: the
+        time to write it grows with the number of parts, not with its square.
+        """
+        header = {
             "format": self.format,
             "run_id": self.run_id,
             "created_at": self.created_at.isoformat(),
@@ -123,9 +133,11 @@ class Manifest:
             "policy_hash": self.policy_hash,
             "schema_revision": self.schema_revision,
             "complete": self.complete,
-            "files": [asdict(part) for part in self.files],
         }
-        return json.dumps(document, indent=2).encode("ascii") + b"\n"
+        fields = [f"  {json.dumps(name)}: {json.dumps(value)}," for name, value in header.items()]
+        files = ",\n".join(f"    {part.json_line}" for part in self.files)
+        body = f'  "files": [\n{files}\n  ]' if files else '  "files": []'
+        return "\n".join(["{", *fields, body, "}", ""]).encode("ascii")
 
     @classmethod
     def from_json(cls, data: bytes, *, where: str) -> Manifest:
@@ -215,8 +227,12 @@ def decode_value(value: Any, kind: type) -> Any:
 
 def compress_rows(rows: Iterable[Mapping[str, Any]], *, compresslevel: int = 6) -> bytes:
     """The bytes of one part holding ``rows``."""
-    data = b"".join([encode_row(row) for row in rows])
-    return gzip.compress(data, compresslevel=compresslevel, mtime=0)
+    return compress_lines([encode_row(row) for row in rows], compresslevel=compresslevel)
+
+
+def compress_lines(lines: Iterable[bytes], *, compresslevel: int = 6) -> bytes:
+    """The bytes of one part holding ``lines`` (encoded rows, each ending in a newline)."""
+    return gzip.compress(b"".join(lines), compresslevel=compresslevel, mtime=0)
 
 
 def rows_of(data: bytes) -> Iterator[dict[str, Any]]:

@@ -35,6 +35,7 @@ from taskledger.enums import AssigneeType
 from taskledger.errors import SafeguardRefused
 from taskledger.metrics import Metrics
 from taskledger.retention.archive import ArchiveWriter
+from taskledger.retention.archive_sql import ascii_lines, line_expression
 from taskledger.retention.planner import Plan, RuleSelection
 from taskledger.store.models import (
     Acknowledgement,
@@ -238,6 +239,27 @@ def apply_side_effects(conn: Connection, table: str, keys: Sequence[Any]) -> Non
         )
 
 
+@dataclass
+class _Batch:
+    """The rows of one batch as read: their keys, and whole rows or archive lines when needed."""
+
+    keys: list[Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[bytes] | None = None
+
+    @classmethod
+    def read(
+        cls, conn: Connection, stmt: Any, selection: RuleSelection, *, whole: bool, lines: bool
+    ) -> _Batch:
+        if whole:
+            rows = _rows(conn, stmt)
+            return cls([row[selection.table.key_column] for row in rows], rows)
+        if lines:
+            fetched = conn.execute(stmt).all()
+            return cls([key for key, _ in fetched], lines=ascii_lines(line for _, line in fetched))
+        return cls(list(conn.execute(stmt).scalars().all()))
+
+
 class _BetweenBatches:
     """SQLite: what happens between two batches, outside any transaction.
 
@@ -345,19 +367,27 @@ class Executor:
     ) -> None:
         table = _table(selection.table.model)
         key = selection.key
+        # Archived rows that are not scrubbed go to the archive as lines the database renders;
+        # whole rows are read only when they are scrubbed from what was read, or when the table
+        # has no line expression. An unarchived delete or an expiry needs just the keys.
+        lines = (
+            line_expression(table, conn.dialect)
+            if selection.rule.archive and selection.rule.action != "scrub"
+            else None
+        )
+        whole = _exact(selection) and lines is None
+        columns = [table] if whole else [key] if lines is None else [key, lines]
         last: Any = None
         while True:
             condition = selection.eligible if last is None else and_(selection.eligible, key > last)
-            # Whole rows only when they are archived or scrubbed; an unarchived delete or an
-            # expiry needs just the keys.
-            whole = _exact(selection)
             stmt = (
-                (select(table) if whole else select(key))
+                select(*columns)
+                .select_from(table)
                 .where(condition)
                 .order_by(key)
                 .limit(selection.batch_size)
             )
-            if whole:
+            if _exact(selection):
                 # PostgreSQL: the rows read are the rows changed (SQLite holds the write lock).
                 stmt = stmt.with_for_update(skip_locked=True)
             started = time.perf_counter()
@@ -367,11 +397,8 @@ class Executor:
                     # its rows in the database (and perhaps in its durable archive part too,
                     # which restore tolerates). The archive part is still made durable first.
                     conn.execute(text("SET LOCAL synchronous_commit = off"))
-                if whole:
-                    rows = _rows(conn, stmt)
-                    keys = [row[selection.table.key_column] for row in rows]
-                else:
-                    rows, keys = [], list(conn.execute(stmt).scalars().all())
+                batch = _Batch.read(conn, stmt, selection, whole=whole, lines=lines is not None)
+                keys = batch.keys
                 if not keys:
                     return
                 if limit is not None and outcome.affected + len(keys) > limit:
@@ -386,8 +413,8 @@ class Executor:
                     else []
                 )
                 if selection.rule.archive:
-                    self._archive(selection, table, rows, extras)
-                affected = self._apply(conn, selection, table, rows, keys)
+                    self._archive(selection, table, batch, extras)
+                affected = self._apply(conn, selection, table, batch.rows, keys)
             last = keys[-1]
             between.batch_done(len(keys), time.perf_counter() - started)
             outcome.batches += 1
@@ -398,11 +425,7 @@ class Executor:
             self._count(selection, affected)
 
     def _archive(
-        self,
-        selection: RuleSelection,
-        table: Table,
-        rows: list[dict[str, Any]],
-        extras: list[_Extra],
+        self, selection: RuleSelection, table: Table, batch: _Batch, extras: list[_Extra]
     ) -> None:
         if self.writer is None:
             raise RuntimeError(f"rule {selection.rule.name!r} archives but no archive is open")
@@ -416,13 +439,13 @@ class Executor:
                 rule=rule,
                 action=extra.action,
             )
-        self.writer.write_part(
-            table.name,
-            rows,
-            key_column=selection.table.key_column,
-            rule=rule,
-            action=selection.rule.action,
-        )
+        where = {"key_column": selection.table.key_column, "rule": rule}
+        if batch.lines is not None:
+            self.writer.write_lines(
+                table.name, batch.lines, batch.keys, action=selection.rule.action, **where
+            )
+        else:
+            self.writer.write_part(table.name, batch.rows, action=selection.rule.action, **where)
 
     def _apply(
         self,
