@@ -1,0 +1,113 @@
+"""Archive lines rendered by the database say exactly what the Python encoding says."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from taskledger.retention.archive_format import encode_row
+from taskledger.retention.archive_sql import ascii_lines, line_expression
+from taskledger.retention.tables import RECORD_TABLES
+from taskledger.store.models import Agent, Base, Run
+from tests.retention.engine_helpers import populated
+from tests.retention.restore_helpers import data_tables
+
+AWKWARD_TEXT = 'é ☃ \U0001f600 "quoted" back\\slash\nnew\ttab\x01\x1f\x7f </script>'
+
+
+def _edge_rows(engine: Engine, project_id: uuid.UUID) -> None:
+    """Values each rendering must get right: text needing escapes, characters beyond ASCII,
+    nested JSON in no particular key order, a timestamp on a whole second, false and NULL."""
+    whole_second = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    with Session(engine) as session, session.begin():
+        session.add_all(
+            [
+                Run(
+                    project_id=project_id,
+                    task=AWKWARD_TEXT[:64],
+                    run_id="edge-1",
+                    status="completed",
+                    started_at=whole_second,
+                    finished_at=datetime(2026, 3, 1, 12, 0, 0, 120000, tzinfo=UTC),
+                    duration_ms=2**40,
+                    inputs={"z": 1, "a": {"y": [1, "é", None, 2.5, True], "b": None}, "m": "x"},
+                    log_excerpt=AWKWARD_TEXT,
+                    created_at=whole_second,
+                    updated_at=whole_second,
+                ),
+                Run(
+                    project_id=project_id,
+                    task="plain",
+                    run_id="edge-2",
+                    status="running",
+                    started_at=whole_second,
+                    log_excerpt=AWKWARD_TEXT.replace("\x7f", ""),
+                ),
+                Run(project_id=project_id, task="", run_id="edge-3", status="queued", inputs=[]),
+                Agent(
+                    project_id=project_id,
+                    name="edge-agent",
+                    is_active=False,
+                    capabilities=["a", {"k": "é"}],
+                    config={"nested": {"deep": [{"x": 1}]}},
+                ),
+            ]
+        )
+
+
+def _lines(engine: Engine, table: Table) -> tuple[list[bytes], list[bytes]]:
+    """Every row of ``table`` as the database renders it and as Python encodes it."""
+    with engine.connect() as conn:
+        expression = line_expression(table, conn.dialect)
+        assert expression is not None
+        key = table.primary_key.columns.values()[0]
+        rendered = [
+            row[0] for row in conn.execute(select(expression).select_from(table).order_by(key))
+        ]
+        python = [encode_row(row) for row in conn.execute(select(table).order_by(key)).mappings()]
+    return ascii_lines(rendered), python
+
+
+def test_every_table_renders_as_python_encodes(engine: Engine) -> None:
+    project_id = populated(engine, runs=300, days=60)
+    _edge_rows(engine, project_id)
+    checked = 0
+    for name in data_tables():
+        table = Base.metadata.tables[name]
+        rendered, python = _lines(engine, table)
+        assert len(rendered) == len(python)
+        for ours, theirs in zip(rendered, python, strict=True):
+            assert ours.isascii() and ours.endswith(b"\n") and ours.count(b"\n") == 1
+            # Equal JSON values; top-level keys in the same (sorted) order.
+            assert json.loads(ours) == json.loads(theirs), name
+            assert list(json.loads(ours)) == sorted(json.loads(theirs)), name
+            checked += 1
+    assert checked > 300
+
+
+def test_lines_without_json_values_are_byte_identical(engine: Engine) -> None:
+    """Only a JSON column's value may be spelled differently (spacing, nested key order)."""
+    project_id = populated(engine, runs=50, days=60)
+    _edge_rows(engine, project_id)
+    runs: Table = Run.__table__
+    rendered, python = _lines(engine, runs)
+    plain = [
+        (ours, theirs)
+        for ours, theirs in zip(rendered, python, strict=True)
+        if json.loads(theirs)["inputs"] is None
+    ]
+    # DEL is ASCII: Python escapes it, the databases leave it as it is (the same JSON string).
+    assert plain and all(ours == theirs for ours, theirs in plain)
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=str)
+def test_every_record_table_has_a_rendering(dialect: object) -> None:
+    """No table falls back to Python encoding unnoticed."""
+    for retained in RECORD_TABLES.values():
+        assert line_expression(retained.model.__table__, dialect) is not None, retained.name  # type: ignore[arg-type]
