@@ -18,14 +18,16 @@ import base64
 import gzip
 import io
 import json
+import os
 import re
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 from uuid import UUID
 
@@ -230,9 +232,40 @@ def compress_rows(rows: Iterable[Mapping[str, Any]], *, compresslevel: int = 6) 
     return compress_lines([encode_row(row) for row in rows], compresslevel=compresslevel)
 
 
-def compress_lines(lines: Iterable[bytes], *, compresslevel: int = 6) -> bytes:
-    """The bytes of one part holding ``lines`` (encoded rows, each ending in a newline)."""
-    return gzip.compress(b"".join(lines), compresslevel=compresslevel, mtime=0)
+#: Lines are compressed in pieces of about this size, in parallel; each piece is one gzip member.
+MEMBER_BYTES = 320 * 1024
+_compressors: ThreadPoolExecutor | None = None
+
+
+def _pieces(lines: Sequence[bytes]) -> list[bytes]:
+    pieces, start, size = [], 0, 0
+    for end, line in enumerate(lines, start=1):
+        size += len(line)
+        if size >= MEMBER_BYTES:
+            pieces.append(b"".join(lines[start:end]))
+            start, size = end, 0
+    if start < len(lines):
+        pieces.append(b"".join(lines[start:]))
+    return pieces
+
+
+def compress_lines(lines: Sequence[bytes], *, compresslevel: int = 6) -> bytes:
+    """The bytes of one part holding ``lines`` (encoded rows, each ending in a newline).
+
+    A gzip file may hold several members one after the other, and every reader (this module,
+    ``gzip -d``, ``zcat``) reads them as one stream. Lines are cut into members of about
+    :data:`MEMBER_BYTES`, at line ends, compressed on as many threads as there are CPUs (zlib
+    releases the GIL). The cut depends only on the lines, so equal rows still give equal bytes.
+    """
+    global _compressors
+    pieces = _pieces(lines)
+    if len(pieces) <= 1:
+        return gzip.compress(b"".join(pieces), compresslevel=compresslevel, mtime=0)
+    if _compressors is None:
+        workers = min(4, os.cpu_count() or 1)
+        _compressors = ThreadPoolExecutor(workers, thread_name_prefix="taskledger-gzip")
+    members = _compressors.map(partial(gzip.compress, compresslevel=compresslevel, mtime=0), pieces)
+    return b"".join(members)
 
 
 def rows_of(data: bytes) -> Iterator[dict[str, Any]]:
