@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +15,13 @@ pytest.register_assert_rewrite("tests.retention.archive_cases")
 
 from taskledger.errors import ConfigurationError  # noqa: E402
 from taskledger.retention.archive import ArchiveWriter, iter_rows  # noqa: E402
-from taskledger.retention.archive_format import decode_value, encode_row  # noqa: E402
+from taskledger.retention.archive_format import (  # noqa: E402
+    MEMBER_BYTES,
+    compress_lines,
+    decode_value,
+    encode_row,
+    rows_of,
+)
 from taskledger.retention.stores import (  # noqa: E402
     ArchiveCorrupt,
     ArchiveError,
@@ -173,6 +181,23 @@ def test_encoding_is_stable_and_reversible() -> None:
     assert decode_value({"$base64": "kept"}, object) == {"$base64": "kept"}
     with pytest.raises(TypeError, match="cannot archive"):
         encode_row({"x": object()})
+
+
+def test_a_large_part_is_several_gzip_members_read_as_one() -> None:
+    rows = [{"id": n, "log": f"line {n} " + "x" * (n % 97)} for n in range(20_000)]
+    lines = [encode_row(row) for row in rows]
+    data = compress_lines(lines)
+    members = 0
+    rest = data
+    while rest:
+        inflate = zlib.decompressobj(wbits=31)
+        inflate.decompress(rest)
+        rest = inflate.unused_data
+        members += 1
+    assert members == -(-sum(map(len, lines)) // MEMBER_BYTES)
+    assert gzip.decompress(data) == b"".join(lines)
+    assert list(rows_of(data)) == rows
+    assert compress_lines(lines) == data  # the same rows, the same bytes
 
 
 def test_rows_straight_from_sqlalchemy(tmp_path: Path) -> None:
