@@ -5,8 +5,9 @@ Fetching whole rows into Python objects, then encoding them back to JSON, is mos
 of an archived batch. The database can do both in C: the executor selects each row's key and its
 line, and the archive part is those lines, gzipped.
 
-The line is a plain string concatenation, ``'{"col_a":' || <a> || ',"col_b":' || <b> || '}'``,
-columns in sorted order, with each value rendered as the Python encoding renders it:
+On PostgreSQL the line is a plain string concatenation, ``'{"a":' || <a> || ',"b":' || <b> ||
+'}'``; on SQLite it is ``json_object('a', <a>, 'b', <b>)``. Columns come in sorted order, each
+value rendered as the Python encoding renders it:
 
 - integers as numbers, booleans as ``true``/``false``, text as a JSON string;
 - UUIDs as their hyphenated lowercase text (SQLite stores 32 hex digits: the hyphens are put in);
@@ -50,24 +51,29 @@ _POSTGRESQL: dict[str, _Render] = {
     "text": lambda c: f"coalesce(to_json({c})::text, 'null')",
 }
 
+# SQLite builds the line with json_object(): each render is a value it takes (text is quoted,
+# numbers are not, json() marks JSON).
 _SQLITE: dict[str, _Render] = {
-    # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC; CURRENT_TIMESTAMP leaves out the
-    # fraction).
+    # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC); any other spelling (CURRENT_TIMESTAMP
+    # leaves out the fraction) keeps its digits.
     "datetime": lambda c: (
-        f"CASE WHEN {c} IS NULL THEN 'null' ELSE '\"' || substr({c}, 1, 10) || 'T' || "
-        f"substr({c}, 12, 8) || CASE WHEN substr({c}, 20) IN ('', '.000000') THEN '' "
-        f"ELSE substr({c}, 20) END || '+00:00\"' END"
+        f"CASE WHEN {c} IS NULL THEN NULL "
+        f"WHEN length({c}) = 26 AND substr({c}, 20) = '.000000' "
+        f"THEN substr({c}, 1, 10) || 'T' || substr({c}, 12, 8) || '+00:00' "
+        f"ELSE replace({c}, ' ', 'T') || '+00:00' END"
     ),
+    # Stored as 32 lowercase hex digits.
     "uuid": lambda c: (
-        f"CASE WHEN {c} IS NULL THEN 'null' ELSE '\"' || lower(substr({c}, 1, 8) || '-' || "
-        f"substr({c}, 9, 4) || '-' || substr({c}, 13, 4) || '-' || substr({c}, 17, 4) || '-' "
-        f"|| substr({c}, 21, 12)) || '\"' END"
+        f"substr({c}, 1, 8) || '-' || substr({c}, 9, 4) || '-' || substr({c}, 13, 4) || '-' || "
+        f"substr({c}, 17, 4) || '-' || substr({c}, 21)"
     ),
-    "json": lambda c: f"coalesce(json({c}), 'null')",
-    "boolean": lambda c: f"CASE {c} WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE 'null' END",
-    "integer": lambda c: f"coalesce({c}, 'null')",
-    "text": lambda c: f"json_quote({c})",  # NULL gives 'null'
+    "json": lambda c: f"json({c})",
+    "boolean": lambda c: f"CASE {c} WHEN 1 THEN json('true') WHEN 0 THEN json('false') END",
+    "integer": lambda c: c,
+    "text": lambda c: c,
 }
+#: json_object() takes at most 127 arguments (SQLite's default limit): 63 columns.
+_SQLITE_MAX_COLUMNS = 63
 
 _DIALECTS = {"postgresql": _POSTGRESQL, "sqlite": _SQLITE}
 
@@ -95,17 +101,24 @@ def _sql_string(value: str) -> str:
 @cache
 def _line_sql(table: Table, dialect_name: str, quote: Callable[[str], str]) -> str | None:
     renders = _DIALECTS.get(dialect_name)
-    if renders is None:
+    columns = sorted(table.columns, key=lambda c: c.name)
+    kinds = [_kind(column.type) for column in columns]
+    if renders is None or not columns or None in kinds:
         return None
-    pieces = []
-    for number, column in enumerate(sorted(table.columns, key=lambda c: c.name)):
-        kind = _kind(column.type)
-        if kind is None:
+    values = [
+        (column.name, renders[kind](f"{quote(table.name)}.{quote(column.name)}"))
+        for column, kind in zip(columns, kinds, strict=True)
+        if kind is not None
+    ]
+    if dialect_name == "sqlite":
+        if len(values) > _SQLITE_MAX_COLUMNS:
             return None
-        key = ("{" if number == 0 else ",") + json.dumps(column.name) + ":"
-        qualified = f"{quote(table.name)}.{quote(column.name)}"
-        pieces.append(f"{_sql_string(key)} || {renders[kind](qualified)}")
-    return " || ".join(pieces) + " || '}'" if pieces else None
+        return "json_object(" + ", ".join(f"{_sql_string(n)}, {v}" for n, v in values) + ")"
+    pieces = [
+        f"{_sql_string(('{' if number == 0 else ',') + json.dumps(name) + ':')} || {value}"
+        for number, (name, value) in enumerate(values)
+    ]
+    return " || ".join(pieces) + " || '}'"
 
 
 def line_expression(table: Table, dialect: Dialect) -> ColumnElement[str] | None:

@@ -10,6 +10,9 @@ returned report; it never prints.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,12 +66,17 @@ def overrun_limit(matched: int) -> int:
     return matched + int(matched * OVERRUN_TOLERANCE)
 
 
-#: SQLite: rows handled between two WAL checkpoints during a run (about 4.5 KiB of WAL per run
-#: deleted in batches of 1000: some 250 MiB of WAL at most, less than one big DELETE leaves).
-SQLITE_CHECKPOINT_ROWS = 50_000
 #: SQLite: the pause after each batch, as a share of the batch's time, so that other writers get
-#: the write lock in between.
+#: the write lock in between (it ends as soon as one has committed).
 SQLITE_YIELD = 0.25
+#: SQLite: when no other connection has committed for this long (seconds), though one did
+#: within :data:`SQLITE_WRITERS_GONE`, a writer may be waiting at SQLite's slowest poll rate...
+SQLITE_STARVED_AFTER = 0.2
+SQLITE_WRITERS_GONE = 5.0
+#: ...and the pause lasts up to this long: more than the 100 ms between its polls.
+SQLITE_LONG_PAUSE = 0.12
+#: SQLite: how often a pause looks for another connection's commit.
+SQLITE_POLL = 0.001
 
 
 @dataclass
@@ -263,43 +271,107 @@ class _Batch:
 class _BetweenBatches:
     """SQLite: what happens between two batches, outside any transaction.
 
-    Other writers get their turn: SQLite has no queue for its write lock, a writer waiting on it
-    polls (every 100 ms once it has waited a while), so batches run back to back would starve
-    it. After each batch the executor pauses for :data:`SQLITE_YIELD` of the batch's time.
+    **Other writers get their turn.** SQLite has no queue for its write lock: a writer waiting
+    on it polls, at growing intervals that reach 100 ms once it has waited a while, so batches
+    run back to back would starve it. After each batch the executor pauses for
+    :data:`SQLITE_YIELD` of the batch's time, and ends the pause early once another connection
+    has committed (``PRAGMA data_version`` changes): that writer got its turn. When other
+    writers were seen recently but none has committed for :data:`SQLITE_STARVED_AFTER`, one of
+    them may be polling at 100 ms: the pause then lasts up to :data:`SQLITE_LONG_PAUSE`, long
+    enough for any poll to land in it, again ending as soon as it has.
 
-    The WAL is checkpointed every :data:`SQLITE_CHECKPOINT_ROWS` rows. Each batch rewrites the
-    index pages its rows are spread over (``run_id`` is random, so nearly every page of that
-    index); with SQLite's automatic checkpoint (every 1000 WAL pages) each commit copies those
-    same pages back into the database file, batch after batch: most of a run's time.
-    Checkpointing every few dozen batches copies each page once for all of them. The checkpoint
-    is PASSIVE (it blocks no writer). The connection's automatic setting is put back at the end.
+    **The WAL is checkpointed by a thread** of its own, on its own connection, after every
+    batch: each batch rewrites the index pages its rows are spread over (``run_id`` is random,
+    so nearly every page of that index), and left in the WAL those pages would be copied back by
+    whichever connection's commit next runs SQLite's automatic checkpoint: another writer's,
+    which would wait for it. The checkpoint is PASSIVE (it blocks no writer) and runs while the
+    next batch does. The run's own connection does not checkpoint automatically; its setting is
+    put back at the end.
     """
 
     def __init__(self, conn: Connection) -> None:
         # PRAGMAs go through the DBAPI connection: SQLAlchemy would begin a transaction first.
         self.raw: Any = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
-        self.rows = 0
         self.previous = 0
+        self.version = 0
+        self.other_commit_at: float | None = None
+        self.checkpointer: _Checkpointer | None = None
 
     def __enter__(self) -> _BetweenBatches:
         if self.raw is not None:
             self.previous = int(self.raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
             self.raw.execute("PRAGMA wal_autocheckpoint = 0")
+            self.version = self._data_version()
+            path = self.raw.execute("PRAGMA database_list").fetchone()[2]
+            if path:  # not for an in-memory database
+                self.checkpointer = _Checkpointer(path)
         return self
+
+    def _data_version(self) -> int:
+        return int(self.raw.execute("PRAGMA data_version").fetchone()[0])
+
+    def _others_committed(self) -> bool:
+        version = self._data_version()
+        if version == self.version:
+            return False
+        self.version = version
+        self.other_commit_at = time.monotonic()
+        return True
 
     def batch_done(self, rows: int, seconds: float) -> None:
         if self.raw is None:
             return
-        self.rows += rows
-        if self.rows >= SQLITE_CHECKPOINT_ROWS:
-            self.raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self.rows = 0
-        time.sleep(seconds * SQLITE_YIELD)
+        if self.checkpointer is not None:
+            self.checkpointer.wake()
+        now = time.monotonic()
+        self._others_committed()
+        quiet = None if self.other_commit_at is None else now - self.other_commit_at
+        starved = quiet is not None and SQLITE_STARVED_AFTER <= quiet < SQLITE_WRITERS_GONE
+        deadline = now + (SQLITE_LONG_PAUSE if starved else seconds * SQLITE_YIELD)
+        while (remaining := deadline - time.monotonic()) > 0:
+            time.sleep(min(remaining, SQLITE_POLL))
+            if self._others_committed():
+                return
 
     def __exit__(self, *exc: object) -> None:
         if self.raw is not None:
+            if self.checkpointer is not None:
+                self.checkpointer.close()
             self.raw.execute(f"PRAGMA wal_autocheckpoint = {self.previous}")
             self.raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+class _Checkpointer:
+    """A thread running a PASSIVE WAL checkpoint of one SQLite file each time it is woken."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.woken = threading.Event()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="taskledger-checkpoint", daemon=True)
+        self.thread.start()
+
+    def wake(self) -> None:
+        self.woken.set()
+
+    def _run(self) -> None:
+        # Checkpoints never wait: a busy checkpoint is simply retried after the next batch.
+        connection = sqlite3.connect(self.path, timeout=0, check_same_thread=False)
+        try:
+            while True:
+                self.woken.wait()
+                self.woken.clear()
+                if self.stopping:
+                    return
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self.stopping = True
+        self.woken.set()
+        self.thread.join()
 
 
 class Executor:
