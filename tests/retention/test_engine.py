@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 from taskledger.enums import HoldScope
 from taskledger.errors import SafeguardRefused
 from taskledger.retention import holds
-from taskledger.retention.archive import ArchiveReader, verify
+from taskledger.retention.archive import ArchiveReader, ArchiveWriter, verify
 from taskledger.retention.executor import Executor, PlanExceeded
 from taskledger.retention.holds import HeldSet
 from taskledger.retention.planner import build_plan
 from taskledger.retention.policy import PRESETS, parse_policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
+from taskledger.retention.stores import open_store
 from taskledger.retention.tables import is_scrub_marker
 from taskledger.store.models import (
     Acknowledgement,
@@ -349,18 +350,35 @@ def test_a_row_is_taken_by_one_rule_only(engine: Engine, tmp_path: Path, table: 
     assert len(keys) == len(set(keys)) == sum(matched.values())
 
 
-def test_a_rule_that_outgrows_its_plan_stops_the_run(engine: Engine, tmp_path: Path) -> None:
+@pytest.mark.parametrize("archive", [False, True], ids=["unarchived", "archived"])
+def test_a_rule_that_outgrows_its_plan_stops_the_run(
+    engine: Engine, tmp_path: Path, archive: bool
+) -> None:
     populated(engine, runs=60, days=400)
     policy = parse_policy(
         '[[rule]]\nname = "r"\ntable = "runs"\nolder_than = "1h"\naction = "delete"\n'
-        "archive = false\nbatch_size = 5\n",
+        f"archive = {str(archive).lower()}\nbatch_size = 5\n",
         default_name="x",
     )
     plan = build_plan(policy, utcnow(), held=HeldSet(), project_ids={}, dialect=engine.dialect.name)
     before = count(engine, Run)
-    executor = Executor(engine, writer=None, now=plan.now)
+    writer = (
+        ArchiveWriter(
+            open_store(str(tmp_path)),
+            run_id="overrun",
+            started_at=plan.now,
+            policy_name="x",
+            policy_hash=None,
+            schema_revision=None,
+        )
+        if archive
+        else None
+    )
+    executor = Executor(engine, writer=writer, now=plan.now)
     # The plan counted 20 rows: 22 (10 % more) may go, the batch that would pass that may not.
     with pytest.raises(PlanExceeded, match="more than 22 rows"):
         executor.run(plan, expected={"r": 20})
     assert executor.outcomes[0].affected == 20
     assert count(engine, Run) == before - 20
+    if writer is not None:  # the refused batch was neither deleted nor archived
+        assert sum(part.rows for part in writer.manifest.files) == 20

@@ -153,10 +153,16 @@ def _batch(conn: Connection, selection: RuleSelection, keys: list[Any]) -> Colum
     return in_batch
 
 
+#: Tables whose deletes take or change rows elsewhere (see :func:`capture_side_effects`).
+SIDE_EFFECTS = frozenset({"tasks", "agent_sessions", "instructions", "agents"})
+
+
 def capture_side_effects(conn: Connection, table: str, keys: Sequence[Any]) -> list[_Extra]:
     """Rows that deleting ``keys`` of ``table`` would take with it (ON DELETE CASCADE) or change
     (ON DELETE SET NULL), so that they are archived too and restore can put them back."""
     extras: list[_Extra] = []
+    if table not in SIDE_EFFECTS:
+        return extras
     if table == "tasks":
         deps = _table(TaskDependency)
         edges = _rows(
@@ -266,6 +272,22 @@ class _Batch:
             fetched = conn.execute(stmt).all()
             return cls([key for key, _ in fetched], lines=ascii_lines(line for _, line in fetched))
         return cls(list(conn.execute(stmt).scalars().all()))
+
+    @classmethod
+    def deleted(
+        cls, conn: Connection, selection: RuleSelection, lines: Any, keys: list[Any]
+    ) -> _Batch:
+        """Delete the eligible rows from the first to the last of ``keys``; the batch is the
+        rows deleted, with their lines, in key order."""
+        table = _table(selection.table.model)
+        key = selection.key
+        stmt = (
+            delete(table)
+            .where(selection.eligible, key >= keys[0], key <= keys[-1])
+            .returning(key, lines)
+        )
+        fetched = sorted(conn.execute(stmt).all(), key=lambda row: row[0])
+        return cls([row[0] for row in fetched], lines=ascii_lines(row[1] for row in fetched))
 
 
 class _BetweenBatches:
@@ -439,16 +461,22 @@ class Executor:
     ) -> None:
         table = _table(selection.table.model)
         key = selection.key
+        action = selection.rule.action
         # Archived rows that are not scrubbed go to the archive as lines the database renders;
         # whole rows are read only when they are scrubbed from what was read, or when the table
         # has no line expression. An unarchived delete or an expiry needs just the keys.
-        lines = (
-            line_expression(table, conn.dialect)
-            if selection.rule.archive and selection.rule.action != "scrub"
-            else None
-        )
+        lines = line_expression(table, conn.dialect) if selection.rule.archive else None
+        lines = None if action == "scrub" else lines
+        # PostgreSQL: an archived delete with no side effects to capture takes the rows' lines
+        # from the DELETE itself (RETURNING): what is archived is exactly what was deleted, and
+        # no row is locked or read before the statement reaches it. (SQLite holds the write lock
+        # for the batch anyway, and its DELETE … RETURNING is slower than a SELECT then a DELETE.)
+        side_effects = table.name in SIDE_EFFECTS
+        postgresql = conn.dialect.name == "postgresql"
+        returning = lines if postgresql and action == "delete" and not side_effects else None
+        read_lines = lines is not None and returning is None
         whole = _exact(selection) and lines is None
-        columns = [table] if whole else [key] if lines is None else [key, lines]
+        columns = [table] if whole else [key, lines] if read_lines else [key]
         last: Any = None
         while True:
             condition = selection.eligible if last is None else and_(selection.eligible, key > last)
@@ -459,7 +487,7 @@ class Executor:
                 .order_by(key)
                 .limit(selection.batch_size)
             )
-            if _exact(selection):
+            if _exact(selection) and returning is None:
                 # PostgreSQL: the rows read are the rows changed (SQLite holds the write lock).
                 stmt = stmt.with_for_update(skip_locked=True)
             started = time.perf_counter()
@@ -469,24 +497,25 @@ class Executor:
                     # its rows in the database (and perhaps in its durable archive part too,
                     # which restore tolerates). The archive part is still made durable first.
                     conn.execute(text("SET LOCAL synchronous_commit = off"))
-                batch = _Batch.read(conn, stmt, selection, whole=whole, lines=lines is not None)
+                batch = _Batch.read(conn, stmt, selection, whole=whole, lines=read_lines)
                 keys = batch.keys
                 if not keys:
                     return
-                if limit is not None and outcome.affected + len(keys) > limit:
-                    raise PlanExceeded(
-                        f"Rule {selection.rule.name!r} would affect more than {limit} rows; its "
-                        f"plan counted {outcome.matched}. The run stopped after "
-                        f"{outcome.affected}; preview again."
-                    )
-                extras = (
-                    capture_side_effects(conn, table.name, keys)
-                    if selection.rule.action == "delete"
-                    else []
-                )
-                if selection.rule.archive:
+                extras: list[_Extra] = []
+                if returning is not None:
+                    # Deleted before it is archived, but not committed before: a failure to
+                    # archive (or a crash) rolls the delete back.
+                    batch = _Batch.deleted(conn, selection, returning, keys)
+                    affected = len(batch.keys)
+                    self._check_limit(selection, outcome, affected, limit)
                     self._archive(selection, table, batch, extras)
-                affected = self._apply(conn, selection, table, batch.rows, keys)
+                else:
+                    self._check_limit(selection, outcome, len(keys), limit)
+                    if action == "delete":
+                        extras = capture_side_effects(conn, table.name, keys)
+                    if selection.rule.archive:
+                        self._archive(selection, table, batch, extras)
+                    affected = self._apply(conn, selection, table, batch.rows, keys)
             last = keys[-1]
             between.batch_done(len(keys), time.perf_counter() - started)
             outcome.batches += 1
@@ -495,6 +524,17 @@ class Executor:
                 bucket = outcome.cascaded if extra.action == "cascade" else outcome.unlinked
                 bucket[extra.table.name] = bucket.get(extra.table.name, 0) + len(extra.rows)
             self._count(selection, affected)
+
+    @staticmethod
+    def _check_limit(
+        selection: RuleSelection, outcome: RuleOutcome, rows: int, limit: int | None
+    ) -> None:
+        if limit is not None and outcome.affected + rows > limit:
+            raise PlanExceeded(
+                f"Rule {selection.rule.name!r} would affect more than {limit} rows; its "
+                f"plan counted {outcome.matched}. The run stopped after "
+                f"{outcome.affected}; preview again."
+            )
 
     def _archive(
         self, selection: RuleSelection, table: Table, batch: _Batch, extras: list[_Extra]
