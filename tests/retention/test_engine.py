@@ -20,7 +20,7 @@ from taskledger.retention.holds import HeldSet
 from taskledger.retention.planner import build_plan
 from taskledger.retention.policy import PRESETS, parse_policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
-from taskledger.retention.stores import open_store
+from taskledger.retention.stores import ArchiveStorageError, open_store
 from taskledger.retention.tables import is_scrub_marker
 from taskledger.store.models import (
     Acknowledgement,
@@ -382,3 +382,37 @@ def test_a_rule_that_outgrows_its_plan_stops_the_run(
     assert count(engine, Run) == before - 20
     if writer is not None:  # the refused batch was neither deleted nor archived
         assert sum(part.rows for part in writer.manifest.files) == 20
+
+
+def test_a_part_that_cannot_be_written_leaves_its_rows(engine: Engine, tmp_path: Path) -> None:
+    """The archive directory is replaced by a file after the first batch: the second batch's
+    part cannot be written, so its rows stay (its delete, where it ran first, is rolled back)."""
+    populated(engine, runs=60, days=400)
+    policy = parse_policy(
+        '[[rule]]\nname = "r"\ntable = "runs"\nolder_than = "1h"\naction = "delete"\n'
+        "batch_size = 5\n",
+        default_name="x",
+    )
+    plan = build_plan(policy, utcnow(), held=HeldSet(), project_ids={}, dialect=engine.dialect.name)
+    writer = ArchiveWriter(
+        open_store(str(tmp_path)),
+        run_id="broken",
+        started_at=plan.now,
+        policy_name="x",
+        policy_hash=None,
+        schema_revision=None,
+    )
+    run_dir = tmp_path / writer.prefix
+    before = count(engine, Run)
+
+    def break_the_archive(_rule: str, _rows: int) -> None:
+        if run_dir.is_dir():
+            run_dir.rename(tmp_path / "moved")
+            run_dir.write_text("not a directory")
+
+    executor = Executor(engine, writer=writer, now=plan.now, progress=break_the_archive)
+    with pytest.raises(ArchiveStorageError):
+        executor.run(plan)
+    assert count(engine, Run) == before - 5
+    with ArchiveReader(str(tmp_path / "moved")) as reader:
+        assert [part.rows for part in reader.manifest.files] == [5]

@@ -6,6 +6,11 @@ database's cascades would take with it, write all of it to a durable archive par
 action, commit. A crash at any point leaves every row in the database, in the archive, or both;
 restore is idempotent, so "both" is harmless. The executor reports through a callback and a
 returned report; it never prints.
+
+Archived rows are rendered as archive lines by the database (:mod:`.archive_sql`). On
+PostgreSQL an archived delete that takes nothing else with it is a single statement per batch:
+``DELETE … WHERE key = ANY(ARRAY(SELECT … FOR UPDATE SKIP LOCKED)) RETURNING`` the lines; the
+part is written before the commit, so a failure to write it rolls the delete back.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    func,
     select,
     text,
     update,
@@ -71,7 +77,7 @@ def overrun_limit(matched: int) -> int:
 SQLITE_YIELD = 0.25
 #: SQLite: when no other connection has committed for this long (seconds), though one did
 #: within :data:`SQLITE_WRITERS_GONE`, a writer may be waiting at SQLite's slowest poll rate...
-SQLITE_STARVED_AFTER = 0.2
+SQLITE_STARVED_AFTER = 0.1
 SQLITE_WRITERS_GONE = 5.0
 #: ...and the pause lasts up to this long: more than the 100 ms between its polls.
 SQLITE_LONG_PAUSE = 0.12
@@ -274,18 +280,14 @@ class _Batch:
         return cls(list(conn.execute(stmt).scalars().all()))
 
     @classmethod
-    def deleted(
-        cls, conn: Connection, selection: RuleSelection, lines: Any, keys: list[Any]
-    ) -> _Batch:
-        """Delete the eligible rows from the first to the last of ``keys``; the batch is the
-        rows deleted, with their lines, in key order."""
+    def deleted(cls, conn: Connection, selection: RuleSelection, lines: Any, batch: Any) -> _Batch:
+        """PostgreSQL: delete the rows that ``batch`` (a SELECT of keys ``FOR UPDATE SKIP
+        LOCKED``) selects and locks, in one statement; the batch is the rows deleted, with
+        their lines, in key order."""
         table = _table(selection.table.model)
         key = selection.key
-        stmt = (
-            delete(table)
-            .where(selection.eligible, key >= keys[0], key <= keys[-1])
-            .returning(key, lines)
-        )
+        in_batch = key == any_(func.array(batch.scalar_subquery()))
+        stmt = delete(table).where(in_batch).returning(key, lines)
         fetched = sorted(conn.execute(stmt).all(), key=lambda row: row[0])
         return cls([row[0] for row in fetched], lines=ascii_lines(row[1] for row in fetched))
 
@@ -467,10 +469,10 @@ class Executor:
         # has no line expression. An unarchived delete or an expiry needs just the keys.
         lines = line_expression(table, conn.dialect) if selection.rule.archive else None
         lines = None if action == "scrub" else lines
-        # PostgreSQL: an archived delete with no side effects to capture takes the rows' lines
-        # from the DELETE itself (RETURNING): what is archived is exactly what was deleted, and
-        # no row is locked or read before the statement reaches it. (SQLite holds the write lock
-        # for the batch anyway, and its DELETE … RETURNING is slower than a SELECT then a DELETE.)
+        # PostgreSQL: an archived delete with no side effects to capture is one statement per
+        # batch, DELETE … WHERE key = ANY(ARRAY(SELECT … FOR UPDATE SKIP LOCKED)) RETURNING the
+        # rows' lines: what is archived is exactly what was deleted. (SQLite holds the write
+        # lock for the batch anyway, and its DELETE … RETURNING is slower than SELECT, DELETE.)
         side_effects = table.name in SIDE_EFFECTS
         postgresql = conn.dialect.name == "postgresql"
         returning = lines if postgresql and action == "delete" and not side_effects else None
@@ -487,7 +489,7 @@ class Executor:
                 .order_by(key)
                 .limit(selection.batch_size)
             )
-            if _exact(selection) and returning is None:
+            if _exact(selection):
                 # PostgreSQL: the rows read are the rows changed (SQLite holds the write lock).
                 stmt = stmt.with_for_update(skip_locked=True)
             started = time.perf_counter()
@@ -497,19 +499,22 @@ class Executor:
                     # its rows in the database (and perhaps in its durable archive part too,
                     # which restore tolerates). The archive part is still made durable first.
                     conn.execute(text("SET LOCAL synchronous_commit = off"))
-                batch = _Batch.read(conn, stmt, selection, whole=whole, lines=read_lines)
-                keys = batch.keys
-                if not keys:
-                    return
                 extras: list[_Extra] = []
                 if returning is not None:
                     # Deleted before it is archived, but not committed before: a failure to
                     # archive (or a crash) rolls the delete back.
-                    batch = _Batch.deleted(conn, selection, returning, keys)
-                    affected = len(batch.keys)
+                    batch = _Batch.deleted(conn, selection, returning, stmt)
+                    keys = batch.keys
+                    if not keys:
+                        return
+                    affected = len(keys)
                     self._check_limit(selection, outcome, affected, limit)
                     self._archive(selection, table, batch, extras)
                 else:
+                    batch = _Batch.read(conn, stmt, selection, whole=whole, lines=read_lines)
+                    keys = batch.keys
+                    if not keys:
+                        return
                     self._check_limit(selection, outcome, len(keys), limit)
                     if action == "delete":
                         extras = capture_side_effects(conn, table.name, keys)
