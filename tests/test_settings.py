@@ -47,7 +47,13 @@ def test_admin_key_from_either_name(monkeypatch: pytest.MonkeyPatch, name: str) 
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("TASKLEDGER_PORT", "0"), ("TASKLEDGER_LOG_FORMAT", "xml")]
+    ("name", "value"),
+    [
+        ("TASKLEDGER_PORT", "0"),
+        ("TASKLEDGER_LOG_FORMAT", "xml"),
+        ("TASKLEDGER_ARCHIVE_GZIP_LEVEL", "0"),
+        ("TASKLEDGER_ARCHIVE_GZIP_LEVEL", "10"),
+    ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)

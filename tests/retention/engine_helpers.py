@@ -43,6 +43,7 @@ def run_policy(
     now: datetime | None = None,
     *,
     force: bool = True,
+    gzip_level: int = 6,
 ) -> tuple[PlanPreview, ExecutionReport]:
     """Preview and execute ``policy``; forced by default, as test data is mostly old."""
     sessions = make_session_factory(engine)
@@ -55,6 +56,7 @@ def run_policy(
         actor="test",
         trigger="cli",
         archive_url=str(archive_root),
+        gzip_level=gzip_level,
         force=force,
         reason="test data is old" if force else None,
     )

@@ -416,3 +416,14 @@ def test_a_part_that_cannot_be_written_leaves_its_rows(engine: Engine, tmp_path:
     assert count(engine, Run) == before - 5
     with ArchiveReader(str(tmp_path / "moved")) as reader:
         assert [part.rows for part in reader.manifest.files] == [5]
+
+
+@pytest.mark.parametrize(("level", "flag"), [(1, 4), (6, 0), (9, 2)])
+def test_parts_are_compressed_at_the_configured_level(
+    engine: Engine, tmp_path: Path, level: int, flag: int
+) -> None:
+    """gzip's header records the speed of its compression (XFL: 4 fastest, 2 best, else 0)."""
+    populated(engine, runs=200, days=400)
+    _, report = run_policy(engine, PRESETS["default"], tmp_path, gzip_level=level)
+    parts = list(Path(report.archive_uri or "").glob("*.jsonl.gz"))
+    assert parts and {part.read_bytes()[8] for part in parts} == {flag}

@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from taskledger.retention.alerts import Alerter
 from taskledger.retention.archive import ArchiveReader, verify
-from taskledger.retention.deletes import ArchiveTarget, DeleteReport, delete_records
+from taskledger.retention.deletes import DeleteReport, delete_records
 from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.policy import parse_policy
 from taskledger.retention.restore import RestoreReport, restore
 from taskledger.retention.restore_plan import RESTORABLE, UnknownTable
-from taskledger.retention.stores import ArchiveCorrupt
+from taskledger.retention.stores import ArchiveCorrupt, ArchiveTarget
 from taskledger.store.models import Agent, ApiKey, RetentionRun, Run, Task
 from taskledger.store.types import utcnow
 from tests.retention.engine_helpers import populated, run_policy, sessions_of

@@ -73,6 +73,7 @@ def execute(body: ExecuteRequest, principal: PrincipalDep, state: StateDep) -> E
         trigger=RetentionTrigger.API,
         archive_url=state.settings.resolved_archive_url,
         s3_endpoint_url=state.settings.s3_endpoint_url,
+        gzip_level=state.settings.archive_gzip_level,
         metrics=state.metrics,
         reason=body.reason,
         force=body.force,

@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.metrics import Metrics
 from taskledger.retention.alerts import Alerter
-from taskledger.retention.deletes import ArchiveTarget
 from taskledger.retention.guard import SpikeGuard
+from taskledger.retention.stores import ArchiveTarget
 from taskledger.settings import Settings
 
 
@@ -29,4 +29,7 @@ class AppState:
 
     @property
     def archive_target(self) -> ArchiveTarget:
-        return ArchiveTarget(self.settings.resolved_archive_url, self.settings.s3_endpoint_url)
+        settings = self.settings
+        return ArchiveTarget(
+            settings.resolved_archive_url, settings.s3_endpoint_url, settings.archive_gzip_level
+        )

@@ -148,6 +148,7 @@ def run_cmd(
             trigger=RetentionTrigger.CLI,
             archive_url=obj.settings.resolved_archive_url,
             s3_endpoint_url=obj.settings.s3_endpoint_url,
+            gzip_level=obj.settings.archive_gzip_level,
             progress=lambda _rule, n: bar.advance(task, n),
             force=force,
             reason=reason,

@@ -25,19 +25,11 @@ from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.holds import active_holds
 from taskledger.retention.planner import Plan, RuleSelection
 from taskledger.retention.policy import Policy, Rule
-from taskledger.retention.stores import open_store
+from taskledger.retention.stores import ArchiveTarget, open_store
 from taskledger.retention.tables import get_table
 from taskledger.store.migrate import current_revision
 from taskledger.store.models import Run
 from taskledger.store.types import utcnow
-
-
-@dataclass(frozen=True)
-class ArchiveTarget:
-    """Where deletes archive to."""
-
-    url: str
-    s3_endpoint_url: str | None = None
 
 
 @dataclass
@@ -97,6 +89,7 @@ def archived_delete(
                 policy_name=name,
                 policy_hash=None,
                 schema_revision=current_revision(engine),
+                compresslevel=target.gzip_level,
             )
         try:
             plan = Plan(policy=Policy(name=name), now=now, selections=(selection,))

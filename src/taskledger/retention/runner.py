@@ -27,7 +27,7 @@ from taskledger.retention.holds import active_holds
 from taskledger.retention.lock import holder_identity, runner_lock
 from taskledger.retention.planner import Plan, PlanPreview, build_plan, preview, resolve_projects
 from taskledger.retention.policy import Policy
-from taskledger.retention.stores import open_store
+from taskledger.retention.stores import ArchiveTarget, open_store
 from taskledger.retention.tables import get_table
 from taskledger.store.migrate import current_revision
 from taskledger.store.models import RetentionRun
@@ -192,6 +192,7 @@ def execute_policy(
     trigger: RetentionTrigger | str,
     archive_url: str,
     s3_endpoint_url: str | None = None,
+    gzip_level: int = 6,
     metrics: Metrics | None = None,
     progress: Progress | None = None,
     reason: str | None = None,
@@ -239,8 +240,7 @@ def execute_policy(
                 policy,
                 current,
                 handle,
-                archive_url,
-                s3_endpoint_url,
+                ArchiveTarget(archive_url, s3_endpoint_url, gzip_level),
                 metrics,
                 progress,
                 report,
@@ -263,13 +263,12 @@ def _execute(
     policy: Policy,
     current: PlanPreview,
     handle: AuditHandle,
-    archive_url: str,
-    s3_endpoint_url: str | None,
+    target: ArchiveTarget,
     metrics: Metrics | None,
     progress: Progress | None,
     report: ExecutionReport,
 ) -> list[RuleOutcome]:
-    writer = _writer(engine, policy, current, handle, archive_url, s3_endpoint_url)
+    writer = _writer(engine, policy, current, handle, target)
     try:
         executor = Executor(
             engine, writer=writer, now=current.plan.now, metrics=metrics, progress=progress
@@ -346,18 +345,18 @@ def _writer(
     policy: Policy,
     current: PlanPreview,
     handle: AuditHandle,
-    archive_url: str,
-    s3_endpoint_url: str | None,
+    target: ArchiveTarget,
 ) -> ArchiveWriter | None:
     if not any(r.archive and r.matched for r in current.rules):
         return None
     return ArchiveWriter(
-        open_store(archive_url, s3_endpoint_url=s3_endpoint_url),
+        open_store(target.url, s3_endpoint_url=target.s3_endpoint_url),
         run_id=handle.archive_run_id,
         started_at=handle.started_at,
         policy_name=policy.name,
         policy_hash=policy.policy_hash,
         schema_revision=current_revision(engine),
+        compresslevel=target.gzip_level,
     )
 
 

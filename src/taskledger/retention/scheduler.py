@@ -116,6 +116,7 @@ class Scheduler:
                 trigger=RetentionTrigger.SCHEDULE,
                 archive_url=self.settings.resolved_archive_url,
                 s3_endpoint_url=self.settings.s3_endpoint_url,
+                gzip_level=self.settings.archive_gzip_level,
                 metrics=self.metrics,
                 reason=f"scheduled tick {tick.isoformat()}",
                 dry_run_only=self.settings.retention_dry_run_only,

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -377,6 +378,15 @@ class S3Store:
 
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-_]{1,254}", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ArchiveTarget:
+    """Where an execution or a delete archives to, and how hard it compresses (gzip 1-9)."""
+
+    url: str
+    s3_endpoint_url: str | None = None
+    gzip_level: int = 6
 
 
 def open_store(url: str, *, s3_endpoint_url: str | None = None) -> ArchiveStore:
