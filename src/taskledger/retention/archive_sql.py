@@ -45,7 +45,8 @@ _POSTGRESQL: dict[str, _Render] = {
         f"coalesce(nullif('.' || to_char({c}, 'US'), '.000000'), '') || '+00:00\"' END"
     ),
     "uuid": lambda c: f"coalesce('\"' || {c}::text || '\"', 'null')",
-    "json": lambda c: f"coalesce({c}::text, 'null')",
+    # jsonb's text has no line breaks (a json column's text is kept as written, so it is cast).
+    "json": lambda c: f"coalesce({c}::jsonb::text, 'null')",
     "boolean": lambda c: f"CASE WHEN {c} THEN 'true' WHEN NOT {c} THEN 'false' ELSE 'null' END",
     "integer": lambda c: f"coalesce({c}::text, 'null')",
     "text": lambda c: f"coalesce(to_json({c})::text, 'null')",
@@ -98,15 +99,20 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _quote(name: str) -> str:
+    """An SQL identifier, quoted as both dialects quote it."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 @cache
-def _line_sql(table: Table, dialect_name: str, quote: Callable[[str], str]) -> str | None:
+def _line_sql(table: Table, dialect_name: str) -> str | None:
     renders = _DIALECTS.get(dialect_name)
     columns = sorted(table.columns, key=lambda c: c.name)
     kinds = [_kind(column.type) for column in columns]
     if renders is None or not columns or None in kinds:
         return None
     values = [
-        (column.name, renders[kind](f"{quote(table.name)}.{quote(column.name)}"))
+        (column.name, renders[kind](f"{_quote(table.name)}.{_quote(column.name)}"))
         for column, kind in zip(columns, kinds, strict=True)
         if kind is not None
     ]
@@ -124,7 +130,7 @@ def _line_sql(table: Table, dialect_name: str, quote: Callable[[str], str]) -> s
 def line_expression(table: Table, dialect: Dialect) -> ColumnElement[str] | None:
     """The SQL expression rendering a row of ``table`` as its archive line (without the newline),
     or ``None`` when the dialect or one of the table's column types has none."""
-    sql = _line_sql(table, dialect.name, dialect.identifier_preparer.quote)
+    sql = _line_sql(table, dialect.name)
     return None if sql is None else literal_column(f"({sql})", type_=Text)
 
 

@@ -81,6 +81,8 @@ SQLITE_STARVED_AFTER = 0.1
 SQLITE_WRITERS_GONE = 5.0
 #: ...and the pause lasts up to this long: more than the 100 ms between its polls.
 SQLITE_LONG_PAUSE = 0.12
+#: SQLite: how long the run waits for its checkpoint thread to begin, at most (seconds).
+SQLITE_CHECKPOINT_START_WAIT = 0.05
 #: SQLite: how often a pause looks for another connection's commit.
 SQLITE_POLL = 0.001
 
@@ -366,17 +368,29 @@ class _BetweenBatches:
 
 
 class _Checkpointer:
-    """A thread running a PASSIVE WAL checkpoint of one SQLite file each time it is woken."""
+    """A thread running a PASSIVE WAL checkpoint of one SQLite file each time it is woken.
+
+    :meth:`wake` returns once the checkpoint has begun (or when one is still running): from then
+    on it holds SQLite's checkpoint lock, so that a writer committing in the pause that follows
+    finds the checkpoint taken care of, instead of running it inside its own commit.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.woken = threading.Event()
+        self.started = threading.Event()
+        self.busy = False
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="taskledger-checkpoint", daemon=True)
         self.thread.start()
 
     def wake(self) -> None:
+        if self.busy:
+            self.woken.set()  # it runs again once the current one is done
+            return
+        self.started.clear()
         self.woken.set()
+        self.started.wait(SQLITE_CHECKPOINT_START_WAIT)
 
     def _run(self) -> None:
         # Checkpoints never wait: a busy checkpoint is simply retried after the next batch.
@@ -387,8 +401,11 @@ class _Checkpointer:
                 self.woken.clear()
                 if self.stopping:
                     return
+                self.busy = True
+                self.started.set()
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.busy = False
         finally:
             connection.close()
 
