@@ -385,6 +385,8 @@ class _Checkpointer:
         self.thread.start()
 
     def wake(self) -> None:
+        if not self.thread.is_alive():
+            return  # it could not open the database; the checkpoint at the end of the run remains
         if self.busy:
             self.woken.set()  # it runs again once the current one is done
             return
