@@ -91,7 +91,8 @@ class Settings(BaseSettings):
         le=9,
         description=(
             "gzip level of archive parts, 1 (fastest) to 9 (smallest). 6 is most of 9's ratio "
-            "at a fraction of its time; 1 writes parts about a quarter bigger, twice as fast."
+            "at a fraction of its time; 1 compresses about 2.5 times as fast, and its parts are "
+            "about a quarter bigger."
         ),
     )
     retention_dry_run_only: bool = Field(

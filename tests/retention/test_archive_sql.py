@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from taskledger.retention.archive import ArchiveReader
 from taskledger.retention.archive_format import encode_row
 from taskledger.retention.archive_sql import ascii_lines, line_expression
+from taskledger.retention.policy import parse_policy
+from taskledger.retention.restore import restore
 from taskledger.retention.tables import RECORD_TABLES
 from taskledger.store.models import Agent, Base, Run
-from tests.retention.engine_helpers import populated
-from tests.retention.restore_helpers import data_tables
+from tests.retention.engine_helpers import populated, run_policy
+from tests.retention.restore_helpers import data_tables, table_hashes
 
 AWKWARD_TEXT = 'é ☃ \U0001f600 "quoted" back\\slash\nnew\ttab\x01\x1f\x7f </script>'
 
@@ -111,3 +116,26 @@ def test_every_record_table_has_a_rendering(dialect: object) -> None:
     """No table falls back to Python encoding unnoticed."""
     for retained in RECORD_TABLES.values():
         assert line_expression(retained.model.__table__, dialect) is not None, retained.name  # type: ignore[arg-type]
+
+
+def test_a_row_sqlite_cannot_render_is_encoded_in_python(engine: Engine, tmp_path: Path) -> None:
+    """JSON written with NaN (Python's json accepts it) is refused by SQLite's json(): that row
+    is archived through Python, the rest as rendered, and restore gives all of it back."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's jsonb cannot hold NaN")
+    populated(engine, runs=40, days=400)
+    with engine.begin() as conn:
+        first = conn.scalar(select(func.min(Run.id)))
+        conn.execute(text("UPDATE runs SET inputs = '{\"x\": NaN}' WHERE id = :id"), {"id": first})
+    before = table_hashes(engine)
+    policy = parse_policy(
+        '[[rule]]\nname = "r"\ntable = "runs"\nolder_than = "1h"\naction = "delete"\n',
+        default_name="x",
+    )
+    _, report = run_policy(engine, policy, tmp_path / "archives")
+    assert report.outcome == "ok" and report.archive_uri
+    with ArchiveReader(report.archive_uri) as reader:
+        rows = [row for part in reader.manifest.files for row in reader.iter_rows(part)]
+    assert len(rows) == 40 and math.isnan(rows[0]["inputs"]["x"])
+    restore(engine, report.archive_uri, actor="test", trigger="cli")
+    assert table_hashes(engine) == before

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -235,6 +236,7 @@ def compress_rows(rows: Iterable[Mapping[str, Any]], *, compresslevel: int = 6) 
 #: Lines are compressed in pieces of about this size, in parallel; each piece is one gzip member.
 MEMBER_BYTES = 320 * 1024
 _compressors: ThreadPoolExecutor | None = None
+_compressors_lock = threading.Lock()
 
 
 def _pieces(lines: Sequence[bytes]) -> list[bytes]:
@@ -254,18 +256,32 @@ def compress_lines(lines: Sequence[bytes], *, compresslevel: int = 6) -> bytes:
 
     A gzip file may hold several members one after the other, and every reader (this module,
     ``gzip -d``, ``zcat``) reads them as one stream. Lines are cut into members of about
-    :data:`MEMBER_BYTES`, at line ends, compressed on as many threads as there are CPUs (zlib
-    releases the GIL). The cut depends only on the lines, so equal rows still give equal bytes.
+    :data:`MEMBER_BYTES`, at line ends, compressed on one thread per CPU, up to 4 (zlib releases
+    the GIL). The cut depends only on the lines, so equal rows still give equal bytes.
     """
-    global _compressors
     pieces = _pieces(lines)
     if len(pieces) <= 1:
         return gzip.compress(b"".join(pieces), compresslevel=compresslevel, mtime=0)
-    if _compressors is None:
-        workers = min(4, os.cpu_count() or 1)
-        _compressors = ThreadPoolExecutor(workers, thread_name_prefix="taskledger-gzip")
-    members = _compressors.map(partial(gzip.compress, compresslevel=compresslevel, mtime=0), pieces)
+    members = _pool().map(partial(gzip.compress, compresslevel=compresslevel, mtime=0), pieces)
     return b"".join(members)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _compressors
+    with _compressors_lock:
+        if _compressors is None:
+            workers = min(4, os.cpu_count() or 1)
+            _compressors = ThreadPoolExecutor(workers, thread_name_prefix="taskledger-gzip")
+        return _compressors
+
+
+def _forget_pool() -> None:
+    # A forked child has none of its parent's threads: it starts a pool of its own.
+    global _compressors, _compressors_lock
+    _compressors, _compressors_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def rows_of(data: bytes) -> Iterator[dict[str, Any]]:

@@ -16,7 +16,9 @@ value rendered as the Python encoding renders it:
   ``:`` and ``,``; nested keys keep the database's order). The values are the same JSON values.
 
 A table with a column of any other type has no expression (:func:`line_expression` returns
-``None``) and is archived through Python. Lines holding characters outside ASCII are re-encoded
+``None``) and is archived through Python. On SQLite, a row holding a value the app would not have
+written (a timestamp in another spelling, JSON that ``json()`` refuses, such as ``NaN``) gets a
+NULL line, and that row is encoded in Python. Lines holding characters outside ASCII are re-encoded
 in Python (:func:`ascii_lines`), so a part is ASCII either way; a test checks, on both backends,
 that every line decodes to what the Python encoding gives.
 """
@@ -55,8 +57,8 @@ _POSTGRESQL: dict[str, _Render] = {
 # SQLite builds the line with json_object(): each render is a value it takes (text is quoted,
 # numbers are not, json() marks JSON).
 _SQLITE: dict[str, _Render] = {
-    # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC); any other spelling (CURRENT_TIMESTAMP
-    # leaves out the fraction) keeps its digits.
+    # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC), or without the fraction
+    # (CURRENT_TIMESTAMP); see _SQLITE_USUAL.
     "datetime": lambda c: (
         f"CASE WHEN {c} IS NULL THEN NULL "
         f"WHEN length({c}) = 26 AND substr({c}, 20) = '.000000' "
@@ -72,6 +74,17 @@ _SQLITE: dict[str, _Render] = {
     "boolean": lambda c: f"CASE {c} WHEN 1 THEN json('true') WHEN 0 THEN json('false') END",
     "integer": lambda c: c,
     "text": lambda c: c,
+}
+# SQLite's dynamic types let a column hold what the app never writes (text from elsewhere, JSON
+# with NaN, which json() refuses). A row whose values are not all in the app's own spelling gets
+# no line (NULL), and the executor encodes that row in Python.
+_SQLITE_USUAL: dict[str, _Render] = {
+    "datetime": lambda c: (
+        f"({c} IS NULL OR (substr({c}, 11, 1) = ' ' AND (length({c}) = 19 OR "
+        f"(length({c}) = 26 AND substr({c}, 20, 1) = '.'))))"
+    ),
+    "uuid": lambda c: f"({c} IS NULL OR length({c}) = 32)",
+    "json": lambda c: f"({c} IS NULL OR json_valid({c}))",
 }
 #: json_object() takes at most 127 arguments (SQLite's default limit): 63 columns.
 _SQLITE_MAX_COLUMNS = 63
@@ -119,7 +132,13 @@ def _line_sql(table: Table, dialect_name: str) -> str | None:
     if dialect_name == "sqlite":
         if len(values) > _SQLITE_MAX_COLUMNS:
             return None
-        return "json_object(" + ", ".join(f"{_sql_string(n)}, {v}" for n, v in values) + ")"
+        line = "json_object(" + ", ".join(f"{_sql_string(n)}, {v}" for n, v in values) + ")"
+        checks = [
+            _SQLITE_USUAL[kind](f"{_quote(table.name)}.{_quote(column.name)}")
+            for column, kind in zip(columns, kinds, strict=True)
+            if kind in _SQLITE_USUAL
+        ]
+        return f"CASE WHEN {' AND '.join(checks)} THEN {line} END" if checks else line
     pieces = [
         f"{_sql_string(('{' if number == 0 else ',') + json.dumps(name) + ':')} || {value}"
         for number, (name, value) in enumerate(values)

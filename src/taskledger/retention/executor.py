@@ -44,6 +44,7 @@ from taskledger.enums import AssigneeType
 from taskledger.errors import SafeguardRefused
 from taskledger.metrics import Metrics
 from taskledger.retention.archive import ArchiveWriter
+from taskledger.retention.archive_format import encode_row
 from taskledger.retention.archive_sql import ascii_lines, line_expression
 from taskledger.retention.planner import Plan, RuleSelection
 from taskledger.store.models import (
@@ -278,7 +279,18 @@ class _Batch:
             return cls([row[selection.table.key_column] for row in rows], rows)
         if lines:
             fetched = conn.execute(stmt).all()
-            return cls([key for key, _ in fetched], lines=ascii_lines(line for _, line in fetched))
+            keys = [key for key, _ in fetched]
+            unusual = [key for key, line in fetched if line is None]
+            if not unusual:
+                return cls(keys, lines=ascii_lines(line for _, line in fetched))
+            # Rows the database could not render (see archive_sql): encoded in Python.
+            table = _table(selection.table.model)
+            rows = _rows(conn, select(table).where(selection.key.in_(unusual)))
+            by_key = {row[selection.table.key_column]: encode_row(row) for row in rows}
+            encoded = [
+                by_key[key] if line is None else ascii_lines([line])[0] for key, line in fetched
+            ]
+            return cls(keys, lines=encoded)
         return cls(list(conn.execute(stmt).scalars().all()))
 
     @classmethod
@@ -396,7 +408,10 @@ class _Checkpointer:
 
     def _run(self) -> None:
         # Checkpoints never wait: a busy checkpoint is simply retried after the next batch.
-        connection = sqlite3.connect(self.path, timeout=0, check_same_thread=False)
+        try:
+            connection = sqlite3.connect(self.path, timeout=0, check_same_thread=False)
+        except sqlite3.Error:
+            return  # the run goes on; its checkpoint at the end remains
         try:
             while True:
                 self.woken.wait()
