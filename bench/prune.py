@@ -48,6 +48,7 @@ from benchlib import (
 )
 from taskledger.retention.policy import Policy, parse_policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
+from taskledger.retention.stores import ArchiveTarget
 from taskledger.store import make_engine, make_session_factory
 from taskledger.store.models import Run
 from taskledger.store.types import utcnow
@@ -95,8 +96,7 @@ def engine_prune(engine: Engine, policy: Policy, now: datetime, *, gzip_level: i
             ConfirmedPlan.from_preview(previewed),
             actor="bench",
             trigger="cli",
-            archive_url=archive,
-            gzip_level=gzip_level,
+            archive=ArchiveTarget(archive, gzip_level=gzip_level),
             force=True,
             reason="benchmark: half of the table is past the cutoff",
         )

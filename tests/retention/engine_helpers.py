@@ -17,6 +17,7 @@ from taskledger.retention.runner import (
     execute_policy,
     preview_policy,
 )
+from taskledger.retention.stores import ArchiveTarget
 from taskledger.services.generate import generate
 from taskledger.store import make_session_factory
 from taskledger.store.models import Project, User
@@ -55,8 +56,7 @@ def run_policy(
         ConfirmedPlan.from_preview(previewed),
         actor="test",
         trigger="cli",
-        archive_url=str(archive_root),
-        gzip_level=gzip_level,
+        archive=ArchiveTarget(str(archive_root), gzip_level=gzip_level),
         force=force,
         reason="test data is old" if force else None,
     )

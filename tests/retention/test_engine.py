@@ -20,7 +20,7 @@ from taskledger.retention.holds import HeldSet
 from taskledger.retention.planner import build_plan
 from taskledger.retention.policy import PRESETS, parse_policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
-from taskledger.retention.stores import ArchiveStorageError, open_store
+from taskledger.retention.stores import ArchiveStorageError, ArchiveTarget, open_store
 from taskledger.retention.tables import is_scrub_marker
 from taskledger.store.models import (
     Acknowledgement,
@@ -279,7 +279,7 @@ def test_a_stale_plan_is_refused(engine: Engine, tmp_path: Path) -> None:
             ConfirmedPlan.from_preview(previewed),
             actor="t",
             trigger="api",
-            archive_url=str(tmp_path),
+            archive=ArchiveTarget(str(tmp_path)),
         )
     with Session(engine) as session:
         audit = session.scalars(select(RetentionRun).where(RetentionRun.mode == "execute")).one()

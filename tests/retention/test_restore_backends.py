@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from taskledger.retention.archive import verify
 from taskledger.retention.restore import restore
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
+from taskledger.retention.stores import ArchiveTarget
 from taskledger.store import make_engine, make_session_factory
 from tests.conftest import PG_ADMIN_URL, _truncate_all
 from tests.retention.conftest import BUCKET, S3Server
@@ -65,8 +66,7 @@ def test_s3_archive_verify_and_restore(engine: Engine, s3_server: S3Server, tmp_
         ConfirmedPlan.from_preview(previewed),
         actor="test",
         trigger="cli",
-        archive_url=f"s3://{BUCKET}/restore/{tmp_path.name}",
-        s3_endpoint_url=s3_server.endpoint_url,
+        archive=ArchiveTarget(f"s3://{BUCKET}/restore/{tmp_path.name}", s3_server.endpoint_url),
         force=True,
         reason="test data is old",
     )

@@ -19,6 +19,7 @@ from taskledger.errors import SafeguardRefused
 from taskledger.retention.lock import LEASE, LockHeld, holder_is_gone, runner_lock
 from taskledger.retention.policy import PRESETS
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
+from taskledger.retention.stores import ArchiveTarget
 from taskledger.store.models import RetentionLease, RetentionRun, Run
 from taskledger.store.types import utcnow
 from tests.retention.engine_helpers import count, populated, sessions_of
@@ -34,7 +35,7 @@ def _execute(engine: Engine, policy, tmp_path: Path, **options):  # type: ignore
         ConfirmedPlan.from_preview(previewed),
         actor="t",
         trigger="cli",
-        archive_url=str(tmp_path),
+        archive=ArchiveTarget(str(tmp_path)),
         **options,
     )
 

@@ -29,7 +29,4 @@ class AppState:
 
     @property
     def archive_target(self) -> ArchiveTarget:
-        settings = self.settings
-        return ArchiveTarget(
-            settings.resolved_archive_url, settings.s3_endpoint_url, settings.archive_gzip_level
-        )
+        return ArchiveTarget.from_settings(self.settings)

@@ -16,6 +16,7 @@ from taskledger.retention.audit import list_audit
 from taskledger.retention.planner import PlanPreview
 from taskledger.retention.policy import PRESETS, Policy, load_policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
+from taskledger.retention.stores import ArchiveTarget
 
 
 def cli_actor() -> str:
@@ -146,9 +147,7 @@ def run_cmd(
             ConfirmedPlan.from_preview(result),
             actor=cli_actor(),
             trigger=RetentionTrigger.CLI,
-            archive_url=obj.settings.resolved_archive_url,
-            s3_endpoint_url=obj.settings.s3_endpoint_url,
-            gzip_level=obj.settings.archive_gzip_level,
+            archive=ArchiveTarget.from_settings(obj.settings),
             progress=lambda _rule, n: bar.advance(task, n),
             force=force,
             reason=reason,

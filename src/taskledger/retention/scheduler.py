@@ -22,6 +22,7 @@ from taskledger.metrics import Metrics
 from taskledger.retention.lock import holder_identity
 from taskledger.retention.policy import load_policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
+from taskledger.retention.stores import ArchiveTarget
 from taskledger.settings import Settings
 from taskledger.store.models import ScheduleTick
 from taskledger.store.types import utcnow
@@ -114,9 +115,7 @@ class Scheduler:
                 ConfirmedPlan.from_preview(previewed),
                 actor=actor,
                 trigger=RetentionTrigger.SCHEDULE,
-                archive_url=self.settings.resolved_archive_url,
-                s3_endpoint_url=self.settings.s3_endpoint_url,
-                gzip_level=self.settings.archive_gzip_level,
+                archive=ArchiveTarget.from_settings(self.settings),
                 metrics=self.metrics,
                 reason=f"scheduled tick {tick.isoformat()}",
                 dry_run_only=self.settings.retention_dry_run_only,

@@ -41,6 +41,7 @@ from taskledger.errors import (
     TaskledgerError,
     ValidationFailed,
 )
+from taskledger.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -387,6 +388,13 @@ class ArchiveTarget:
     url: str
     s3_endpoint_url: str | None = None
     gzip_level: int = 6
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ArchiveTarget:
+        """The archive root, endpoint and gzip level the settings configure."""
+        return cls(
+            settings.resolved_archive_url, settings.s3_endpoint_url, settings.archive_gzip_level
+        )
 
 
 def open_store(url: str, *, s3_endpoint_url: str | None = None) -> ArchiveStore:
