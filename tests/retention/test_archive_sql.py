@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from taskledger.retention.archive import ArchiveReader
 from taskledger.retention.archive_format import encode_row
-from taskledger.retention.archive_sql import ascii_lines, line_expression
+from taskledger.retention.archive_sql import line_expression, part_line
 from taskledger.retention.policy import parse_policy
 from taskledger.retention.restore import restore
 from taskledger.retention.tables import RECORD_TABLES
@@ -76,7 +76,7 @@ def _lines(engine: Engine, table: Table) -> tuple[list[bytes], list[bytes]]:
             row[0] for row in conn.execute(select(expression).select_from(table).order_by(key))
         ]
         python = [encode_row(row) for row in conn.execute(select(table).order_by(key)).mappings()]
-    return ascii_lines(rendered), python
+    return [part_line(line) for line in rendered], python
 
 
 def test_every_table_renders_as_python_encodes(engine: Engine) -> None:

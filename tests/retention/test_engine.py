@@ -17,7 +17,7 @@ from taskledger.retention import holds
 from taskledger.retention.archive import ArchiveReader, ArchiveWriter, verify
 from taskledger.retention.executor import Executor, PlanExceeded
 from taskledger.retention.holds import HeldSet
-from taskledger.retention.planner import build_plan
+from taskledger.retention.planner import Plan, build_plan
 from taskledger.retention.policy import PRESETS, parse_policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
 from taskledger.retention.stores import ArchiveStorageError, ArchiveTarget, open_store
@@ -350,30 +350,35 @@ def test_a_row_is_taken_by_one_rule_only(engine: Engine, tmp_path: Path, table: 
     assert len(keys) == len(set(keys)) == sum(matched.values())
 
 
-@pytest.mark.parametrize("archive", [False, True], ids=["unarchived", "archived"])
-def test_a_rule_that_outgrows_its_plan_stops_the_run(
-    engine: Engine, tmp_path: Path, archive: bool
-) -> None:
+def _runs_in_batches_of_5(engine: Engine, *, archive: bool) -> Plan:
+    """A populated project and the plan of one rule deleting its runs, 5 at a time."""
     populated(engine, runs=60, days=400)
     policy = parse_policy(
         '[[rule]]\nname = "r"\ntable = "runs"\nolder_than = "1h"\naction = "delete"\n'
         f"archive = {str(archive).lower()}\nbatch_size = 5\n",
         default_name="x",
     )
-    plan = build_plan(policy, utcnow(), held=HeldSet(), project_ids={}, dialect=engine.dialect.name)
-    before = count(engine, Run)
-    writer = (
-        ArchiveWriter(
-            open_store(str(tmp_path)),
-            run_id="overrun",
-            started_at=plan.now,
-            policy_name="x",
-            policy_hash=None,
-            schema_revision=None,
-        )
-        if archive
-        else None
+    return build_plan(policy, utcnow(), held=HeldSet(), project_ids={}, dialect=engine.dialect.name)
+
+
+def _writer(root: Path, plan: Plan, run_id: str) -> ArchiveWriter:
+    return ArchiveWriter(
+        open_store(str(root)),
+        run_id=run_id,
+        started_at=plan.now,
+        policy_name="x",
+        policy_hash=None,
+        schema_revision=None,
     )
+
+
+@pytest.mark.parametrize("archive", [False, True], ids=["unarchived", "archived"])
+def test_a_rule_that_outgrows_its_plan_stops_the_run(
+    engine: Engine, tmp_path: Path, archive: bool
+) -> None:
+    plan = _runs_in_batches_of_5(engine, archive=archive)
+    before = count(engine, Run)
+    writer = _writer(tmp_path, plan, "overrun") if archive else None
     executor = Executor(engine, writer=writer, now=plan.now)
     # The plan counted 20 rows: 22 (10 % more) may go, the batch that would pass that may not.
     with pytest.raises(PlanExceeded, match="more than 22 rows"):
@@ -387,21 +392,8 @@ def test_a_rule_that_outgrows_its_plan_stops_the_run(
 def test_a_part_that_cannot_be_written_leaves_its_rows(engine: Engine, tmp_path: Path) -> None:
     """The archive directory is replaced by a file after the first batch: the second batch's
     part cannot be written, so its rows stay (its delete, where it ran first, is rolled back)."""
-    populated(engine, runs=60, days=400)
-    policy = parse_policy(
-        '[[rule]]\nname = "r"\ntable = "runs"\nolder_than = "1h"\naction = "delete"\n'
-        "batch_size = 5\n",
-        default_name="x",
-    )
-    plan = build_plan(policy, utcnow(), held=HeldSet(), project_ids={}, dialect=engine.dialect.name)
-    writer = ArchiveWriter(
-        open_store(str(tmp_path)),
-        run_id="broken",
-        started_at=plan.now,
-        policy_name="x",
-        policy_hash=None,
-        schema_revision=None,
-    )
+    plan = _runs_in_batches_of_5(engine, archive=True)
+    writer = _writer(tmp_path, plan, "broken")
     run_dir = tmp_path / writer.prefix
     before = count(engine, Run)
 

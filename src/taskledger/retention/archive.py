@@ -155,8 +155,8 @@ class ArchiveWriter:
             ArchiveError: Bad table name, a row without ``key_column``, or a finished archive.
             ArchiveStorageError: The store could not write; the rows must stay in the database.
         """
-        self._check_open(table)
         if not rows:
+            self._check_open(table)
             return None
         keys = [row.get(key_column) for row in rows if key_column in row]
         if len(keys) != len(rows):

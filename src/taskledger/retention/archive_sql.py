@@ -19,14 +19,14 @@ A table with a column of any other type has no expression (:func:`line_expressio
 ``None``) and is archived through Python. On SQLite, a row holding a value the app would not have
 written (a timestamp in another spelling, JSON that ``json()`` refuses, such as ``NaN``) gets a
 NULL line, and that row is encoded in Python. Lines holding characters outside ASCII are re-encoded
-in Python (:func:`ascii_lines`), so a part is ASCII either way; a test checks, on both backends,
+in Python (:func:`part_line`), so a part is ASCII either way; a test checks, on both backends,
 that every line decodes to what the Python encoding gives.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import cache
 
 from sqlalchemy import JSON, Boolean, Integer, String, Table, Uuid, literal_column
@@ -153,13 +153,10 @@ def line_expression(table: Table, dialect: Dialect) -> ColumnElement[str] | None
     return None if sql is None else literal_column(f"({sql})", type_=Text)
 
 
-def ascii_lines(lines: Iterable[str]) -> list[bytes]:
-    """Lines from :func:`line_expression` as part lines: ASCII, each ending in a newline.
+def part_line(line: str) -> bytes:
+    """A line from :func:`line_expression` as a part's line: ASCII, ending in a newline.
 
     A line holding any other character is decoded and encoded again in Python, which escapes it
     (as ``\\uXXXX``) the way every other line is written.
     """
-    return [
-        (line + "\n").encode("ascii") if line.isascii() else encode_row(decode_line(line))
-        for line in lines
-    ]
+    return (line + "\n").encode("ascii") if line.isascii() else encode_row(decode_line(line))

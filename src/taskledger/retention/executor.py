@@ -45,7 +45,7 @@ from taskledger.errors import SafeguardRefused
 from taskledger.metrics import Metrics
 from taskledger.retention.archive import ArchiveWriter
 from taskledger.retention.archive_format import encode_row
-from taskledger.retention.archive_sql import ascii_lines, line_expression
+from taskledger.retention.archive_sql import line_expression, part_line
 from taskledger.retention.planner import Plan, RuleSelection
 from taskledger.store.models import (
     Acknowledgement,
@@ -279,18 +279,15 @@ class _Batch:
             return cls([row[selection.table.key_column] for row in rows], rows)
         if lines:
             fetched = conn.execute(stmt).all()
-            keys = [key for key, _ in fetched]
-            unusual = [key for key, line in fetched if line is None]
-            if not unusual:
-                return cls(keys, lines=ascii_lines(line for _, line in fetched))
-            # Rows the database could not render (see archive_sql): encoded in Python.
-            table = _table(selection.table.model)
-            rows = _rows(conn, select(table).where(selection.key.in_(unusual)))
-            by_key = {row[selection.table.key_column]: encode_row(row) for row in rows}
-            encoded = [
-                by_key[key] if line is None else ascii_lines([line])[0] for key, line in fetched
-            ]
-            return cls(keys, lines=encoded)
+            # Rows the database did not render (see archive_sql) are encoded in Python.
+            unrendered = [key for key, line in fetched if line is None]
+            python = {}
+            if unrendered:
+                table = _table(selection.table.model)
+                rows = _rows(conn, select(table).where(selection.key.in_(unrendered)))
+                python = {row[selection.table.key_column]: encode_row(row) for row in rows}
+            encoded = [python[key] if line is None else part_line(line) for key, line in fetched]
+            return cls([key for key, _ in fetched], lines=encoded)
         return cls(list(conn.execute(stmt).scalars().all()))
 
     @classmethod
@@ -303,7 +300,7 @@ class _Batch:
         in_batch = key == any_(func.array(batch.scalar_subquery()))
         stmt = delete(table).where(in_batch).returning(key, lines)
         fetched = sorted(conn.execute(stmt).all(), key=lambda row: row[0])
-        return cls([row[0] for row in fetched], lines=ascii_lines(row[1] for row in fetched))
+        return cls([key for key, _ in fetched], lines=[part_line(line) for _, line in fetched])
 
 
 class _BetweenBatches:
@@ -501,8 +498,8 @@ class Executor:
         # Archived rows that are not scrubbed go to the archive as lines the database renders;
         # whole rows are read only when they are scrubbed from what was read, or when the table
         # has no line expression. An unarchived delete or an expiry needs just the keys.
-        lines = line_expression(table, conn.dialect) if selection.rule.archive else None
-        lines = None if action == "scrub" else lines
+        archived_as_read = selection.rule.archive and action != "scrub"
+        lines = line_expression(table, conn.dialect) if archived_as_read else None
         # PostgreSQL: an archived delete with no side effects to capture is one statement per
         # batch, DELETE … WHERE key = ANY(ARRAY(SELECT … FOR UPDATE SKIP LOCKED)) RETURNING the
         # rows' lines: what is archived is exactly what was deleted. (SQLite holds the write
@@ -528,7 +525,7 @@ class Executor:
                 stmt = stmt.with_for_update(skip_locked=True)
             started = time.perf_counter()
             with conn.begin():
-                if conn.dialect.name == "postgresql":
+                if postgresql:
                     # The commit need not wait for the WAL flush: a batch lost in a crash leaves
                     # its rows in the database (and perhaps in its durable archive part too,
                     # which restore tolerates). The archive part is still made durable first.
