@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
+from taskledger.api import create_app
+from taskledger.settings import Settings
 from taskledger.store.models import Run
 from tests.conftest import ADMIN_KEY
 from tests.helpers import state_of, transaction
@@ -120,3 +122,19 @@ def test_holds_api(app: FastAPI, client: TestClient) -> None:
         client.get("/api/v1/admin/holds", params={"active": True}, headers=ADMIN).json()["items"]
         == []
     )
+
+
+def test_preview_estimates_archive_size_at_the_configured_gzip_level(
+    settings: Settings, engine: Engine
+) -> None:
+    populated(engine, runs=600, days=300)
+    totals = {}
+    for level in (1, 9):
+        app = create_app(settings.model_copy(update={"archive_gzip_level": level}), engine=engine)
+        with TestClient(app) as client:
+            preview = client.post(
+                "/api/v1/admin/retention/preview", json={"preset": "ops"}, headers=ADMIN
+            )
+        assert preview.status_code == 200, preview.text
+        totals[level] = sum(r["estimated_archive_bytes"] for r in preview.json()["rules"])
+    assert totals[1] > totals[9] > 0

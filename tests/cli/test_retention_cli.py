@@ -14,10 +14,13 @@ from taskledger.store.models import Run
 from tests.retention.engine_helpers import count, populated
 
 
-def run(settings: Settings, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+def run(
+    settings: Settings, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     env = {
         "TASKLEDGER_DATABASE_URL": settings.resolved_database_url,
         "TASKLEDGER_DATA_DIR": str(settings.data_dir),
+        **(env or {}),
     }
     result = CliRunner().invoke(cli, list(args), env=env, input=stdin)
     return result.exit_code, result.stdout, result.stderr
@@ -148,3 +151,30 @@ def test_holds_commands(settings: Settings, engine: Engine) -> None:
     assert affected > 0
     with Session(engine) as session:
         assert session.get(Run, run_pk) is not None  # the run hold still stands
+
+
+def test_preview_estimates_archive_size_at_the_configured_gzip_level(
+    settings: Settings, engine: Engine
+) -> None:
+    """The estimate is what the parts would take at TASKLEDGER_ARCHIVE_GZIP_LEVEL: level 1
+    compresses less than level 9."""
+    populated(engine, runs=600, days=300)
+    estimates = {}
+    for level in ("1", "9"):
+        code, out, err = run(
+            settings,
+            "retention",
+            "preview",
+            "--preset",
+            "ops",
+            "--json",
+            env={"TASKLEDGER_ARCHIVE_GZIP_LEVEL": level},
+        )
+        assert code == 0, err
+        rules = json.loads(out)["rules"]
+        estimates[level] = {r["name"]: r["estimated_archive_bytes"] for r in rules if r["archive"]}
+    assert estimates["1"].keys() == estimates["9"].keys()
+    assert any(estimates["1"].values())
+    for name, fast in estimates["1"].items():
+        assert fast >= estimates["9"][name], name
+    assert sum(estimates["1"].values()) > sum(estimates["9"].values())

@@ -47,7 +47,11 @@ def preview(body: PolicySource, principal: PrincipalDep, state: StateDep) -> Pre
     require_admin(principal)
     policy = policy_from(body, state.settings)
     result = preview_policy(
-        state.session_factory, policy, actor=principal.actor, trigger=RetentionTrigger.API
+        state.session_factory,
+        policy,
+        actor=principal.actor,
+        trigger=RetentionTrigger.API,
+        gzip_level=state.archive_target.gzip_level,
     )
     return PreviewOut.model_validate(result.to_dict())
 

@@ -97,7 +97,13 @@ def preview_cmd(
 ) -> None:
     """Show what the policy would do, rule by rule. Changes nothing (but is audited)."""
     policy = choose_policy(obj, preset, policy_file)
-    result = preview_policy(obj.sessions(), policy, actor=cli_actor(), trigger=RetentionTrigger.CLI)
+    result = preview_policy(
+        obj.sessions(),
+        policy,
+        actor=cli_actor(),
+        trigger=RetentionTrigger.CLI,
+        gzip_level=obj.settings.archive_gzip_level,
+    )
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -127,7 +133,14 @@ def run_cmd(
     """Preview, confirm, then archive and delete, scrub or expire, batch by batch."""
     policy = choose_policy(obj, preset, policy_file)
     sessions = obj.sessions()
-    result = preview_policy(sessions, policy, actor=cli_actor(), trigger=RetentionTrigger.CLI)
+    archive = ArchiveTarget.from_settings(obj.settings)
+    result = preview_policy(
+        sessions,
+        policy,
+        actor=cli_actor(),
+        trigger=RetentionTrigger.CLI,
+        gzip_level=archive.gzip_level,
+    )
     if not as_json:
         render_preview(obj, result)
     if not yes:
@@ -147,7 +160,7 @@ def run_cmd(
             ConfirmedPlan.from_preview(result),
             actor=cli_actor(),
             trigger=RetentionTrigger.CLI,
-            archive=ArchiveTarget.from_settings(obj.settings),
+            archive=archive,
             progress=lambda _rule, n: bar.advance(task, n),
             force=force,
             reason=reason,

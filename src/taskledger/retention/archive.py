@@ -43,6 +43,7 @@ from taskledger.retention.archive_format import (
     rows_of,
 )
 from taskledger.retention.stores import (
+    DEFAULT_GZIP_LEVEL,
     ArchiveCorrupt,
     ArchiveError,
     ArchiveExists,
@@ -85,7 +86,7 @@ class ArchiveWriter:
         policy_name: str | None,
         policy_hash: str | None,
         schema_revision: str | None,
-        compresslevel: int = 6,
+        compresslevel: int = DEFAULT_GZIP_LEVEL,
     ) -> None:
         """Prepare the archive of run ``run_id``; nothing is written until the first part.
 

@@ -32,7 +32,7 @@ from functools import cached_property, partial
 from typing import Any
 from uuid import UUID
 
-from taskledger.retention.stores import ArchiveCorrupt, check_key
+from taskledger.retention.stores import DEFAULT_GZIP_LEVEL, ArchiveCorrupt, check_key
 from taskledger.store.types import as_utc
 
 FORMAT = "taskledger-archive/1"
@@ -228,7 +228,9 @@ def decode_value(value: Any, kind: type) -> Any:
     return value
 
 
-def compress_rows(rows: Iterable[Mapping[str, Any]], *, compresslevel: int = 6) -> bytes:
+def compress_rows(
+    rows: Iterable[Mapping[str, Any]], *, compresslevel: int = DEFAULT_GZIP_LEVEL
+) -> bytes:
     """The bytes of one part holding ``rows``."""
     return compress_lines([encode_row(row) for row in rows], compresslevel=compresslevel)
 
@@ -251,7 +253,7 @@ def _pieces(lines: Sequence[bytes]) -> list[bytes]:
     return pieces
 
 
-def compress_lines(lines: Sequence[bytes], *, compresslevel: int = 6) -> bytes:
+def compress_lines(lines: Sequence[bytes], *, compresslevel: int = DEFAULT_GZIP_LEVEL) -> bytes:
     """The bytes of one part holding ``lines`` (encoded rows, each ending in a newline).
 
     A gzip file may hold several members one after the other, and every reader (this module,

@@ -38,6 +38,7 @@ from taskledger.enums import TERMINAL_STATUSES
 from taskledger.retention.archive_format import compress_rows
 from taskledger.retention.holds import HeldSet
 from taskledger.retention.policy import Policy, PolicyError, Rule
+from taskledger.retention.stores import DEFAULT_GZIP_LEVEL
 from taskledger.retention.tables import RetainedTable, get_table
 from taskledger.services.projects import find_project
 from taskledger.store.models import Acknowledgement, Task, TaskDependency
@@ -277,9 +278,14 @@ def _count(session: Session, selection: RuleSelection, condition: ColumnElement[
 
 
 def preview_rule(
-    session: Session, selection: RuleSelection, *, details: bool = True
+    session: Session,
+    selection: RuleSelection,
+    *,
+    details: bool = True,
+    gzip_level: int = DEFAULT_GZIP_LEVEL,
 ) -> RulePreview:
-    """Count, date, sample and size one rule's selection (only count it without ``details``)."""
+    """Count, date, sample and size one rule's selection (only count it without ``details``);
+    the size is what its archive parts would take at ``gzip_level``."""
     rule, table = selection.rule, selection.table.model.__table__
     if not details:
         matched = session.scalar(select(func.count()).select_from(table).where(selection.eligible))
@@ -327,7 +333,7 @@ def preview_rule(
                     .limit(_SIZE_SAMPLE)
                 )
             ]
-            per_row = len(compress_rows(sample)) / len(sample)
+            per_row = len(compress_rows(sample, compresslevel=gzip_level)) / len(sample)
             result.estimated_archive_bytes = int(per_row * result.matched)
     return result
 
@@ -340,6 +346,7 @@ def _aware(value: Any) -> datetime | None:
     return as_utc(value)
 
 
-def preview(session: Session, plan: Plan) -> PlanPreview:
-    """Every rule's preview. Changes nothing."""
-    return PlanPreview(plan=plan, rules=[preview_rule(session, s) for s in plan.selections])
+def preview(session: Session, plan: Plan, *, gzip_level: int = DEFAULT_GZIP_LEVEL) -> PlanPreview:
+    """Every rule's preview, archive sizes at ``gzip_level``. Changes nothing."""
+    rules = [preview_rule(session, s, gzip_level=gzip_level) for s in plan.selections]
+    return PlanPreview(plan=plan, rules=rules)

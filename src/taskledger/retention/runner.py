@@ -27,7 +27,7 @@ from taskledger.retention.holds import active_holds
 from taskledger.retention.lock import holder_identity, runner_lock
 from taskledger.retention.planner import Plan, PlanPreview, build_plan, preview, resolve_projects
 from taskledger.retention.policy import Policy
-from taskledger.retention.stores import ArchiveTarget, open_store
+from taskledger.retention.stores import DEFAULT_GZIP_LEVEL, ArchiveTarget, open_store
 from taskledger.retention.tables import get_table
 from taskledger.store.migrate import current_revision
 from taskledger.store.models import RetentionRun
@@ -86,11 +86,13 @@ def preview_policy(
     actor: str,
     trigger: RetentionTrigger | str,
     now: datetime | None = None,
+    gzip_level: int = DEFAULT_GZIP_LEVEL,
 ) -> PlanPreview:
-    """Preview ``policy`` (changes nothing) and record the preview in the audit log."""
+    """Preview ``policy`` (changes nothing) and record the preview in the audit log; archive
+    sizes are estimated at ``gzip_level``, the level the execution would archive at."""
     moment = as_utc(now) if now else utcnow()
     with sessions() as session, session.begin():
-        result = preview(session, make_plan(session, policy, moment))
+        result = preview(session, make_plan(session, policy, moment), gzip_level=gzip_level)
     handle = open_audit(
         sessions,
         actor=actor,
@@ -206,7 +208,9 @@ def execute_policy(
     single-runner lock apply. With ``dry_run_only`` the execution becomes an audited preview.
     """
     if dry_run_only:
-        return _dry_run(sessions, policy, confirmed, actor=actor, trigger=trigger)
+        return _dry_run(
+            sessions, policy, confirmed, actor=actor, trigger=trigger, gzip_level=archive.gzip_level
+        )
     handle = open_audit(
         sessions,
         actor=actor,
@@ -229,7 +233,8 @@ def execute_policy(
     try:
         with runner_lock(engine, holder=f"{actor} ({holder_identity()})"):
             with sessions() as session, session.begin():
-                current = preview(session, make_plan(session, policy, confirmed.now))
+                plan = make_plan(session, policy, confirmed.now)
+                current = preview(session, plan, gzip_level=archive.gzip_level)
                 rows = table_rows(session, {r.table for r in current.rules})
             check_not_stale(confirmed, current)
             check_caps(policy, current, rows, force=force, reason=reason)
@@ -305,10 +310,11 @@ def _dry_run(
     *,
     actor: str,
     trigger: RetentionTrigger | str,
+    gzip_level: int,
 ) -> ExecutionReport:
     """TASKLEDGER_RETENTION_DRY_RUN_ONLY: the execution is previewed and audited, nothing else."""
     with sessions() as session, session.begin():
-        current = preview(session, make_plan(session, policy, confirmed.now))
+        current = preview(session, make_plan(session, policy, confirmed.now), gzip_level=gzip_level)
     handle = record(
         sessions,
         actor=actor,

@@ -104,8 +104,13 @@ class Scheduler:
         """Preview and execute the policy in force, as trigger ``schedule``."""
         actor = f"schedule:{self.holder}"
         policy = load_policy(self.settings.retention_policy)
+        archive = ArchiveTarget.from_settings(self.settings)
         previewed = preview_policy(
-            self.sessions, policy, actor=actor, trigger=RetentionTrigger.SCHEDULE
+            self.sessions,
+            policy,
+            actor=actor,
+            trigger=RetentionTrigger.SCHEDULE,
+            gzip_level=archive.gzip_level,
         )
         try:
             report = execute_policy(
@@ -115,7 +120,7 @@ class Scheduler:
                 ConfirmedPlan.from_preview(previewed),
                 actor=actor,
                 trigger=RetentionTrigger.SCHEDULE,
-                archive=ArchiveTarget.from_settings(self.settings),
+                archive=archive,
                 metrics=self.metrics,
                 reason=f"scheduled tick {tick.isoformat()}",
                 dry_run_only=self.settings.retention_dry_run_only,

@@ -381,13 +381,17 @@ class S3Store:
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-_]{1,254}", re.IGNORECASE)
 
 
+#: The gzip level of archive parts unless ``TASKLEDGER_ARCHIVE_GZIP_LEVEL`` says otherwise.
+DEFAULT_GZIP_LEVEL = 6
+
+
 @dataclass(frozen=True)
 class ArchiveTarget:
     """Where an execution or a delete archives to, and how hard it compresses (gzip 1-9)."""
 
     url: str
     s3_endpoint_url: str | None = None
-    gzip_level: int = 6
+    gzip_level: int = DEFAULT_GZIP_LEVEL
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ArchiveTarget:
