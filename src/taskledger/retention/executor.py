@@ -73,8 +73,8 @@ def overrun_limit(matched: int) -> int:
     return matched + int(matched * OVERRUN_TOLERANCE)
 
 
-#: SQLite: the pause after each batch, as a share of the batch's time, so that other writers get
-#: the write lock in between (it ends as soon as one has committed).
+#: SQLite: while other connections are committing, the pause after each batch, as a share of the
+#: batch's time, so that they get the write lock in between (it ends as soon as one has committed).
 SQLITE_YIELD = 0.25
 #: SQLite: when no other connection has committed for this long (seconds), though one did
 #: within :data:`SQLITE_WRITERS_GONE`, a writer may be waiting at SQLite's slowest poll rate...
@@ -82,6 +82,9 @@ SQLITE_STARVED_AFTER = 0.1
 SQLITE_WRITERS_GONE = 5.0
 #: ...and the pause lasts up to this long: more than the 100 ms between its polls.
 SQLITE_LONG_PAUSE = 0.12
+#: SQLite: a long pause at least this often (seconds) even when no writer has been seen, for a
+#: writer that began waiting before it could commit once: it is never kept out much longer.
+SQLITE_WINDOW_EVERY = 0.25
 #: SQLite: how long the run waits for its checkpoint thread to begin, at most (seconds).
 SQLITE_CHECKPOINT_START_WAIT = 0.05
 #: SQLite: how often a pause looks for another connection's commit.
@@ -308,12 +311,9 @@ class _BetweenBatches:
 
     **Other writers get their turn.** SQLite has no queue for its write lock: a writer waiting
     on it polls, at growing intervals that reach 100 ms once it has waited a while, so batches
-    run back to back would starve it. After each batch the executor pauses for
-    :data:`SQLITE_YIELD` of the batch's time, and ends the pause early once another connection
-    has committed (``PRAGMA data_version`` changes): that writer got its turn. When other
-    writers were seen recently but none has committed for :data:`SQLITE_STARVED_AFTER`, one of
-    them may be polling at 100 ms: the pause then lasts up to :data:`SQLITE_LONG_PAUSE`, long
-    enough for any poll to land in it, again ending as soon as it has.
+    run back to back would starve it. Every pause ends early once another connection has
+    committed (``PRAGMA data_version`` changes): that writer got its turn. See :func:`pause_for`
+    for how long a pause may last.
 
     **The WAL is checkpointed by a thread** of its own, on its own connection, after every
     batch: each batch rewrites the index pages its rows are spread over (``run_id`` is random,
@@ -330,6 +330,7 @@ class _BetweenBatches:
         self.previous = 0
         self.version = 0
         self.other_commit_at: float | None = None
+        self.window_at = time.monotonic()
         self.checkpointer: _Checkpointer | None = None
 
     def __enter__(self) -> _BetweenBatches:
@@ -360,13 +361,16 @@ class _BetweenBatches:
             self.checkpointer.wake()
         now = time.monotonic()
         self._others_committed()
-        quiet = None if self.other_commit_at is None else now - self.other_commit_at
-        starved = quiet is not None and SQLITE_STARVED_AFTER <= quiet < SQLITE_WRITERS_GONE
-        deadline = now + (SQLITE_LONG_PAUSE if starved else seconds * SQLITE_YIELD)
+        pause = pause_for(
+            now, seconds, other_commit_at=self.other_commit_at, window_at=self.window_at
+        )
+        deadline = now + pause
         while (remaining := deadline - time.monotonic()) > 0:
             time.sleep(min(remaining, SQLITE_POLL))
             if self._others_committed():
-                return
+                break
+        if pause >= SQLITE_LONG_PAUSE:
+            self.window_at = time.monotonic()
 
     def __exit__(self, *exc: object) -> None:
         if self.raw is not None:
@@ -374,6 +378,33 @@ class _BetweenBatches:
                 self.checkpointer.close()
             self.raw.execute(f"PRAGMA wal_autocheckpoint = {self.previous}")
             self.raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def pause_for(
+    now: float, batch_seconds: float, *, other_commit_at: float | None, window_at: float
+) -> float:
+    """SQLite: how long the pause after a batch may last (seconds; it ends early once another
+    connection has committed). ``other_commit_at`` is when another connection was last seen to
+    commit (``None``: never during this run), ``window_at`` when the last long pause ended (or
+    the run began).
+
+    - Another connection committed within :data:`SQLITE_STARVED_AFTER`: writers are active, and
+      :data:`SQLITE_YIELD` of the batch's time lets the next one in.
+    - One did within :data:`SQLITE_WRITERS_GONE`, but not since: it may be waiting at SQLite's
+      slowest poll rate, every 100 ms, so the pause is :data:`SQLITE_LONG_PAUSE`, long enough for
+      any poll to land in it.
+    - No writer seen (or none for a while): no pause, but a long one at least every
+      :data:`SQLITE_WINDOW_EVERY`, for a writer that has been waiting since before it could
+      commit once. A writer is never kept out much longer than that and one batch.
+    """
+    quiet = None if other_commit_at is None else now - other_commit_at
+    if quiet is not None and quiet < SQLITE_STARVED_AFTER:
+        return batch_seconds * SQLITE_YIELD
+    if quiet is not None and quiet < SQLITE_WRITERS_GONE:
+        return SQLITE_LONG_PAUSE
+    if now - max(window_at, other_commit_at or window_at) >= SQLITE_WINDOW_EVERY:
+        return SQLITE_LONG_PAUSE
+    return 0.0
 
 
 class _Checkpointer:
