@@ -51,6 +51,7 @@ from benchlib import (
 from taskledger.retention.policy import Policy, parse_policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
 from taskledger.retention.stores import ArchiveTarget
+from taskledger.settings import DEFAULT_GZIP_LEVEL
 from taskledger.store import make_engine, make_session_factory
 from taskledger.store.models import Run
 from taskledger.store.types import utcnow
@@ -86,11 +87,15 @@ def prune_policy(older_than_days: float, *, archive: bool, max_rows: int) -> Pol
     )
 
 
-def engine_prune(engine: Engine, policy: Policy, now: datetime, *, gzip_level: int = 6) -> int:
+def engine_prune(
+    engine: Engine, policy: Policy, now: datetime, *, gzip_level: int = DEFAULT_GZIP_LEVEL
+) -> int:
     """Preview and execute ``policy`` as ``taskledger retention run --yes --force`` does."""
     sessions = make_session_factory(engine)
     with tempfile.TemporaryDirectory(prefix="taskledger-bench-archive-") as archive:
-        previewed = preview_policy(sessions, policy, actor="bench", trigger="cli", now=now)
+        previewed = preview_policy(
+            sessions, policy, actor="bench", trigger="cli", now=now, gzip_level=gzip_level
+        )
         report = execute_policy(
             engine,
             sessions,

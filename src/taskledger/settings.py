@@ -14,6 +14,9 @@ from croniter import croniter
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The gzip level of archive parts unless ``TASKLEDGER_ARCHIVE_GZIP_LEVEL`` says otherwise.
+DEFAULT_GZIP_LEVEL = 6
+
 
 class Settings(BaseSettings):
     """All of taskledger's configuration."""
@@ -86,7 +89,7 @@ class Settings(BaseSettings):
         description="Endpoint of an S3-compatible store (MinIO, Ceph, ...); unset means AWS.",
     )
     archive_gzip_level: int = Field(
-        default=6,
+        default=DEFAULT_GZIP_LEVEL,
         ge=1,
         le=9,
         description=(

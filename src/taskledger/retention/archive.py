@@ -43,7 +43,6 @@ from taskledger.retention.archive_format import (
     rows_of,
 )
 from taskledger.retention.stores import (
-    DEFAULT_GZIP_LEVEL,
     ArchiveCorrupt,
     ArchiveError,
     ArchiveExists,
@@ -51,6 +50,7 @@ from taskledger.retention.stores import (
     ArchiveStore,
     open_store,
 )
+from taskledger.settings import DEFAULT_GZIP_LEVEL
 from taskledger.store.types import as_utc
 
 __all__ = [

@@ -32,7 +32,8 @@ from functools import cached_property, partial
 from typing import Any
 from uuid import UUID
 
-from taskledger.retention.stores import DEFAULT_GZIP_LEVEL, ArchiveCorrupt, check_key
+from taskledger.retention.stores import ArchiveCorrupt, check_key
+from taskledger.settings import DEFAULT_GZIP_LEVEL
 from taskledger.store.types import as_utc
 
 FORMAT = "taskledger-archive/1"

@@ -82,8 +82,8 @@ SQLITE_STARVED_AFTER = 0.1
 SQLITE_WRITERS_GONE = 5.0
 #: ...and the pause lasts up to this long: more than the 100 ms between its polls.
 SQLITE_LONG_PAUSE = 0.12
-#: SQLite: a long pause at least this often (seconds) even when no writer has been seen, for a
-#: writer that began waiting before it could commit once: it is never kept out much longer.
+#: SQLite: a long pause this often (seconds) even when no writer has been seen, for a writer
+#: that began waiting before it could commit once (see :func:`pause_for`).
 SQLITE_WINDOW_EVERY = 0.25
 #: SQLite: how long the run waits for its checkpoint thread to begin, at most (seconds).
 SQLITE_CHECKPOINT_START_WAIT = 0.05
@@ -357,14 +357,17 @@ class _BetweenBatches:
     def batch_done(self, rows: int, seconds: float) -> None:
         if self.raw is None:
             return
-        if self.checkpointer is not None:
-            self.checkpointer.wake()
-        now = time.monotonic()
         self._others_committed()
         pause = pause_for(
-            now, seconds, other_commit_at=self.other_commit_at, window_at=self.window_at
+            time.monotonic(),
+            seconds,
+            other_commit_at=self.other_commit_at,
+            window_at=self.window_at,
         )
-        deadline = now + pause
+        if self.checkpointer is not None:
+            # Before a pause, the checkpoint must have begun: see the class's docstring.
+            self.checkpointer.wake(wait=pause > 0)
+        deadline = time.monotonic() + pause
         while (remaining := deadline - time.monotonic()) > 0:
             time.sleep(min(remaining, SQLITE_POLL))
             if self._others_committed():
@@ -393,16 +396,18 @@ def pause_for(
     - One did within :data:`SQLITE_WRITERS_GONE`, but not since: it may be waiting at SQLite's
       slowest poll rate, every 100 ms, so the pause is :data:`SQLITE_LONG_PAUSE`, long enough for
       any poll to land in it.
-    - No writer seen (or none for a while): no pause, but a long one at least every
-      :data:`SQLITE_WINDOW_EVERY`, for a writer that has been waiting since before it could
-      commit once. A writer is never kept out much longer than that and one batch.
+    - No writer seen (or none within :data:`SQLITE_WRITERS_GONE`): no pause, but a long one
+      whenever the next batch, if as long as this one, would end :data:`SQLITE_WINDOW_EVERY`
+      or more after the last long pause, for a writer that has been waiting since before it
+      could commit once. Such a writer waits at most about that, the wait for the checkpoint
+      to begin (:data:`SQLITE_CHECKPOINT_START_WAIT`) and its last poll interval (100 ms).
     """
     quiet = None if other_commit_at is None else now - other_commit_at
     if quiet is not None and quiet < SQLITE_STARVED_AFTER:
         return batch_seconds * SQLITE_YIELD
     if quiet is not None and quiet < SQLITE_WRITERS_GONE:
         return SQLITE_LONG_PAUSE
-    if now - max(window_at, other_commit_at or window_at) >= SQLITE_WINDOW_EVERY:
+    if now + batch_seconds - window_at >= SQLITE_WINDOW_EVERY:
         return SQLITE_LONG_PAUSE
     return 0.0
 
@@ -424,7 +429,7 @@ class _Checkpointer:
         self.thread = threading.Thread(target=self._run, name="taskledger-checkpoint", daemon=True)
         self.thread.start()
 
-    def wake(self) -> None:
+    def wake(self, *, wait: bool = True) -> None:
         if not self.thread.is_alive():
             return  # it could not open the database; the checkpoint at the end of the run remains
         if self.busy:
@@ -432,7 +437,8 @@ class _Checkpointer:
             return
         self.started.clear()
         self.woken.set()
-        self.started.wait(SQLITE_CHECKPOINT_START_WAIT)
+        if wait:
+            self.started.wait(SQLITE_CHECKPOINT_START_WAIT)
 
     def _run(self) -> None:
         # Checkpoints never wait: a busy checkpoint is simply retried after the next batch.

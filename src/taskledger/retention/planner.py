@@ -38,9 +38,9 @@ from taskledger.enums import TERMINAL_STATUSES
 from taskledger.retention.archive_format import compress_rows
 from taskledger.retention.holds import HeldSet
 from taskledger.retention.policy import Policy, PolicyError, Rule
-from taskledger.retention.stores import DEFAULT_GZIP_LEVEL
 from taskledger.retention.tables import RetainedTable, get_table
 from taskledger.services.projects import find_project
+from taskledger.settings import DEFAULT_GZIP_LEVEL
 from taskledger.store.models import Acknowledgement, Task, TaskDependency
 from taskledger.store.types import as_utc
 

@@ -27,8 +27,9 @@ from taskledger.retention.holds import active_holds
 from taskledger.retention.lock import holder_identity, runner_lock
 from taskledger.retention.planner import Plan, PlanPreview, build_plan, preview, resolve_projects
 from taskledger.retention.policy import Policy
-from taskledger.retention.stores import DEFAULT_GZIP_LEVEL, ArchiveTarget, open_store
+from taskledger.retention.stores import ArchiveTarget, open_store
 from taskledger.retention.tables import get_table
+from taskledger.settings import DEFAULT_GZIP_LEVEL
 from taskledger.store.migrate import current_revision
 from taskledger.store.models import RetentionRun
 from taskledger.store.types import as_utc, utcnow

@@ -41,7 +41,7 @@ from taskledger.errors import (
     TaskledgerError,
     ValidationFailed,
 )
-from taskledger.settings import Settings
+from taskledger.settings import DEFAULT_GZIP_LEVEL, Settings
 
 log = logging.getLogger(__name__)
 
@@ -379,10 +379,6 @@ class S3Store:
 
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-_]{1,254}", re.IGNORECASE)
-
-
-#: The gzip level of archive parts unless ``TASKLEDGER_ARCHIVE_GZIP_LEVEL`` says otherwise.
-DEFAULT_GZIP_LEVEL = 6
 
 
 @dataclass(frozen=True)
