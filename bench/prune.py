@@ -322,30 +322,18 @@ def bench_backend(backend: str, rows: int, orm_rows: int) -> None:
         small_project = seed_runs(seeded_small, orm_rows, days=SPAN_DAYS)
         small_now = utcnow()
         small_cutoff = small_now - timedelta(days=CUTOFF_DAYS)
-        orm = measure(
-            f"ORM loop, {orm_rows // 1000}k",
-            seeded_small,
-            small_project,
-            lambda e: orm_prune(e, small_cutoff),
-            # Its long read transaction cannot become a write once the writer has committed.
-            writer=False,
-        )
-        orm_engine = measure(
-            f"taskledger, {orm_rows // 1000}k",
-            seeded_small,
-            small_project,
-            lambda e: engine_prune(
-                e, prune_policy(CUTOFF_DAYS, archive=False, max_rows=orm_rows), small_now
-            ),
-            writer=False,
-        )
-        orm_raw = measure(
-            f"raw DELETE, {orm_rows // 1000}k",
-            seeded_small,
-            small_project,
-            lambda e: raw_prune(e, small_cutoff),
-            writer=False,
-        )
+
+        def on_small(label: str, prune: Callable[[Engine], int]) -> Measurement:
+            # No concurrent writer: the ORM loop's long read transaction cannot become a write
+            # once another connection has committed.
+            return measure(
+                f"{label}, {orm_rows // 1000}k", seeded_small, small_project, prune, writer=False
+            )
+
+        orm = on_small("ORM loop", lambda e: orm_prune(e, small_cutoff))
+        small_policy = prune_policy(CUTOFF_DAYS, archive=False, max_rows=orm_rows)
+        orm_engine = on_small("taskledger", lambda e: engine_prune(e, small_policy, small_now))
+        orm_raw = on_small("raw DELETE", lambda e: raw_prune(e, small_cutoff))
     counts = (raw.rows, bare.rows, archived.rows, fast.rows)
     assert len(set(counts)) == 1, counts
 

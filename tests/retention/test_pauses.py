@@ -47,7 +47,7 @@ def test_without_writers_only_a_periodic_long_pause(other_commit_at: float | Non
 
 
 @pytest.mark.parametrize("batch", [0.005, 0.06, 0.2])
-def test_a_writer_never_seen_is_never_kept_out_longer_than_a_window_and_a_batch(
+def test_a_writer_never_seen_is_never_kept_out_longer_than_a_window(
     batch: float,
 ) -> None:
     """Batches run back to back while nobody commits: the gaps between long pauses (in which a

@@ -139,7 +139,7 @@ def run_cmd(
         policy,
         actor=cli_actor(),
         trigger=RetentionTrigger.CLI,
-        gzip_level=obj.settings.archive_gzip_level,
+        gzip_level=archive.gzip_level,
     )
     if not as_json:
         render_preview(obj, result)
