@@ -14,7 +14,7 @@ from taskledger.store.models.governance import (
     RetentionRun,
     ScheduleTick,
 )
-from taskledger.store.models.identity import ApiKey, Project, User
+from taskledger.store.models.identity import ApiKey, LoginFailure, Project, User
 from taskledger.store.models.runs import Run
 from taskledger.store.models.work import Agent, Task, TaskDependency
 
@@ -27,6 +27,7 @@ __all__ = [
     "Base",
     "DeletionEvent",
     "Instruction",
+    "LoginFailure",
     "Project",
     "RetentionHold",
     "RetentionLease",

@@ -43,6 +43,12 @@ class Timestamps:
     )
 
 
+#: Table options of tables with an integer key: on SQLite, ``AUTOINCREMENT`` keeps a deleted row's
+#: id from being given to a new row, so an archived row can always be restored under its own key.
+#: (PostgreSQL sequences never hand out a value twice.)
+NEVER_REUSE_KEYS = {"sqlite_autoincrement": True}
+
+
 def one_of(column: str, enum: type[StrEnum], *, nullable: bool = False) -> CheckConstraint:
     """A CHECK constraint that keeps ``column`` inside the values of ``enum`` (or NULL)."""
     allowed = ", ".join(f"'{v}'" for v in values(enum))

@@ -15,7 +15,13 @@ from taskledger.enums import (
     InstructionStatus,
     SessionStatus,
 )
-from taskledger.store.models.base import Base, Timestamps, UuidPrimaryKey, one_of
+from taskledger.store.models.base import (
+    NEVER_REUSE_KEYS,
+    Base,
+    Timestamps,
+    UuidPrimaryKey,
+    one_of,
+)
 from taskledger.store.types import BigIntPK, JSONType, UTCDateTime, utcnow
 
 
@@ -64,6 +70,7 @@ class AgentConnection(Timestamps, Base):
     __table_args__ = (
         one_of("status", ConnectionStatus),
         Index("ix_agent_connections_status_last_heartbeat_at", "status", "last_heartbeat_at"),
+        NEVER_REUSE_KEYS,
     )
 
 
@@ -116,4 +123,4 @@ class Acknowledgement(Base):
         UTCDateTime, nullable=False, default=utcnow, index=True
     )
 
-    __table_args__ = (one_of("status", AcknowledgementStatus),)
+    __table_args__ = (one_of("status", AcknowledgementStatus), NEVER_REUSE_KEYS)

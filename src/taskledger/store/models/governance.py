@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskledger.enums import HoldScope, RetentionMode, RetentionTrigger
-from taskledger.store.models.base import Base, one_of
+from taskledger.store.models.base import NEVER_REUSE_KEYS, Base, one_of
 from taskledger.store.types import BigIntPK, JSONType, UTCDateTime, utcnow
 
 
@@ -31,6 +31,7 @@ class RetentionHold(Base):
     __table_args__ = (
         one_of("scope", HoldScope),
         Index("ix_retention_holds_scope_target_id", "scope", "target_id"),
+        NEVER_REUSE_KEYS,
     )
 
 
@@ -55,10 +56,16 @@ class RetentionRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     outcome: Mapped[str] = mapped_column(String(32), nullable=False, default="running")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Who held the single-runner lock for this work (executions and restores), so that the next
+    #: runner can tell the row of a holder that died and mark it ``interrupted``.
+    holder: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    #: On a preview: the execution that used its ``plan_id`` (a plan is single-use).
+    consumed_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
         one_of("trigger", RetentionTrigger),
         one_of("mode", RetentionMode),
+        NEVER_REUSE_KEYS,
     )
 
 
@@ -74,6 +81,8 @@ class DeletionEvent(Base):
     rows: Mapped[int] = mapped_column(Integer, nullable=False)
     source: Mapped[str] = mapped_column(String(32), nullable=False)
     actor: Mapped[str] = mapped_column(String(320), nullable=False)
+
+    __table_args__ = (NEVER_REUSE_KEYS,)
 
 
 class RetentionLease(Base):

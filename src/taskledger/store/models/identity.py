@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Boolean, ForeignKey, String, Uuid
+from sqlalchemy import Boolean, ForeignKey, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from taskledger.store.models.base import Base, Timestamps, UuidPrimaryKey
-from taskledger.store.types import JSONType, UTCDateTime
+from taskledger.store.models.base import NEVER_REUSE_KEYS, Base, Timestamps, UuidPrimaryKey
+from taskledger.store.types import BigIntPK, JSONType, UTCDateTime, utcnow
 
 if TYPE_CHECKING:
     from taskledger.store.models.work import Agent
@@ -63,3 +63,25 @@ class ApiKey(Timestamps, Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     agent: Mapped[Agent | None] = relationship()
+
+
+class LoginFailure(Base):
+    """One failed login: the throttle's sliding window, shared by every replica.
+
+    ``account`` is the email as typed (lower-cased), whether or not such a user exists, so that
+    guessing at unknown accounts is throttled the same way.
+    """
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(320), nullable=False)
+    address: Mapped[str] = mapped_column(String(64), nullable=False)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_login_failures_account_occurred_at", "account", "occurred_at"),
+        Index("ix_login_failures_address_occurred_at", "address", "occurred_at"),
+        Index("ix_login_failures_occurred_at", "occurred_at"),
+        NEVER_REUSE_KEYS,
+    )

@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstr
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskledger.enums import RunStatus
-from taskledger.store.models.base import Base, Timestamps, one_of
+from taskledger.store.models.base import NEVER_REUSE_KEYS, Base, Timestamps, one_of
 from taskledger.store.types import BigIntPK, JSONType, UTCDateTime, utcnow
 
 
@@ -61,4 +61,5 @@ class Run(Timestamps, Base):
             started_at.desc(),
             id.desc(),
         ),
+        NEVER_REUSE_KEYS,
     )
