@@ -22,6 +22,7 @@ from taskledger.enums import HoldScope
 from taskledger.retention import holds
 from taskledger.retention.archive import read_manifest
 from taskledger.settings import Settings
+from taskledger.store import make_session_factory
 from taskledger.store.models import RetentionRun, Run
 from tests.conftest import ADMIN_KEY
 from tests.helpers import key_headers, state_of, transaction
@@ -118,7 +119,7 @@ def test_seed_endpoint(settings: Settings, engine: Engine, tmp_path: Path) -> No
         expected = session.scalar(select(Run.id).where(Run.started_at < cutoff).limit(1))
         old = count(engine, Run, Run.started_at < cutoff)
         keep_id = expected
-    with Session(engine) as session, session.begin():
+    with make_session_factory(engine).begin() as session:
         holds.add_hold(session, scope=HoldScope.RUN, target_id=str(keep_id), reason="x", actor="t")
     params = {"date": cutoff.isoformat().replace("+00:00", "Z")}
     with _client(settings, engine, spike_max_rows=100_000) as client:
@@ -189,7 +190,7 @@ def test_postgresql_prune_function(engine: Engine) -> None:
     with Session(engine) as session:
         held_run = session.scalar(select(Run.id).where(Run.started_at < cutoff).limit(1))
         old = count(engine, Run, Run.started_at < cutoff)
-    with Session(engine) as session, session.begin():
+    with make_session_factory(engine).begin() as session:
         holds.add_hold(session, scope=HoldScope.RUN, target_id=str(held_run), reason="x", actor="t")
     with engine.begin() as conn:
         deleted = conn.execute(text("SELECT agents_tasks_prune(:c)"), {"c": cutoff}).scalar()

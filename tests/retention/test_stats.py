@@ -17,6 +17,7 @@ from taskledger.retention.policy import PRESETS
 from taskledger.retention.runner import preview_policy
 from taskledger.retention.stats import BUCKETS, collect_stats
 from taskledger.settings import Settings
+from taskledger.store import make_session_factory
 from taskledger.store.models import Run
 from taskledger.store.types import utcnow
 from tests.conftest import ADMIN_KEY
@@ -33,7 +34,7 @@ def _sql_time(engine: Engine, moment):  # type: ignore[no-untyped-def]
 
 def test_stats_match_independent_sql(engine: Engine) -> None:
     project_id = populated(engine, runs=3000, days=500)
-    with Session(engine) as session, session.begin():
+    with make_session_factory(engine).begin() as session:
         holds.add_hold(
             session, scope=HoldScope.PROJECT, target_id=str(project_id), reason="x", actor="t"
         )

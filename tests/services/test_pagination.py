@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from taskledger.errors import BadRequestError
 from taskledger.services.pagination import paginate
 from taskledger.services.users import USERS_KEYSET, create_user
+from taskledger.store import make_session_factory
 from taskledger.store.models import User
 
 
@@ -28,7 +29,7 @@ def _all_pages(session: Session, limit: int, filters: dict[str, object]) -> list
 
 
 def test_pages_cover_every_row_once_in_order(engine: Engine) -> None:
-    with Session(engine) as session, session.begin():
+    with make_session_factory(engine).begin() as session:
         for i in range(23):
             create_user(session, email=f"u{i:02d}@example.com", password="long enough")
     with Session(engine) as session:
@@ -37,7 +38,7 @@ def test_pages_cover_every_row_once_in_order(engine: Engine) -> None:
 
 
 def test_rows_inserted_between_pages_are_neither_skipped_nor_repeated(engine: Engine) -> None:
-    with Session(engine) as session, session.begin():
+    with make_session_factory(engine).begin() as session:
         for i in range(10):
             create_user(session, email=f"a{i}@example.com", password="long enough")
     seen: list[str] = []
@@ -51,14 +52,14 @@ def test_rows_inserted_between_pages_are_neither_skipped_nor_repeated(engine: En
         seen.extend(u.email for u in rows)
         if cursor is None:
             break
-        with Session(engine) as session, session.begin():
+        with make_session_factory(engine).begin() as session:
             create_user(session, email=f"late{inserted}@example.com", password="long enough")
             inserted += 1
     assert len(seen) == len(set(seen)) == 10 + inserted
 
 
 def test_cursor_misuse_is_400(engine: Engine) -> None:
-    with Session(engine) as session, session.begin():
+    with make_session_factory(engine).begin() as session:
         for i in range(3):
             create_user(session, email=f"u{i}@example.com", password="long enough")
     with Session(engine) as session:

@@ -66,6 +66,7 @@ def create_app(
         settings=settings,
         engine=engine,
         session_factory=make_session_factory(engine),
+        read_session_factory=make_session_factory(engine, read_only=True),
         metrics=metrics,
         secret_key=resolve_secret_key(settings),
         head_revision=head_revision(),

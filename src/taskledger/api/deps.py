@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import BackgroundTasks, Depends, Query, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from taskledger.api.state import AppState
@@ -22,6 +24,8 @@ from taskledger.services import api_keys, auth
 from taskledger.services.access import Principal
 from taskledger.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from taskledger.settings import Settings
+
+log = logging.getLogger(__name__)
 
 bearer_scheme = OAuth2PasswordBearer(
     tokenUrl="/api/v1/auth/token",
@@ -47,9 +51,20 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_session(state: StateDep) -> Iterator[Session]:
-    """A session for one request; the route opens ``with session.begin():`` itself."""
-    with state.session_factory() as session:
+#: Methods whose routes only read: their sessions run concurrently with writers on SQLite.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_session(request: Request, state: StateDep) -> Iterator[Session]:
+    """A session for one request; the route opens ``with session.begin():`` itself.
+
+    Requests that may write get a session whose transaction takes SQLite's write lock when it
+    begins, so that concurrent writers wait for each other instead of failing; reads do not.
+    """
+    factory = (
+        state.read_session_factory if request.method in READ_METHODS else state.session_factory
+    )
+    with factory() as session:
         yield session
 
 
@@ -65,6 +80,7 @@ def get_metrics(state: StateDep) -> Metrics:
 
 def get_principal(
     state: StateDep,
+    background: BackgroundTasks,
     bearer: Annotated[str | None, Depends(bearer_scheme)],
     x_api_key: Annotated[str | None, Depends(api_key_scheme)],
     x_admin_key: Annotated[str | None, Depends(admin_key_scheme)],
@@ -75,15 +91,28 @@ def get_principal(
         return auth.principal_from_admin_key(
             configured.get_secret_value() if configured else None, x_admin_key
         )
-    # Its own short transaction, committed before the route's begins (it may touch a key).
-    with state.session_factory.begin() as session:
-        if bearer:
-            if api_keys.looks_like_api_key(bearer):
-                return api_keys.principal_from_key(session, bearer)
+    if bearer and not api_keys.looks_like_api_key(bearer):
+        with state.read_session_factory.begin() as session:
             return auth.principal_from_token(session, bearer, secret=state.secret_key)
-        if x_api_key:
-            return api_keys.principal_from_key(session, x_api_key)
-    raise AuthenticationError("Not authenticated.")
+    raw_key = bearer or x_api_key
+    if not raw_key:
+        raise AuthenticationError("Not authenticated.")
+    # Read-only, so that reads by key holders stay concurrent. The key's last use is written
+    # after the response, in a transaction of its own, so a read never waits for the write lock.
+    with state.read_session_factory.begin() as session:
+        principal, stale = api_keys.principal_from_key(session, raw_key)
+    if stale:
+        background.add_task(_touch_key, state, principal)
+    return principal
+
+
+def _touch_key(state: AppState, principal: Principal) -> None:
+    """Record a key's use; bookkeeping, so a database that cannot take it now only logs."""
+    try:
+        with state.session_factory.begin() as session:
+            api_keys.touch_key(session, principal)
+    except OperationalError as exc:
+        log.warning("could not record the use of API key %s: %s", principal.key_prefix, exc)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -22,13 +22,32 @@ async def _taskledger_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
+#: SQLSTATEs of PostgreSQL's lock waits given up, deadlocks and serialisation failures.
+_PG_BUSY = frozenset({"55P03", "40P01", "40001"})
+
+
+def database_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` says another transaction held a lock too long, rather than that the
+    database is down: SQLite's "database is locked" once the busy timeout ran out, or one of
+    PostgreSQL's lock errors."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) in _PG_BUSY:
+        return True
+    message = str(orig if orig is not None else exc).lower()
+    return "database is locked" in message or "database table is locked" in message
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.error("database error on %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse(
-        {"detail": "The database is unavailable; try again."},
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
+    if database_busy(exc):
+        log.warning("database busy on %s %s: %s", request.method, request.url.path, exc)
+        detail = (
+            "The database is busy: another transaction held its lock for longer than this "
+            "request could wait. Nothing was written; try again."
+        )
+    else:
+        log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+        detail = "The database is unavailable; try again."
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
 
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:

@@ -20,7 +20,10 @@ class AppState:
 
     settings: Settings
     engine: Engine
+    #: Sessions that may write (on SQLite their transactions begin IMMEDIATE).
     session_factory: sessionmaker[Session]
+    #: Sessions that only read (DEFERRED on SQLite: concurrent with the writer).
+    read_session_factory: sessionmaker[Session]
     metrics: Metrics
     secret_key: str
     head_revision: str

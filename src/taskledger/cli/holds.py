@@ -9,6 +9,7 @@ from taskledger.cli.base import CliContext, emit_json, pass_ctx
 from taskledger.cli.retention import cli_actor
 from taskledger.enums import HoldScope, values
 from taskledger.retention import holds as holds_service
+from taskledger.store.engine import read_only
 from taskledger.store.models import RetentionHold
 
 
@@ -56,7 +57,7 @@ def add(obj: CliContext, scope: str, target_id: str, reason: str, as_json: bool)
 def list_(obj: CliContext, active: bool, as_json: bool) -> None:
     """List holds, newest first."""
     rows: list[dict[str, object]] = []
-    with obj.sessions()() as session:
+    with read_only(obj.sessions())() as session:
         cursor: str | None = None
         while True:
             page, cursor = holds_service.list_holds(

@@ -17,6 +17,7 @@ from taskledger.retention.planner import PlanPreview
 from taskledger.retention.policy import PRESETS, Policy, load_policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
 from taskledger.retention.stores import ArchiveTarget
+from taskledger.store.engine import read_only
 
 
 def cli_actor() -> str:
@@ -186,7 +187,7 @@ def run_cmd(
 @pass_ctx
 def runs_cmd(obj: CliContext, limit: int, as_json: bool) -> None:
     """The audit log: previews, executions and restores, newest first."""
-    with obj.sessions()() as session:
+    with read_only(obj.sessions())() as session:
         rows, _ = list_audit(session, limit=limit, cursor=None)
     if as_json:
         emit_json(

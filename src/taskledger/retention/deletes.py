@@ -27,6 +27,7 @@ from taskledger.retention.planner import Plan, RuleSelection
 from taskledger.retention.policy import Policy, Rule
 from taskledger.retention.stores import ArchiveTarget, open_store
 from taskledger.retention.tables import get_table
+from taskledger.store.engine import read_only
 from taskledger.store.migrate import current_revision
 from taskledger.store.models import Run
 from taskledger.store.types import utcnow
@@ -128,7 +129,7 @@ def delete_records(
     """Delete specific records through the API: refused (409) when any is under a hold."""
     entry = get_table(table)
     key = entry.model.__table__.c[entry.key_column]
-    with sessions() as session:
+    with read_only(sessions)() as session:
         held = active_holds(session)
         if held:
             protected = session.scalars(
@@ -165,7 +166,7 @@ def prune_runs_before(
     metrics: Metrics | None = None,
 ) -> DeleteReport:
     """The seed endpoint: every unheld run (of any project) started before ``cutoff``."""
-    with sessions() as session:
+    with read_only(sessions)() as session:
         held = active_holds(session)
         condition = and_(Run.started_at < cutoff, not_(held.held("runs")))
         expected = int(session.scalar(select(func.count()).select_from(Run).where(condition)) or 0)

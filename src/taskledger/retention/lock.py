@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from taskledger.errors import SafeguardRefused
+from taskledger.store.engine import for_writing
 from taskledger.store.models import RetentionLease
 from taskledger.store.types import as_utc, utcnow
 
@@ -115,11 +116,11 @@ def _advisory(engine: Engine, holder: str) -> Iterator[None]:
             conn.rollback()
             raise LockHeld(who, since)
         try:
-            with engine.begin() as writer:
+            with for_writing(engine).begin() as writer:
                 _record(writer, holder, utcnow(), None)
             yield
         finally:
-            with engine.begin() as writer:
+            with for_writing(engine).begin() as writer:
                 writer.execute(
                     update(RetentionLease)
                     .where(RetentionLease.holder == holder)
@@ -131,7 +132,7 @@ def _advisory(engine: Engine, holder: str) -> Iterator[None]:
 
 def _try_lease(engine: Engine, holder: str) -> bool:
     now = utcnow()
-    bind = engine.execution_options(sqlite_begin="IMMEDIATE")
+    bind = for_writing(engine)
     try:
         with bind.begin() as conn:
             taken = conn.execute(
@@ -179,7 +180,7 @@ def _lease(engine: Engine, holder: str) -> Iterator[None]:
 
     def renew() -> None:
         while not stop.wait(LEASE.total_seconds() / 3):
-            with engine.begin() as conn:
+            with for_writing(engine).begin() as conn:
                 conn.execute(
                     update(RetentionLease)
                     .where(RetentionLease.name == LOCK_NAME, RetentionLease.holder == holder)
@@ -193,7 +194,7 @@ def _lease(engine: Engine, holder: str) -> Iterator[None]:
     finally:
         stop.set()
         renewer.join()
-        with engine.begin() as conn:
+        with for_writing(engine).begin() as conn:
             conn.execute(
                 update(RetentionLease)
                 .where(RetentionLease.name == LOCK_NAME, RetentionLease.holder == holder)

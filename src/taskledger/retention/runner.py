@@ -30,6 +30,7 @@ from taskledger.retention.policy import Policy
 from taskledger.retention.stores import ArchiveTarget, open_store
 from taskledger.retention.tables import get_table
 from taskledger.settings import DEFAULT_GZIP_LEVEL
+from taskledger.store.engine import read_only
 from taskledger.store.migrate import current_revision
 from taskledger.store.models import RetentionRun
 from taskledger.store.types import as_utc, utcnow
@@ -92,7 +93,7 @@ def preview_policy(
     """Preview ``policy`` (changes nothing) and record the preview in the audit log; archive
     sizes are estimated at ``gzip_level``, the level the execution would archive at."""
     moment = as_utc(now) if now else utcnow()
-    with sessions() as session, session.begin():
+    with read_only(sessions).begin() as session:
         result = preview(session, make_plan(session, policy, moment), gzip_level=gzip_level)
     handle = open_audit(
         sessions,
@@ -128,7 +129,7 @@ def find_preview(sessions: sessionmaker[Session], plan_id: str, policy: Policy) 
     Raises:
         ConflictError: No such preview, or it was made with another policy.
     """
-    with sessions() as session:
+    with read_only(sessions)() as session:
         row = session.scalar(
             select(RetentionRun)
             .where(RetentionRun.plan_id == plan_id, RetentionRun.mode == RetentionMode.PREVIEW)
@@ -233,7 +234,7 @@ def execute_policy(
     started = time.perf_counter()
     try:
         with runner_lock(engine, holder=f"{actor} ({holder_identity()})"):
-            with sessions() as session, session.begin():
+            with read_only(sessions).begin() as session:
                 plan = make_plan(session, policy, confirmed.now)
                 current = preview(session, plan, gzip_level=archive.gzip_level)
                 rows = table_rows(session, {r.table for r in current.rules})
@@ -314,7 +315,7 @@ def _dry_run(
     gzip_level: int,
 ) -> ExecutionReport:
     """TASKLEDGER_RETENTION_DRY_RUN_ONLY: the execution is previewed and audited, nothing else."""
-    with sessions() as session, session.begin():
+    with read_only(sessions).begin() as session:
         current = preview(session, make_plan(session, policy, confirmed.now), gzip_level=gzip_level)
     handle = record(
         sessions,

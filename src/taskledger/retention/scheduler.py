@@ -24,6 +24,7 @@ from taskledger.retention.policy import load_policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
 from taskledger.retention.stores import ArchiveTarget
 from taskledger.settings import Settings
+from taskledger.store.engine import for_writing
 from taskledger.store.models import ScheduleTick
 from taskledger.store.types import utcnow
 
@@ -39,7 +40,7 @@ def validate_schedule(expression: str) -> None:
 
 def claim_tick(engine: Engine, tick: datetime, holder: str) -> bool:
     """Claim ``tick`` for this process; ``False`` when another replica already has it."""
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         claimed = conn.execute(
             update(ScheduleTick)
             .where(
@@ -51,7 +52,7 @@ def claim_tick(engine: Engine, tick: datetime, holder: str) -> bool:
     if claimed:
         return True
     try:
-        with engine.begin() as conn:
+        with for_writing(engine).begin() as conn:
             conn.execute(
                 insert(ScheduleTick).values(name=SCHEDULE_NAME, last_tick=tick, claimed_by=holder)
             )

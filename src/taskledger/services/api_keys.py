@@ -103,12 +103,9 @@ def revoke_key(session: Session, *, project_id: uuid.UUID, key_id: uuid.UUID) ->
     return key
 
 
-def principal_from_key(session: Session, raw: str) -> Principal:
-    """The principal of a presented key; 401 for anything unknown, malformed or revoked.
-
-    Records ``last_used_at`` at most once per minute per key, with a conditional UPDATE so that
-    concurrent requests on any replica write it once.
-    """
+def principal_from_key(session: Session, raw: str) -> tuple[Principal, bool]:
+    """The principal of a presented key, and whether its ``last_used_at`` is due to be written
+    (:func:`touch_key`); 401 for anything unknown, malformed or revoked. Only reads."""
     invalid = AuthenticationError("Invalid API key.")
     if not looks_like_api_key(raw):
         raise invalid
@@ -120,18 +117,8 @@ def principal_from_key(session: Session, raw: str) -> Principal:
         raise invalid
     if key.revoked_at is not None:
         raise AuthenticationError("This API key has been revoked.")
-    now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at >= TOUCH_INTERVAL:
-        session.execute(
-            update(ApiKey)
-            .where(
-                ApiKey.id == key.id,
-                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - TOUCH_INTERVAL),
-            )
-            .values(last_used_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    return Principal(
+    stale = key.last_used_at is None or utcnow() - key.last_used_at >= TOUCH_INTERVAL
+    principal = Principal(
         kind=PrincipalKind.API_KEY,
         key_id=key.id,
         key_prefix=key.prefix,
@@ -139,4 +126,20 @@ def principal_from_key(session: Session, raw: str) -> Principal:
         project_id=key.project_id,
         agent_id=key.agent_id,
         scopes=effective_scopes(key.scopes),
+    )
+    return principal, stale
+
+
+def touch_key(session: Session, principal: Principal) -> None:
+    """Record that the key of ``principal`` was just used, at most once per minute per key: the
+    UPDATE is conditional, so concurrent requests on any replica write it once."""
+    now = utcnow()
+    session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == principal.key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - TOUCH_INTERVAL),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
     )

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, Table
 
 from taskledger.enums import TERMINAL_STATUSES
 from taskledger.store.bulk import bulk_insert, insert_rendered, render_rows
+from taskledger.store.engine import for_writing
 from taskledger.store.models import (
     Acknowledgement,
     Agent,
@@ -110,7 +111,7 @@ class _Generator:
         if not rows:
             return
         columns = list(rows[0])
-        with self.engine.connect() as conn:
+        with for_writing(self.engine).connect() as conn:
             if conn.dialect.name == "sqlite":
                 # A large page cache keeps index maintenance in memory during the load.
                 conn.exec_driver_sql("PRAGMA cache_size = -262144")
@@ -282,7 +283,10 @@ class _Generator:
     ) -> None:
         """Runs in chunks; the next chunk is generated while the previous one is inserted."""
         table: Table = Run.__table__  # type: ignore[assignment]
-        with self.engine.connect() as conn, ThreadPoolExecutor(max_workers=1) as writer:
+        with (
+            for_writing(self.engine).connect() as conn,
+            ThreadPoolExecutor(max_workers=1) as writer,
+        ):
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA cache_size = -262144")
                 conn.commit()

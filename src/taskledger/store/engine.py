@@ -3,11 +3,23 @@
 SQLite connections run in WAL mode with foreign keys on and a busy timeout. pysqlite's own
 transaction handling is switched off so that SQLAlchemy emits ``BEGIN`` itself: this makes
 SAVEPOINTs work and lets a caller ask for ``BEGIN IMMEDIATE`` (take the write lock up front) with
-the execution option ``sqlite_begin="IMMEDIATE"``.
+the execution option ``sqlite_begin="IMMEDIATE"`` (:func:`for_writing`).
+
+Why it matters: SQLite allows one writer at a time. A transaction begun ``DEFERRED`` that reads and
+then writes must upgrade its read snapshot to the write lock; if another connection committed in
+between, SQLite fails it at once with "database is locked", without waiting for the busy timeout.
+A transaction begun ``IMMEDIATE`` takes the write lock first, so it waits its turn instead. Every
+transaction that writes therefore begins ``IMMEDIATE`` (:func:`make_session_factory` does so by
+default), while read-only work stays ``DEFERRED`` and runs concurrently with the writer (WAL).
+A write inside a ``DEFERRED`` transaction warns with :class:`DeferredWriteWarning`, so a path that
+forgot is found by the tests (which turn warnings into errors) rather than by a user under load.
 """
 
 from __future__ import annotations
 
+import re
+import sys
+import warnings
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -16,6 +28,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _SQLITE_BEGIN_MODES = {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}
+_WRITE_STATEMENT = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+
+
+class DeferredWriteWarning(RuntimeWarning):
+    """A SQLite transaction begun ``DEFERRED`` wrote: under contention it fails instead of
+    waiting. Begin it with :func:`for_writing` (or a session from :func:`make_session_factory`)."""
 
 
 def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000, **kwargs: Any) -> Engine:
@@ -55,11 +73,62 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         if mode not in _SQLITE_BEGIN_MODES:
             raise ValueError(f"unknown sqlite_begin mode {mode!r}")
         conn.exec_driver_sql(f"BEGIN {mode}")
+        conn.info["sqlite_begin"] = mode
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _check_write(
+        conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
+    ) -> None:
+        if conn.info.get("sqlite_begin") == "DEFERRED" and _WRITE_STATEMENT.match(statement):
+            _warn_deferred_write(statement)
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _on_end(conn: Any) -> None:
+        conn.info.pop("sqlite_begin", None)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """A session factory bound to ``engine``; objects stay usable after commit."""
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def _warn_deferred_write(statement: str) -> None:
+    """Warn, attributing the warning to the code that wrote rather than to SQLAlchemy, so that
+    filters can tell taskledger's own paths from, say, a test setting up its data."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        ("sqlalchemy.", __name__)
+    ):
+        frame = frame.f_back
+    warnings.warn_explicit(
+        f"SQLite write in a DEFERRED transaction: {statement[:80]!r}",
+        DeferredWriteWarning,
+        frame.f_code.co_filename,
+        frame.f_lineno,
+        module=frame.f_globals.get("__name__", "?"),
+    )
+
+
+def for_writing(engine: Engine) -> Engine:
+    """``engine`` with every transaction begun ``IMMEDIATE`` on SQLite (a no-op elsewhere)."""
+    return engine.execution_options(sqlite_begin="IMMEDIATE")
+
+
+def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """A session factory bound to ``engine``; objects stay usable after commit.
+
+    Its transactions may write, so on SQLite they begin ``IMMEDIATE`` (see the module docstring);
+    ``read_only=True`` gives sessions that never write and begin ``DEFERRED``, concurrent with the
+    writer.
+    """
+    bind = engine.execution_options(sqlite_begin="DEFERRED" if read_only else "IMMEDIATE")
+    return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+def read_only(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """``sessions`` for work that only reads: on SQLite its transactions begin ``DEFERRED``, so a
+    long read (a preview, stats) never holds the write lock that writers wait for."""
+    bind = sessions.kw["bind"]
+    return sessionmaker(
+        bind=bind.execution_options(sqlite_begin="DEFERRED"),
+        expire_on_commit=sessions.kw.get("expire_on_commit", True),
+    )
 
 
 def is_sqlite(engine: Engine) -> bool:

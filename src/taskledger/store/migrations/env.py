@@ -28,8 +28,10 @@ def _engine() -> Engine:
 
 
 def run_migrations_online() -> None:
+    from taskledger.store.engine import for_writing
+
     engine = _engine()
-    with engine.connect() as connection:
+    with for_writing(engine).connect() as connection:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
