@@ -163,3 +163,14 @@ def key_headers(app: FastAPI, *scopes: str) -> tuple[Project, dict[str, str]]:
     owner = make_user(app)
     project = make_project(app, owner)
     return project, {"X-API-Key": make_key(app, project, *(scopes or ("write",)))}
+
+
+def problem(response: Any) -> str:
+    """What an error response says, for people: its ``detail``, or the messages of a 422's
+    validation-error list joined (each prefixed with where it is)."""
+    detail = response.json()["detail"]
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in detail
+        )
+    return str(detail)

@@ -18,6 +18,7 @@ them to exit codes. Services raise these and nothing HTTP-specific.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -54,9 +55,32 @@ class ConflictError(TaskledgerError):
 
 
 class ValidationFailed(TaskledgerError):
-    """The input is not acceptable."""
+    """The input is not acceptable.
+
+    Args:
+        detail: What is wrong, for people; or, for several problems at once, a list of
+            ``{"loc": [...], "msg": ..., "type": ...}`` items (the shape of a validation error).
+        loc: Where in the request the problem is, e.g. ``("body", "finished_at")``.
+    """
 
     status_code = 422
+
+    def __init__(self, detail: Any = None, *, loc: Sequence[str | int] = ("body",)) -> None:
+        super().__init__(detail)
+        self.loc = tuple(loc)
+
+    def error_items(self) -> list[dict[str, Any]]:
+        """The problems as validation-error items, whatever form ``detail`` took."""
+        if isinstance(self.detail, list):
+            return [
+                item if isinstance(item, dict) else _item(self.loc, str(item))
+                for item in self.detail
+            ]
+        return [_item(self.loc, str(self.detail))]
+
+
+def _item(loc: Sequence[str | int], msg: str) -> dict[str, Any]:
+    return {"loc": list(loc), "msg": msg, "type": "value_error"}
 
 
 class BadRequestError(TaskledgerError):

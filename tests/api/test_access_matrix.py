@@ -478,8 +478,9 @@ def _app_routes(app: FastAPI) -> list[tuple[str, str]]:
     found = []
     for route in iter_route_contexts(app.routes):
         for method in sorted(route.methods or ()):
-            if method not in ("HEAD", "OPTIONS") and route.path:
-                found.append((method, route.path))
+            path = route.path_format  # without converters: /runs/{run_pk}, not {run_pk:int}
+            if method not in ("HEAD", "OPTIONS") and path:
+                found.append((method, path))
     assert found, "the route table is empty: has the router API changed?"
     return found
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from taskledger.retention.stores import InvalidArchiveURI, confine
 from tests.conftest import ADMIN_KEY
-from tests.helpers import state_of
+from tests.helpers import problem, state_of
 from tests.retention.engine_helpers import populated, run_policy
 from tests.retention.restore_helpers import mixed_policy, table_hashes
 
@@ -94,14 +94,14 @@ def test_bad_requests_are_4xx(app: FastAPI, client: TestClient, tmp_path: Path) 
     unknown = client.post(
         "/api/v1/admin/restore", json={"uri": uri, "table": "users"}, headers=ADMIN
     )
-    assert unknown.status_code == 422 and "runs" in unknown.json()["detail"]
+    assert unknown.status_code == 422 and "runs" in problem(unknown)
     extra = client.post("/api/v1/admin/restore", json={"uri": uri, "x": 1}, headers=ADMIN)
     assert extra.status_code == 422
 
     part = next(Path(uri).glob("runs-*.jsonl.gz"))
     part.write_bytes(part.read_bytes()[:-20])
     damaged = client.post("/api/v1/admin/restore", json={"uri": uri}, headers=ADMIN)
-    assert damaged.status_code == 422 and part.name in damaged.json()["detail"]
+    assert damaged.status_code == 422 and part.name in problem(damaged)
     assert table_hashes(engine) == after_retention
 
 

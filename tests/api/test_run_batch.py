@@ -49,8 +49,11 @@ def test_one_bad_item_writes_nothing(app: FastAPI, client: TestClient) -> None:
     response = client.post("/api/v1/runs:batch", json={"runs": runs}, headers=headers)
     assert response.status_code == 422
     detail = response.json()["detail"]
-    assert [entry["index"] for entry in detail] == [5, 6]
-    assert detail[0]["errors"][0]["loc"] == ["status"]
+    assert [entry["loc"] for entry in detail] == [
+        ["body", "runs", 5, "status"],
+        ["body", "runs", 6, "task"],
+    ]
+    assert all(entry["msg"] and entry["type"] for entry in detail)
     assert _count(app) == 0
 
 

@@ -14,6 +14,7 @@ import json
 from fastapi import APIRouter
 
 from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, StateDep
+from taskledger.api.routing import LedgerRoute
 from taskledger.enums import RetentionTrigger
 from taskledger.errors import BadRequestError
 from taskledger.retention.archive import ArchiveSummary, list_archives
@@ -24,7 +25,7 @@ from taskledger.schemas.retention import ArchivePage, ArchiveRead, RestoreOut, R
 from taskledger.services.access import require_admin
 from taskledger.services.pagination import DEFAULT_LIMIT
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], route_class=LedgerRoute)
 
 
 def _cursor(uri: str) -> str:

@@ -6,13 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from taskledger.api.deps import CursorQuery, IntId, LimitQuery, PrincipalDep, SessionDep
+from taskledger.api.routing import LedgerRoute
 from taskledger.retention import holds
+from taskledger.schemas.limits import QueryFlag
 from taskledger.schemas.retention import HoldCreate, HoldPage, HoldRead
 from taskledger.services.access import require_admin
 from taskledger.services.pagination import DEFAULT_LIMIT
 
-router = APIRouter(prefix="/api/v1/admin/holds", tags=["admin"])
+router = APIRouter(prefix="/api/v1/admin/holds", tags=["admin"], route_class=LedgerRoute)
 
 
 @router.post("", response_model=HoldRead, status_code=status.HTTP_201_CREATED)
@@ -35,7 +37,7 @@ def add(body: HoldCreate, principal: PrincipalDep, session: SessionDep) -> HoldR
 def list_(
     principal: PrincipalDep,
     session: SessionDep,
-    active: Annotated[bool, Query(description="Only holds not yet released.")] = False,
+    active: Annotated[QueryFlag, Query(description="Only holds not yet released.")] = False,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> HoldPage:
@@ -48,7 +50,7 @@ def list_(
 
 
 @router.post("/{hold_id}/release", response_model=HoldRead)
-def release(hold_id: int, principal: PrincipalDep, session: SessionDep) -> HoldRead:
+def release(hold_id: IntId, principal: PrincipalDep, session: SessionDep) -> HoldRead:
     """Release a hold; its rows become eligible for retention again."""
     require_admin(principal)
     with session.begin():

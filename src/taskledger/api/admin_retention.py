@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep, StateDep
+from taskledger.api.routing import LedgerRoute
 from taskledger.enums import RetentionMode, RetentionTrigger
 from taskledger.retention.audit import list_audit
 from taskledger.retention.policy import PRESETS, Policy, PolicyError, load_policy, parse_policy
@@ -26,7 +27,7 @@ from taskledger.services.access import require_admin
 from taskledger.services.pagination import DEFAULT_LIMIT
 from taskledger.settings import Settings
 
-router = APIRouter(prefix="/api/v1/admin/retention", tags=["admin"])
+router = APIRouter(prefix="/api/v1/admin/retention", tags=["admin"], route_class=LedgerRoute)
 
 
 def policy_from(source: PolicySource, settings: Settings) -> Policy:

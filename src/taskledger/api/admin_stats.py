@@ -7,18 +7,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from taskledger.api.deps import PrincipalDep, StateDep
+from taskledger.api.routing import LedgerRoute
 from taskledger.retention.policy import load_policy
 from taskledger.retention.stats import collect_stats
+from taskledger.schemas.limits import QueryFlag
 from taskledger.services.access import require_admin
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], route_class=LedgerRoute)
 
 
 @router.get("/stats")
 def stats(
     principal: PrincipalDep,
     state: StateDep,
-    exact: Annotated[bool, Query(description="Count rows (and SQLite sizes) exactly.")] = False,
+    exact: Annotated[
+        QueryFlag, Query(description="Count rows (and SQLite sizes) exactly.")
+    ] = False,
 ) -> dict[str, Any]:
     """Per table: rows, bytes, oldest and newest, an age histogram, rows eligible under the
     policy in force, and held rows; plus the audit log's size."""

@@ -16,14 +16,16 @@ from taskledger.api.deps import (
     SessionDep,
     StateDep,
 )
+from taskledger.api.routing import LedgerRoute
 from taskledger.enums import AgentStatus, Scope
 from taskledger.retention.deletes import delete_records
 from taskledger.schemas.agents import AgentCreate, AgentPage, AgentRead, AgentUpdate
+from taskledger.schemas.limits import QueryFlag
 from taskledger.services import agents
 from taskledger.services.access import resolve_project
 from taskledger.services.pagination import DEFAULT_LIMIT
 
-router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"], route_class=LedgerRoute)
 
 
 @router.post(
@@ -45,7 +47,7 @@ def list_agents(
     session: SessionDep,
     project_id: ProjectQuery = None,
     status: AgentStatus | None = None,
-    is_active: bool | None = None,
+    is_active: Annotated[QueryFlag | None, Query()] = None,
     agent_type: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,

@@ -7,13 +7,16 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from taskledger.api.routing import LedgerRoute
 from taskledger.enums import Scope
 from taskledger.schemas.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyRead
 from taskledger.services import api_keys
 from taskledger.services.access import get_project_for
 from taskledger.services.pagination import DEFAULT_LIMIT
 
-router = APIRouter(prefix="/api/v1/projects/{project_id}/api-keys", tags=["api-keys"])
+router = APIRouter(
+    prefix="/api/v1/projects/{project_id}/api-keys", tags=["api-keys"], route_class=LedgerRoute
+)
 
 
 @router.post("", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 
 from taskledger import __version__
@@ -30,6 +31,7 @@ from taskledger.api import (
 )
 from taskledger.api.errors import install_error_handlers
 from taskledger.api.middleware import BodySizeLimit, RequestMetrics, ValidUnicodeBody
+from taskledger.api.routing import MethodIndex
 from taskledger.api.state import AppState
 from taskledger.metrics import Metrics
 from taskledger.retention.alerts import Alerter
@@ -136,6 +138,9 @@ def create_app(
     )
     for module in routers:
         app.include_router(module.router)
+    app.state.method_index = MethodIndex(
+        route for module in routers for route in module.router.routes if isinstance(route, APIRoute)
+    )
     app.add_middleware(ValidUnicodeBody)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodySizeLimit)

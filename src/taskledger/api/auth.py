@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 
 from taskledger.api.deps import PrincipalDep, SessionDep, StateDep
+from taskledger.api.routing import LedgerRoute
 from taskledger.schemas.auth import KeyIdentity, Me, Token
 from taskledger.schemas.users import UserRead
 from taskledger.services import auth
 from taskledger.services.access import PrincipalKind
 from taskledger.store.models import ApiKey, User
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=LedgerRoute)
 
 
 @router.post(

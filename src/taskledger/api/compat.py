@@ -13,6 +13,8 @@ from pydantic import BaseModel
 
 from taskledger.api.deps import (
     CursorQuery,
+    ExportLimit,
+    IntId,
     LimitQuery,
     PrincipalDep,
     ProjectQuery,
@@ -20,10 +22,12 @@ from taskledger.api.deps import (
     StateDep,
     admin_key_scheme,
 )
+from taskledger.api.routing import LedgerRoute
 from taskledger.enums import RunStatus, Scope
 from taskledger.errors import PermissionDenied, ValidationFailed
 from taskledger.retention.deletes import prune_runs_before
 from taskledger.schemas.base import ReadModel
+from taskledger.schemas.limits import UtcDatetime
 from taskledger.schemas.runs import RunCreate, RunFilters, RunUpdate
 from taskledger.services import run_export, runs
 from taskledger.services.access import Principal, resolve_project
@@ -31,7 +35,7 @@ from taskledger.services.auth import principal_from_admin_key
 from taskledger.services.pagination import DEFAULT_LIMIT
 from taskledger.store.types import as_utc, utcnow
 
-router = APIRouter(prefix="/agents/tasks", tags=["seed-compatible"])
+router = APIRouter(prefix="/agents/tasks", tags=["seed-compatible"], route_class=LedgerRoute)
 
 
 class AgentTask(ReadModel):
@@ -57,13 +61,15 @@ class AgentTaskPage(BaseModel):
     next_cursor: str | None
 
 
-SinceQuery = Annotated[datetime | None, Query(description="Runs started at or after.")]
+SinceQuery = Annotated[
+    UtcDatetime | None, Query(description="Runs started at or after (UTC if no offset).")
+]
 StatusQuery = Annotated[list[RunStatus], Query(description="Repeatable.")]
 TaskQuery = Annotated[list[str], Query(description="Repeatable.")]
 
 
 def _filters(since: datetime | None, status: list[RunStatus], task: list[str]) -> RunFilters:
-    return RunFilters(since=as_utc(since) if since else None, status=status, task=task)
+    return RunFilters(since=since, status=status, task=task)
 
 
 @router.post("/", response_model=AgentTask, status_code=status.HTTP_201_CREATED)
@@ -86,8 +92,10 @@ def create(
     return JSONResponse(payload, status_code=201 if created else 200)
 
 
-@router.patch("/{run_pk}", response_model=AgentTask)
-def update(run_pk: int, body: RunUpdate, principal: PrincipalDep, session: SessionDep) -> AgentTask:
+@router.patch("/{run_pk:int}", response_model=AgentTask)
+def update(
+    run_pk: IntId, body: RunUpdate, principal: PrincipalDep, session: SessionDep
+) -> AgentTask:
     """Update a run (``PATCH /api/v1/runs/{id}``)."""
     with session.begin():
         run = runs.get_run(session, principal, run_pk, Scope.WRITE)
@@ -136,7 +144,7 @@ def paged_csv(
     session: SessionDep,
     state: StateDep,
     project_id: ProjectQuery = None,
-    limit: Annotated[int | None, Query(ge=1, description="Stop after this many rows.")] = None,
+    limit: ExportLimit = None,
     since: SinceQuery = None,
     status: StatusQuery = [],  # noqa: B006
     task: TaskQuery = [],  # noqa: B006

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, status
 
-from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, ProjectQuery, SessionDep
+from taskledger.api.deps import (
+    CursorQuery,
+    IntId,
+    LimitQuery,
+    PrincipalDep,
+    ProjectQuery,
+    SessionDep,
+)
+from taskledger.api.routing import LedgerRoute
 from taskledger.enums import ConnectionStatus, Scope
 from taskledger.schemas.connections import (
     ConnectionClose,
@@ -19,10 +27,10 @@ from taskledger.services import connections
 from taskledger.services.access import resolve_project
 from taskledger.services.pagination import DEFAULT_LIMIT
 
-router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
+router = APIRouter(prefix="/api/v1/connections", tags=["connections"], route_class=LedgerRoute)
 
 # Connection ids are 64-bit integers; anything outside that range is a 422, not a database error.
-ConnectionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+ConnectionId = IntId
 _ENDED: dict[int | str, dict[str, Any]] = {
     409: {"description": "The connection is closed or timed out"}
 }

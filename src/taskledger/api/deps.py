@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import BackgroundTasks, Depends, Query, Request
+from fastapi import BackgroundTasks, Depends, Path, Query, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from taskledger.api.state import AppState
 from taskledger.errors import AuthenticationError
 from taskledger.metrics import Metrics
+from taskledger.schemas.limits import MAX_INT64, QueryFlag, UtcDatetime
 from taskledger.services import api_keys, auth
 from taskledger.services.access import Principal
 from taskledger.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -135,4 +136,14 @@ NO_NUL = r"^[^\x00]*$"
 ProjectQuery = Annotated[
     uuid.UUID | None,
     Query(description="The project to list; required for users, implied for API keys."),
+]
+#: An integer key in a path (runs, connections, holds): positive, within signed 64 bits.
+IntId = Annotated[int, Path(ge=1, le=MAX_INT64, description="An integer id.")]
+#: A timestamp filter in a query: ISO 8601, UTC when it has no offset.
+TimestampQuery = Annotated[UtcDatetime | None, Query()]
+#: A flag in a query: `true` or `false`.
+FlagQuery = Annotated[QueryFlag, Query()]
+#: How many rows an export stops after (none by default).
+ExportLimit = Annotated[
+    int | None, Query(ge=1, le=MAX_INT64, description="Stop after this many rows.")
 ]

@@ -1,17 +1,24 @@
 """Turns exceptions into ``{"detail": ...}`` responses: ours by class, anything else a bare 500.
 
-A 500 never carries a traceback or internal message; the log gets the full exception.
+A 500 never carries a traceback or internal message; the log gets the full exception. Every 422
+has one shape, the validation-error list ``[{"loc": [...], "msg": ..., "type": ...}]``, whether
+the schemas or a service refused the input; it never echoes the input back (a password, or a
+value nested too deeply to encode). A 405 names every method the path allows.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException
 
-from taskledger.errors import TaskledgerError
+from taskledger.api.routing import MethodIndex
+from taskledger.errors import TaskledgerError, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +26,29 @@ log = logging.getLogger(__name__)
 async def _taskledger_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TaskledgerError)
     headers = getattr(exc, "headers", None)
+    detail = exc.error_items() if isinstance(exc, ValidationFailed) else exc.detail
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
+
+
+def _error_item(error: Any) -> dict[str, Any]:
+    msg = str(error.get("msg", ""))
+    context = error.get("ctx") or {}
+    if isinstance(context.get("error"), str) and context["error"] not in msg:
+        msg = f"{msg}: {context['error']}"  # e.g. where a JSON body stops parsing
+    return {"loc": list(error.get("loc", ())), "msg": msg, "type": str(error.get("type", ""))}
+
+
+async def _request_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": [_error_item(e) for e in exc.errors()]}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        index: MethodIndex = request.app.state.method_index
+        headers["Allow"] = ", ".join(index.allowed(request.url.path))
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
@@ -70,6 +100,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(TaskledgerError, _taskledger_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(OperationalError, _database_unavailable)

@@ -10,9 +10,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
 from taskledger.api.deps import StateDep
+from taskledger.api.routing import LedgerRoute
 from taskledger.store.migrate import current_revision
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=LedgerRoute)
 log = logging.getLogger(__name__)
 
 

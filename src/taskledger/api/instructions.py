@@ -7,6 +7,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, ProjectQuery, SessionDep
+from taskledger.api.routing import LedgerRoute
 from taskledger.enums import InstructionStatus, Scope
 from taskledger.schemas.instructions import (
     AcknowledgementCreate,
@@ -21,7 +22,7 @@ from taskledger.services import instructions
 from taskledger.services.access import resolve_project
 from taskledger.services.pagination import DEFAULT_LIMIT
 
-router = APIRouter(prefix="/api/v1/instructions", tags=["instructions"])
+router = APIRouter(prefix="/api/v1/instructions", tags=["instructions"], route_class=LedgerRoute)
 
 
 @router.post("", response_model=InstructionRead, status_code=status.HTTP_201_CREATED)

@@ -7,12 +7,13 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from taskledger.api.routing import LedgerRoute
 from taskledger.schemas.projects import ProjectCreate, ProjectPage, ProjectRead, ProjectUpdate
 from taskledger.services import projects, users
 from taskledger.services.access import require_user
 from taskledger.services.pagination import DEFAULT_LIMIT
 
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"], route_class=LedgerRoute)
 
 
 @router.post("", response_model=ProjectRead, status_code=status.HTTP_201_CREATED)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
@@ -14,30 +13,35 @@ from sqlalchemy.orm import Session
 
 from taskledger.api.deps import (
     CursorQuery,
+    ExportLimit,
+    IntId,
     LimitQuery,
     PrincipalDep,
     ProjectQuery,
     SessionDep,
     StateDep,
 )
+from taskledger.api.routing import LedgerRoute
 from taskledger.api.state import AppState
 from taskledger.enums import RunStatus, Scope
 from taskledger.retention.deletes import delete_records
 from taskledger.schemas.base import StrictModel
+from taskledger.schemas.limits import UtcDatetime
 from taskledger.schemas.runs import BatchResult, RunCreate, RunFilters, RunPage, RunRead, RunUpdate
 from taskledger.services import run_batch, run_export, runs
 from taskledger.services.access import Principal, resolve_project
 from taskledger.services.pagination import DEFAULT_LIMIT
-from taskledger.store.types import as_utc, utcnow
+from taskledger.store.types import utcnow
 
-router = APIRouter(prefix="/api/v1", tags=["runs"])
+router = APIRouter(prefix="/api/v1", tags=["runs"], route_class=LedgerRoute)
 
 
 def run_filters(
     since: Annotated[
-        datetime | None, Query(description="Runs started at or after (ISO 8601; UTC if no offset).")
+        UtcDatetime | None,
+        Query(description="Runs started at or after (ISO 8601; UTC if no offset)."),
     ] = None,
-    until: Annotated[datetime | None, Query(description="Runs started before.")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="Runs started before.")] = None,
     status: Annotated[list[RunStatus], Query(description="Repeatable.")] = [],  # noqa: B006
     task: Annotated[list[str], Query(description="Task names; repeatable.")] = [],  # noqa: B006
     agent: Annotated[str | None, Query(description="Agent id or name.", max_length=255)] = None,
@@ -49,8 +53,8 @@ def run_filters(
 ) -> RunFilters:
     """The run filters shared by the list and the exports."""
     return RunFilters(
-        since=as_utc(since) if since else None,
-        until=as_utc(until) if until else None,
+        since=since,
+        until=until,
         status=status,
         task=task,
         agent=agent,
@@ -152,9 +156,6 @@ def _export(
     )
 
 
-ExportLimit = Annotated[int | None, Query(ge=1, description="Stop after this many rows.")]
-
-
 @router.get("/runs.csv", response_class=StreamingResponse)
 def export_csv(
     principal: PrincipalDep,
@@ -183,14 +184,14 @@ def export_ndjson(
 
 
 @router.get("/runs/{run_pk}", response_model=RunRead)
-def get_run(run_pk: int, principal: PrincipalDep, session: SessionDep) -> RunRead:
+def get_run(run_pk: IntId, principal: PrincipalDep, session: SessionDep) -> RunRead:
     with session.begin():
         return RunRead.model_validate(runs.get_run(session, principal, run_pk, Scope.READ))
 
 
 @router.patch("/runs/{run_pk}", response_model=RunRead)
 def update_run(
-    run_pk: int, body: RunUpdate, principal: PrincipalDep, session: SessionDep
+    run_pk: IntId, body: RunUpdate, principal: PrincipalDep, session: SessionDep
 ) -> RunRead:
     """Change status, approval, approver, outputs or log excerpt (see the status rules)."""
     with session.begin():
@@ -207,7 +208,7 @@ def update_run(
     },
 )
 def delete_run(
-    run_pk: int, principal: PrincipalDep, session: SessionDep, state: StateDep
+    run_pk: IntId, principal: PrincipalDep, session: SessionDep, state: StateDep
 ) -> Response:
     """Delete a run: archived first, audited, counted by the spike guard; refused under a hold."""
     with session.begin():

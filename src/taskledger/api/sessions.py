@@ -7,13 +7,14 @@ import uuid
 from fastapi import APIRouter, status
 
 from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, ProjectQuery, SessionDep
+from taskledger.api.routing import LedgerRoute
 from taskledger.enums import Scope, SessionStatus
 from taskledger.schemas.sessions import SessionCreate, SessionEnd, SessionPage, SessionRead
 from taskledger.services import sessions
 from taskledger.services.access import resolve_project
 from taskledger.services.pagination import DEFAULT_LIMIT
 
-router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
+router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], route_class=LedgerRoute)
 
 
 @router.post("", response_model=SessionRead, status_code=status.HTTP_201_CREATED)

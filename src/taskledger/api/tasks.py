@@ -16,10 +16,11 @@ from taskledger.api.deps import (
     SessionDep,
     StateDep,
 )
+from taskledger.api.routing import LedgerRoute
 from taskledger.enums import Scope, TaskStatus
 from taskledger.errors import ConflictError
 from taskledger.retention.deletes import delete_records
-from taskledger.schemas.base import AwareDatetime
+from taskledger.schemas.limits import AwareDatetime
 from taskledger.schemas.tasks import (
     TaskAssign,
     TaskCreate,
@@ -32,7 +33,7 @@ from taskledger.services import tasks
 from taskledger.services.access import resolve_project
 from taskledger.services.pagination import DEFAULT_LIMIT
 
-router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], route_class=LedgerRoute)
 
 _CONFLICTS: dict[int | str, dict[str, Any]] = {
     409: {"description": "A cycle, blockers, or a terminal status (detail says which)"}

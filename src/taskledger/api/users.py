@@ -7,12 +7,13 @@ import uuid
 from fastapi import APIRouter, status
 
 from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from taskledger.api.routing import LedgerRoute
 from taskledger.schemas.users import UserCreate, UserPage, UserRead, UserUpdate
 from taskledger.services import users
 from taskledger.services.access import require_superuser
 from taskledger.services.pagination import DEFAULT_LIMIT
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+router = APIRouter(prefix="/api/v1/users", tags=["users"], route_class=LedgerRoute)
 
 
 @router.post("", response_model=UserRead, status_code=status.HTTP_201_CREATED)

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from taskledger.enums import AgentStatus
 from taskledger.schemas.base import Page, PatchModel, ReadModel, StrictModel
+from taskledger.schemas.limits import Flag, JsonObject
 
 Capabilities = list[str]
 
@@ -20,8 +21,8 @@ class AgentCreate(StrictModel):
     agent_type: str = Field(default="generic", min_length=1, max_length=100)
     status: AgentStatus = AgentStatus.OFFLINE
     capabilities: Capabilities = Field(default_factory=list, max_length=1000)
-    config: dict[str, Any] | None = None
-    is_active: bool = True
+    config: JsonObject | None = None
+    is_active: Flag = True
     project_id: uuid.UUID | None = Field(
         default=None, description="Required for users; an API key acts in its own project."
     )
@@ -37,8 +38,8 @@ class AgentUpdate(PatchModel):
     agent_type: str | None = Field(default=None, min_length=1, max_length=100)
     status: AgentStatus | None = None
     capabilities: Capabilities | None = Field(default=None, max_length=1000)
-    config: dict[str, Any] | None = None
-    is_active: bool | None = None
+    config: JsonObject | None = None
+    is_active: Flag | None = None
 
 
 class AgentRead(ReadModel):

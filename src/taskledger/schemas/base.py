@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
-
-
-def _require_aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("timestamps must carry a UTC offset, e.g. 2025-01-31T12:00:00Z")
-    return value.astimezone(UTC)
-
-
-#: A timestamp in requests: ISO 8601 with an offset (naive values are refused), taken as UTC.
-AwareDatetime = Annotated[datetime, AfterValidator(_require_aware)]
 
 
 def _contains_nul(data: Any) -> bool:
@@ -37,13 +26,14 @@ def _contains_nul(data: Any) -> bool:
 
 
 class StrictModel(BaseModel):
-    """Request bodies: unknown fields are refused, strings are stripped.
+    """Request bodies: unknown fields are refused; text is kept exactly as sent.
 
     NUL characters are refused anywhere in a body: PostgreSQL cannot store them in text or JSON,
-    and SQLite must answer the same.
+    and SQLite must answer the same. The other input limits are types in
+    :mod:`taskledger.schemas.limits`.
     """
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="before")
     @classmethod

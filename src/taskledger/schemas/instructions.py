@@ -9,15 +9,16 @@ from typing import Any
 from pydantic import Field
 
 from taskledger.enums import AcknowledgementStatus, InstructionStatus
-from taskledger.schemas.base import AwareDatetime, Page, PatchModel, ReadModel, StrictModel
+from taskledger.schemas.base import Page, PatchModel, ReadModel, StrictModel
+from taskledger.schemas.limits import AwareDatetime, JsonObject, JsonValue
 
 
 class InstructionCreate(StrictModel):
     """A message to an agent of the project; it starts `pending`."""
 
     agent_id: uuid.UUID
-    payload: Any = Field(description="What the agent is told to do: any JSON value.")
-    metadata: dict[str, Any] | None = None
+    payload: JsonValue = Field(description="What the agent is told to do: any JSON value.")
+    metadata: JsonObject | None = None
     expires_at: AwareDatetime | None = None
     session_id: uuid.UUID | None = Field(
         default=None, description="An active session of the same agent."
@@ -33,7 +34,7 @@ class InstructionUpdate(PatchModel):
     not_null = frozenset({"status"})
 
     status: InstructionStatus | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
 
 
 class InstructionRead(ReadModel):

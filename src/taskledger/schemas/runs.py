@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from taskledger.enums import RunStatus
-from taskledger.schemas.base import AwareDatetime, Page, ReadModel, StrictModel
+from taskledger.schemas.base import Page, ReadModel, StrictModel
+from taskledger.schemas.limits import AwareDatetime, Flag, JsonValue
 
 
 class RunCreate(StrictModel):
@@ -26,7 +27,7 @@ class RunCreate(StrictModel):
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None
     duration_ms: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    inputs: Any | None = None
+    inputs: JsonValue | None = None
     outputs_uri: str | None = Field(default=None, max_length=512)
     log_excerpt: str | None = None
     approval_state: str | None = Field(default=None, max_length=32)
@@ -51,7 +52,7 @@ class RunUpdate(StrictModel):
     finished_at: AwareDatetime | None = None
     duration_ms: int | None = Field(default=None, ge=0, le=2**63 - 1)
     webhook_notified_at: AwareDatetime | None = None
-    reopen: bool = False
+    reopen: Flag = False
 
 
 class RunRead(ReadModel):

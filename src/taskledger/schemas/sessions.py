@@ -9,14 +9,15 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from taskledger.enums import SessionStatus
-from taskledger.schemas.base import AwareDatetime, Page, ReadModel, StrictModel
+from taskledger.schemas.base import Page, ReadModel, StrictModel
+from taskledger.schemas.limits import AwareDatetime, JsonObject
 
 
 class SessionCreate(StrictModel):
     """Start a session for an agent of the project; it begins `active`."""
 
     agent_id: uuid.UUID
-    experimental_parameters: dict[str, Any] | None = None
+    experimental_parameters: JsonObject | None = None
     project_id: uuid.UUID | None = Field(
         default=None, description="Required for users; an API key acts in its own project."
     )

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from taskledger.enums import AssigneeType, TaskStatus
-from taskledger.schemas.base import AwareDatetime, Page, PatchModel, ReadModel, StrictModel
+from taskledger.schemas.base import Page, PatchModel, ReadModel, StrictModel
+from taskledger.schemas.limits import AwareDatetime, Flag, JsonValue
 
 MAX_DEPENDENCIES = 1000
 
@@ -39,7 +40,7 @@ class TaskCreate(StrictModel):
     description: str | None = None
     priority: str | None = Field(default=None, min_length=1, max_length=50)
     due_date: AwareDatetime | None = None
-    result: Any = None
+    result: JsonValue = None
     dependencies: Dependencies = Field(
         default_factory=list,
         max_length=MAX_DEPENDENCIES,
@@ -67,7 +68,7 @@ class TaskUpdate(PatchModel):
     description: str | None = None
     priority: str | None = Field(default=None, min_length=1, max_length=50)
     due_date: AwareDatetime | None = None
-    result: Any = None
+    result: JsonValue = None
     dependencies: Dependencies | None = Field(
         default=None,
         max_length=MAX_DEPENDENCIES,
@@ -79,7 +80,7 @@ class TaskStatusChange(StrictModel):
     """Move the task to ``status``, applying the transition rules of SPEC section 2."""
 
     status: TaskStatus
-    reopen: bool = Field(
+    reopen: Flag = Field(
         default=False,
         description="Required to leave a terminal status (completed, failed, cancelled).",
     )

@@ -8,19 +8,20 @@ from datetime import datetime
 from pydantic import Field
 
 from taskledger.schemas.base import Page, ReadModel, StrictModel
+from taskledger.schemas.limits import Flag
 
 
 class UserCreate(StrictModel):
     email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
     password: str = Field(min_length=8, max_length=1024)
-    is_superuser: bool = False
+    is_superuser: Flag = False
 
 
 class UserUpdate(StrictModel):
     """Fields to change; omitted fields stay as they are."""
 
-    is_active: bool | None = None
-    is_superuser: bool | None = None
+    is_active: Flag | None = None
+    is_superuser: Flag | None = None
     password: str | None = Field(default=None, min_length=8, max_length=1024)
 
 

@@ -4,7 +4,8 @@ Every list in the API pages this way: the next page starts strictly after the la
 page costs the same at any depth and rows inserted meanwhile are neither skipped nor repeated.
 The cursor is base64url JSON holding the last row's sort values and a fingerprint of the
 listing's name and filters; a cursor reused with other filters, or one that does not decode, is a
-400.
+400. One that decodes to a value no row can hold (an integer outside signed 64 bits, a timestamp
+out of range once its offset is applied) is a 422, like the same value anywhere else.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 from sqlalchemy import Integer, Select, String, Uuid, literal, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from taskledger.errors import BadRequestError
+from taskledger.errors import BadRequestError, ValidationFailed
+from taskledger.schemas.limits import MAX_INT64, MIN_INT64, to_utc
 from taskledger.store.types import UTCDateTime
 
 DEFAULT_LIMIT = 50
@@ -65,6 +67,10 @@ def _encode_value(value: Any) -> Any:
     return value
 
 
+class _OutOfRange(Exception):
+    """A cursor value that decodes but that no row can hold."""
+
+
 def _decode_value(column: InstrumentedAttribute[Any], raw: Any) -> Any:
     column_type = column.property.columns[0].type
     if isinstance(column_type, UTCDateTime):
@@ -73,12 +79,17 @@ def _decode_value(column: InstrumentedAttribute[Any], raw: Any) -> Any:
         value = datetime.fromisoformat(raw)
         if value.tzinfo is None:
             raise ValueError("aware timestamp expected")
-        return value
+        try:
+            return to_utc(value)
+        except ValueError as exc:
+            raise _OutOfRange(str(exc)) from None
     if isinstance(column_type, Uuid):
         return uuid.UUID(str(raw))
     if isinstance(column_type, Integer):
         if not isinstance(raw, int) or isinstance(raw, bool):
             raise ValueError("integer expected")
+        if not MIN_INT64 <= raw <= MAX_INT64:
+            raise _OutOfRange("an integer outside signed 64 bits")
         return raw
     if isinstance(column_type, String):
         if not isinstance(raw, str):
@@ -102,7 +113,11 @@ def decode_cursor(keyset: Keyset, cursor: str, fp: str) -> list[Any]:
         if not isinstance(raw_values, list) or len(raw_values) != len(keyset.columns):
             raise ValueError("wrong number of values")
         values = [_decode_value(c, v) for c, v in zip(keyset.columns, raw_values, strict=True)]
-    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error) as exc:
+    except _OutOfRange as exc:
+        raise ValidationFailed(
+            f"The cursor holds a value out of range: {exc}.", loc=("query", "cursor")
+        ) from None
+    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error, RecursionError) as exc:
         raise BadRequestError("Malformed cursor.") from exc
     if cursor_fp != fp:
         raise BadRequestError(

@@ -20,22 +20,27 @@ MAX_BATCH = 1000
 _ITEMS = TypeAdapter(list[RunCreate])
 
 
+#: Where the items of a batch are in its request body.
+ITEMS_LOC = ("body", "runs")
+
+
 def _validate(raw: list[Any]) -> list[RunCreate]:
-    """Validate every item in one pass; a 422 lists each failing item with its errors."""
+    """Validate every item in one pass; a 422 lists each problem of each failing item, its
+    ``loc`` starting ``body, runs, <index>``."""
     if len(raw) > MAX_BATCH:
-        raise ValidationFailed(f"A batch holds at most {MAX_BATCH} runs; this one has {len(raw)}.")
+        raise ValidationFailed(
+            f"A batch holds at most {MAX_BATCH} runs; this one has {len(raw)}.", loc=ITEMS_LOC
+        )
     try:
         return _ITEMS.validate_python(raw)
     except ValidationError as exc:
-        by_index: dict[int, list[dict[str, Any]]] = {}
-        for error in exc.errors(include_url=False, include_context=False, include_input=False):
-            loc = error["loc"]
-            index = loc[0] if loc and isinstance(loc[0], int) else -1
-            by_index.setdefault(index, []).append(
-                {"loc": list(loc[1:]), "msg": error["msg"], "type": error["type"]}
-            )
         raise ValidationFailed(
-            [{"index": i, "errors": errs} for i, errs in sorted(by_index.items())]
+            [
+                {"loc": [*ITEMS_LOC, *error["loc"]], "msg": error["msg"], "type": error["type"]}
+                for error in exc.errors(
+                    include_url=False, include_context=False, include_input=False
+                )
+            ]
         ) from None
 
 
@@ -55,13 +60,17 @@ def ingest_batch(session: Session, project: Project, raw: list[Any]) -> BatchRes
     for index, item in enumerate(items):
         problems = []
         if item.project_id is not None and item.project_id != project.id:
-            problems.append("project_id does not match the project of the credentials")
+            problems.append(("project_id", "does not match the project of the credentials"))
         if item.agent_id in missing_agents:
-            problems.append(f"agent_id {item.agent_id} is not an agent of this project")
+            problems.append(("agent_id", f"{item.agent_id} is not an agent of this project"))
         if item.task_id in missing_tasks:
-            problems.append(f"task_id {item.task_id} is not a task of this project")
-        if problems:
-            errors.append({"index": index, "errors": [{"msg": p} for p in problems]})
+            problems.append(("task_id", f"{item.task_id} is not a task of this project"))
+        if item.started_at and item.finished_at and item.finished_at < item.started_at:
+            problems.append(("finished_at", "is before started_at"))
+        errors.extend(
+            {"loc": [*ITEMS_LOC, index, field], "msg": f"{field} {msg}", "type": "value_error"}
+            for field, msg in problems
+        )
     if errors:
         raise ValidationFailed(errors)
     try:
@@ -132,7 +141,7 @@ def _insert(session: Session, project_id: uuid.UUID, items: list[RunCreate]) -> 
             continue
         if key:
             first_in_batch[key] = index
-        to_insert.append(run_values(item, project_id, now))
+        to_insert.append(run_values(item, project_id, now, loc=(*ITEMS_LOC, index)))
         slots.append(index)
     new_ids: dict[int, tuple[int, str]] = {}
     for index, pair in zip(slots, _insert_rows(session, to_insert), strict=True):

@@ -148,7 +148,7 @@ def import_runs(
             try:
                 result = run_batch.ingest_batch(session, project, batch)
             except ValidationFailed as exc:
-                raise ValidationFailed(_with_lines(exc.detail, lines)) from None
+                raise ValidationFailed(_with_lines(exc, lines)) from None
         report.created += result.created
         report.existing += result.existing
         if on_batch is not None:
@@ -170,14 +170,17 @@ def import_runs(
     return report
 
 
-def _with_lines(detail: Any, lines: list[int]) -> Any:
-    if isinstance(detail, list):
-        return [
-            {**item, "line": lines[item["index"]]}
-            if isinstance(item, dict)
-            and isinstance(item.get("index"), int)
-            and 0 <= item["index"] < len(lines)
-            else item
-            for item in detail
-        ]
-    return detail
+def _with_lines(error: ValidationFailed, lines: list[int]) -> str:
+    """The problems of a batch as one message, each item named by its line in the file."""
+    messages = []
+    for item in error.error_items():
+        loc = list(item.get("loc", ()))
+        where = ""
+        if loc[: len(run_batch.ITEMS_LOC)] == list(run_batch.ITEMS_LOC):
+            loc = loc[len(run_batch.ITEMS_LOC) :]
+            if loc and isinstance(loc[0], int) and 0 <= loc[0] < len(lines):
+                where = f"line {lines[loc[0]]}: "
+                loc = loc[1:]
+        field = ".".join(str(part) for part in loc)
+        messages.append(f"{where}{field + ': ' if field else ''}{item.get('msg', '')}")
+    return "; ".join(messages)

@@ -122,10 +122,34 @@ def check_references(
     return missing_agents, missing_tasks
 
 
-def run_values(data: RunCreate, project_id: uuid.UUID, now: datetime) -> dict[str, Any]:
-    """The column values of a new run, with defaults and the terminal-status timestamps."""
-    started = data.started_at or now
+def check_finish(
+    started_at: datetime, finished_at: datetime, *, loc: tuple[str | int, ...]
+) -> None:
+    """Refuse a run that would finish before it started (422 naming ``finished_at``)."""
+    if as_utc(finished_at) < as_utc(started_at):
+        raise ValidationFailed(
+            f"finished_at ({as_utc(finished_at).isoformat()}) is before started_at "
+            f"({as_utc(started_at).isoformat()}).",
+            loc=(*loc, "finished_at"),
+        )
+
+
+def run_values(
+    data: RunCreate, project_id: uuid.UUID, now: datetime, *, loc: tuple[str | int, ...] = ("body",)
+) -> dict[str, Any]:
+    """The column values of a new run, with defaults and the terminal-status timestamps.
+
+    ``started_at`` defaults to now, or to ``finished_at`` when only that was sent and it is
+    earlier (a run recorded after the fact); a run whose ``finished_at`` is before its explicit
+    ``started_at`` is refused, with ``loc`` (where the run is in the request) in the error.
+    """
     finished = data.finished_at
+    if data.started_at is not None:
+        started = data.started_at
+        if finished is not None:
+            check_finish(started, finished, loc=loc)
+    else:
+        started = min(now, finished) if finished is not None else now
     duration = data.duration_ms
     if data.status.value in TERMINAL_STATUSES and finished is None:
         finished = now
@@ -245,6 +269,8 @@ def update_run(session: Session, run: Run, changes: RunUpdate) -> Run:
         fields.pop("duration_ms", None)
     for name, value in fields.items():
         setattr(run, name, value)
+    if changes.finished_at is not None:
+        check_finish(run.started_at, changes.finished_at, loc=("body",))
     if run.finished_at is not None and run.duration_ms is None:
         run.duration_ms = duration_ms(run.started_at, run.finished_at)
     session.flush()
