@@ -36,6 +36,7 @@ from taskledger.retention.rules import (
     rule_errors,
     validate_policy,
 )
+from taskledger.schemas.limits import MAX_JSON_DEPTH, check_json_value
 
 __all__ = [
     "ACTIONS",
@@ -94,6 +95,12 @@ def parse_policy(text: str, *, default_name: str) -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"invalid TOML: {exc}") from None
+    except RecursionError:
+        raise PolicyError(f"invalid TOML: nested deeper than {MAX_JSON_DEPTH} levels") from None
+    try:
+        check_json_value(data)
+    except ValueError as exc:
+        raise PolicyError(f"invalid policy: {exc}") from None
     return policy_from_dict(data, default_name=default_name)
 
 

@@ -10,6 +10,8 @@ Python formats the stored values column by column. NDJSON objects are rendered i
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -33,6 +35,8 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from taskledger.schemas.runs import RunFilters
 from taskledger.services.runs import filter_conditions
 from taskledger.store.models import Run
+
+log = logging.getLogger(__name__)
 
 EXPORT_BATCH = 5000
 #: Cells starting with these are read as formulas by spreadsheets; they get a leading quote.
@@ -339,15 +343,40 @@ def export_chunks(
         yield "\n".join(lines) + "\n", len(lines)
 
 
+class ExportInterrupted(RuntimeError):
+    """An export stopped before its end; what was sent of it is incomplete."""
+
+
+def _never_silent(chunks: Iterator[tuple[str, int]], fmt: str) -> Iterator[str]:
+    """The text of ``chunks``; if reading fails part-way, the export does not just end.
+
+    An NDJSON export gets a last line ``{"error": ...}``; then :class:`ExportInterrupted` is
+    raised, so that the server breaks off the response instead of finishing it: an HTTP client
+    sees an incomplete body (no final chunk), never a short file that looks whole.
+    """
+    rows = 0
+    try:
+        for text, count in chunks:
+            rows += count
+            yield text
+    except Exception as exc:
+        log.error("the %s export failed after %d rows: %s", fmt, rows, exc, exc_info=exc)
+        if fmt == "ndjson":
+            message = f"The export failed after {rows} rows; it is incomplete."
+            yield json.dumps({"error": message}) + "\n"
+        raise ExportInterrupted(f"the {fmt} export failed after {rows} rows") from exc
+
+
 def iter_csv(
     engine: Engine, project_id: uuid.UUID, filters: RunFilters, *, limit: int | None = None
 ) -> Iterator[str]:
-    """The CSV export as chunks of text."""
-    return (text for text, _ in export_chunks(engine, project_id, filters, "csv", limit=limit))
+    """The CSV export as chunks of text (see :func:`_never_silent` for a failure midway)."""
+    return _never_silent(export_chunks(engine, project_id, filters, "csv", limit=limit), "csv")
 
 
 def iter_ndjson(
     engine: Engine, project_id: uuid.UUID, filters: RunFilters, *, limit: int | None = None
 ) -> Iterator[str]:
-    """The NDJSON export as chunks of text."""
-    return (text for text, _ in export_chunks(engine, project_id, filters, "ndjson", limit=limit))
+    """The NDJSON export as chunks of text (see :func:`_never_silent` for a failure midway)."""
+    chunks = export_chunks(engine, project_id, filters, "ndjson", limit=limit)
+    return _never_silent(chunks, "ndjson")
