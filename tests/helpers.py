@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from taskledger.api.state import AppState
@@ -29,6 +30,7 @@ from taskledger.services import (
     tasks,
     users,
 )
+from taskledger.store import make_session_factory
 from taskledger.store.models import (
     Agent,
     AgentConnection,
@@ -174,3 +176,23 @@ def problem(response: Any) -> str:
             f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in detail
         )
     return str(detail)
+
+
+def project_with_key(engine: Engine) -> tuple[uuid.UUID, str]:
+    """A new project and a read+write key of it, made through the services."""
+    with make_session_factory(engine).begin() as session:
+        owner = users.create_user(
+            session, email=f"owner-{uuid.uuid4().hex[:8]}@example.com", password="long enough"
+        )
+        project: Project = projects.create_project(
+            session, name=f"load-{uuid.uuid4().hex[:8]}", owner=owner
+        )
+        _, secret = api_keys.create_key(
+            session,
+            project=project,
+            name="load",
+            scopes=[Scope.READ, Scope.WRITE],
+            agent_id=None,
+            created_by=None,
+        )
+    return project.id, secret

@@ -5,7 +5,6 @@ transaction waits for the lock instead of failing when another writer got there 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,9 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, func, select
 
-from taskledger.enums import Scope
-from taskledger.services import api_keys, projects, users
 from taskledger.store import make_session_factory
-from taskledger.store.models import Project, Run
+from taskledger.store.models import Run
+from tests.helpers import project_with_key
 from tests.serving import server_env, serving
 
 WRITERS = 32
@@ -27,26 +25,6 @@ BATCHES_PER_WRITER = 3
 BATCH_SIZE = 50
 #: Keys several writers send at once: each must come out as one run.
 SHARED_KEYS = [f"shared-{i}" for i in range(RUNS_PER_WRITER // 4)]
-
-
-def project_with_key(engine: Engine) -> tuple[uuid.UUID, str]:
-    """A new project and a read+write key of it, made through the services."""
-    with make_session_factory(engine).begin() as session:
-        owner = users.create_user(
-            session, email=f"owner-{uuid.uuid4().hex[:8]}@example.com", password="long enough"
-        )
-        project: Project = projects.create_project(
-            session, name=f"load-{uuid.uuid4().hex[:8]}", owner=owner
-        )
-        _, secret = api_keys.create_key(
-            session,
-            project=project,
-            name="load",
-            scopes=[Scope.READ, Scope.WRITE],
-            agent_id=None,
-            created_by=None,
-        )
-    return project.id, secret
 
 
 class Outcome:
@@ -101,7 +79,9 @@ async def _reader(client: httpx.AsyncClient, out: Outcome, stop: asyncio.Event) 
 
 async def _load(url: str, key: str) -> Outcome:
     out = Outcome()
-    limits = httpx.Limits(max_connections=WRITERS + BATCH_WRITERS + READERS)
+    # Idle connections are dropped well before the server's keep-alive timeout (5 s), so that no
+    # request is sent on a connection the server is closing at that moment.
+    limits = httpx.Limits(max_connections=WRITERS + BATCH_WRITERS + READERS, keepalive_expiry=1.0)
     async with httpx.AsyncClient(
         base_url=url, headers={"X-API-Key": key}, timeout=120, limits=limits
     ) as client:

@@ -6,12 +6,19 @@ import csv
 import io
 import json
 from datetime import datetime
+from pathlib import Path
 
+import httpx
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
 from taskledger.services.generate import generate
-from tests.helpers import key_headers, state_of
+from taskledger.services.run_export import EXPORT_BATCH
+from taskledger.store.engine import for_writing
+from tests.helpers import key_headers, project_with_key, state_of
+from tests.serving import server_env, serving
 
 
 def _all_items(client: TestClient, headers: dict[str, str], **params: object) -> list[dict]:  # type: ignore[type-arg]
@@ -125,3 +132,36 @@ def test_csv_bytes_are_the_same_on_every_backend(app: FastAPI, client: TestClien
     )
     assert record.startswith(expected)
     assert record.endswith("+00:00\r\n") and record.count("\r\n") == 1
+
+
+@pytest.mark.parametrize("kind", ["csv", "ndjson"])
+def test_an_export_that_fails_midway_never_looks_complete(
+    engine: Engine, database_url: str, tmp_path: Path, kind: str
+) -> None:
+    """A client must be able to tell a cut-short export from a whole one: the server breaks off
+    the response (no final chunk) and an NDJSON export says so in a last line."""
+    project_id, key = project_with_key(engine)
+    generate(engine, project_id, runs=6 * EXPORT_BATCH, days=30, agents=1, seed=3)
+    received: list[str] = []
+    with serving(server_env(database_url, tmp_path)) as server:
+        try:
+            with httpx.stream(
+                "GET", f"{server.url}/api/v1/runs.{kind}", headers={"X-API-Key": key}, timeout=60
+            ) as response:
+                assert response.status_code == 200
+                chunks = response.iter_text()
+                received.append(next(chunks))
+                # The table goes away under the export, as a failing database would.
+                with for_writing(engine).begin() as conn:
+                    conn.exec_driver_sql("ALTER TABLE runs RENAME TO runs_gone")
+                with pytest.raises(httpx.RemoteProtocolError):
+                    received.extend(chunks)
+        finally:
+            with for_writing(engine).begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE runs_gone RENAME TO runs")
+        assert "export failed" in server.output()
+    text = "".join(received)
+    lines = text.rstrip("\n").split("\n")
+    assert len(lines) < 6 * EXPORT_BATCH
+    if kind == "ndjson":
+        assert "export failed" in json.loads(lines[-1])["error"]
