@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, status
 
 from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from taskledger.schemas.auth import ErrorMessage
 from taskledger.schemas.users import UserCreate, UserPage, UserRead, UserUpdate
 from taskledger.services import users
 from taskledger.services.access import require_superuser
@@ -14,8 +16,19 @@ from taskledger.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
+#: Hashing a password takes a password-check slot (taskledger.services.passwords).
+PASSWORD_BUSY: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorMessage,
+        "description": "Every password-check slot stayed busy; retry after `Retry-After`.",
+        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+    }
+}
 
-@router.post("", response_model=UserRead, status_code=status.HTTP_201_CREATED)
+
+@router.post(
+    "", response_model=UserRead, status_code=status.HTTP_201_CREATED, responses=PASSWORD_BUSY
+)
 def create_user(body: UserCreate, principal: PrincipalDep, session: SessionDep) -> UserRead:
     require_superuser(principal)
     with session.begin():
@@ -45,7 +58,7 @@ def get_user(user_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -
         return UserRead.model_validate(users.get_user(session, user_id))
 
 
-@router.patch("/{user_id}", response_model=UserRead)
+@router.patch("/{user_id}", response_model=UserRead, responses=PASSWORD_BUSY)
 def update_user(
     user_id: uuid.UUID, body: UserUpdate, principal: PrincipalDep, session: SessionDep
 ) -> UserRead:
