@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The gzip level of archive parts unless ``TASKLEDGER_ARCHIVE_GZIP_LEVEL`` says otherwise.
 DEFAULT_GZIP_LEVEL = 6
+#: Password checks one process runs at once, and how long one waits for its turn, by default.
+DEFAULT_PASSWORD_CHECK_CONCURRENCY = 2
+DEFAULT_PASSWORD_CHECK_WAIT_SECONDS = 5.0
 
 
 class Settings(BaseSettings):
@@ -68,6 +71,49 @@ class Settings(BaseSettings):
         ge=1,
         le=60 * 24 * 30,
         description="Lifetime of the tokens issued by `POST /api/v1/auth/token`, in minutes.",
+    )
+    login_max_failures_per_account: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description=(
+            "Failed logins allowed for one account (the email as typed, known or not) within "
+            "the login window, across all replicas; the next attempt gets 429 with Retry-After "
+            "and no password check."
+        ),
+    )
+    login_max_failures_per_address: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description=(
+            "Failed logins allowed from one client address within the login window, across "
+            "all replicas and accounts; the next attempt gets 429 with Retry-After."
+        ),
+    )
+    login_window_seconds: int = Field(
+        default=900,
+        ge=1,
+        le=86_400,
+        description="Length of the login throttle's sliding window, in seconds.",
+    )
+    password_check_concurrency: int = Field(
+        default=DEFAULT_PASSWORD_CHECK_CONCURRENCY,
+        ge=1,
+        le=64,
+        description=(
+            "Password hashes and verifications (argon2id, 64 MiB each) that may run at once in "
+            "one process; the rest wait for a slot."
+        ),
+    )
+    password_check_wait_seconds: float = Field(
+        default=DEFAULT_PASSWORD_CHECK_WAIT_SECONDS,
+        gt=0,
+        le=60,
+        description=(
+            "How long a login (or password change) waits for a password-check slot before it "
+            "gets 503 with Retry-After."
+        ),
     )
     retention_policy: str = Field(
         default="default",

@@ -37,7 +37,9 @@ from taskledger.metrics import Metrics
 from taskledger.retention.alerts import Alerter
 from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.scheduler import Scheduler
+from taskledger.services import passwords
 from taskledger.services.bootstrap import ensure_initial_admin, resolve_secret_key
+from taskledger.services.login_throttle import LoginThrottle
 from taskledger.settings import Settings
 from taskledger.store.engine import make_engine, make_session_factory
 from taskledger.store.migrate import head_revision
@@ -79,6 +81,17 @@ def create_app(
             window_seconds=settings.spike_window_seconds,
             alerter=alerter,
         ),
+        login_throttle=LoginThrottle(
+            engine=engine,
+            max_per_account=settings.login_max_failures_per_account,
+            max_per_address=settings.login_max_failures_per_address,
+            window_seconds=settings.login_window_seconds,
+        ),
+    )
+    # Process-wide (memory is the process's): the app built last in a process sets the bound.
+    passwords.slots.configure(
+        limit=settings.password_check_concurrency,
+        wait_seconds=settings.password_check_wait_seconds,
     )
 
     scheduler = (

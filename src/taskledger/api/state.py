@@ -11,6 +11,7 @@ from taskledger.metrics import Metrics
 from taskledger.retention.alerts import Alerter
 from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.stores import ArchiveTarget
+from taskledger.services.login_throttle import LoginThrottle
 from taskledger.settings import Settings
 
 
@@ -29,6 +30,7 @@ class AppState:
     head_revision: str
     alerter: Alerter
     spike_guard: SpikeGuard
+    login_throttle: LoginThrottle
 
     @property
     def archive_target(self) -> ArchiveTarget:

@@ -38,9 +38,21 @@ def _password_fingerprint(password_hash: str) -> str:
     return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
-def authenticate_password(session: Session, email: str, password: str) -> User:
-    """The active user with this email and password; one error for every kind of failure."""
-    user = session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+def find_login_user(session: Session, email: str) -> User | None:
+    """The user an email typed at login names (case and surrounding spaces ignored), if any."""
+    return session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+
+
+def check_password(user: User | None, password: str) -> User:
+    """``user``, if it is active and ``password`` is its password; one error for every failure.
+
+    Call it outside any transaction: the check can wait for a password-check slot, and should
+    not hold a database connection meanwhile.
+
+    Raises:
+        AuthenticationError: unknown user, wrong password or inactive user, all alike.
+        PasswordCheckBusy: no password-check slot came free in time.
+    """
     if user is None:
         verify_password(_dummy_hash(), password)
         raise AuthenticationError(LOGIN_FAILED)

@@ -26,13 +26,24 @@ def find_user(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(func.lower(User.email) == normalise_email(email)))
 
 
-def create_user(session: Session, *, email: str, password: str, is_superuser: bool = False) -> User:
-    """Create an active user; 409 when the email is taken."""
+def create_user(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    is_superuser: bool = False,
+    password_hash: str | None = None,
+) -> User:
+    """Create an active user; 409 when the email is taken.
+
+    ``password_hash``, when given, is ``password`` hashed already: a caller holding a write
+    transaction hashes first, so that the slow hash never runs under the database's lock.
+    """
     if find_user(session, email) is not None:
         raise ConflictError(f"A user with email {normalise_email(email)!r} already exists.")
     user = User(
         email=normalise_email(email),
-        password_hash=hash_password(password),
+        password_hash=password_hash or hash_password(password),
         is_superuser=is_superuser,
         is_active=True,
     )
@@ -56,7 +67,13 @@ def list_users(
     return paginate(session, select(User), USERS_KEYSET, limit=limit, cursor=cursor, filters={})
 
 
-def update_user(session: Session, *, user_id: uuid.UUID, changes: UserUpdate) -> User:
+def update_user(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    changes: UserUpdate,
+    password_hash: str | None = None,
+) -> User:
     """Deactivate, reactivate, promote, demote or reset the password of a user.
 
     The last active superuser can be neither deactivated nor demoted: that would lock everyone
@@ -81,6 +98,6 @@ def update_user(session: Session, *, user_id: uuid.UUID, changes: UserUpdate) ->
     if changes.is_superuser is not None:
         user.is_superuser = changes.is_superuser
     if changes.password is not None:
-        user.password_hash = hash_password(changes.password)
+        user.password_hash = password_hash or hash_password(changes.password)
     session.flush()
     return user

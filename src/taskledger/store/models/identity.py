@@ -68,16 +68,20 @@ class ApiKey(Timestamps, Base):
 class LoginFailure(Base):
     """One failed login: the throttle's sliding window, shared by every replica.
 
-    ``account`` is the email as typed (lower-cased), whether or not such a user exists, so that
-    guessing at unknown accounts is throttled the same way.
+    ``account`` is the email as typed (stripped, lower-cased), whether or not such a user exists,
+    so that guessing at unknown accounts is throttled the same way. A successful login sets it to
+    NULL on that account's rows: they stop counting for the account and keep counting for their
+    ``address``. ``pending`` marks an attempt whose password is still being checked; it counts
+    like a failure, so that concurrent guesses cannot slip past the limit.
     """
 
     __tablename__ = "login_failures"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    account: Mapped[str] = mapped_column(String(320), nullable=False)
+    account: Mapped[str | None] = mapped_column(String(320), nullable=True)
     address: Mapped[str] = mapped_column(String(64), nullable=False)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    pending: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     __table_args__ = (
         Index("ix_login_failures_account_occurred_at", "account", "occurred_at"),

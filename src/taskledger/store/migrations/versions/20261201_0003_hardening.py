@@ -68,9 +68,10 @@ def upgrade() -> None:
     op.create_table(
         "login_failures",
         sa.Column("id", BIGID, autoincrement=True, nullable=False),
-        sa.Column("account", sa.String(length=320), nullable=False),
+        sa.Column("account", sa.String(length=320), nullable=True),
         sa.Column("address", sa.String(length=64), nullable=False),
         sa.Column("occurred_at", TIMESTAMP, nullable=False),
+        sa.Column("pending", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_login_failures")),
         sqlite_autoincrement=True,
     )
