@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from taskledger.retention.executor import Progress
 from taskledger.retention.planner import PlanPreview
 from taskledger.retention.policy import Policy
 from taskledger.retention.runner import (
@@ -45,6 +46,7 @@ def run_policy(
     *,
     force: bool = True,
     gzip_level: int = 6,
+    progress: Progress | None = None,
 ) -> tuple[PlanPreview, ExecutionReport]:
     """Preview and execute ``policy``; forced by default, as test data is mostly old."""
     sessions = make_session_factory(engine)
@@ -59,6 +61,7 @@ def run_policy(
         archive=ArchiveTarget(str(archive_root), gzip_level=gzip_level),
         force=force,
         reason="test data is old" if force else None,
+        progress=progress,
     )
     return previewed, report
 
