@@ -16,16 +16,20 @@ import pytest
 from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.orm import Session
 
+from taskledger.enums import RetentionTrigger
+from taskledger.retention.alerts import Alerter
 from taskledger.retention.archive import ArchiveReader, read_manifest
 from taskledger.retention.archive_format import encode_row
 from taskledger.retention.audit import open_audit, record
+from taskledger.retention.deletes import prune_runs_before
+from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.lock import ADVISORY_KEY, LockHeld, runner_lock
 from taskledger.retention.policy import parse_policy
 from taskledger.retention.restore import restore
-from taskledger.retention.stores import ArchiveError
+from taskledger.retention.stores import ArchiveError, ArchiveTarget
 from taskledger.store.models import RetentionLease, RetentionRun, Run
 from taskledger.store.types import utcnow
-from tests.retention.engine_helpers import populated, run_policy, sessions_of
+from tests.retention.engine_helpers import old_and_new_runs, populated, run_policy, sessions_of
 from tests.retention.restore_helpers import table_hashes
 
 # Archived deletes in batches small enough that the run lasts many parts.
@@ -238,3 +242,33 @@ def test_the_audit_row_names_its_archive_and_holder_while_running(
     assert report.archive_uri and len(seen) > 1
     assert set(seen) == {("running", report.archive_uri, seen[0][2])}
     assert seen[0][2] and seen[0][2].startswith("test (")
+
+
+def test_a_prune_names_its_archive_while_running(engine: Engine, tmp_path: Path) -> None:
+    _, cutoff = old_and_new_runs(engine, old=2500, new=2600)
+    sessions = sessions_of(engine)
+    seen: list[tuple[str, str | None]] = []
+
+    def look(_rule: str, _rows: int) -> None:
+        with Session(engine) as session:
+            current = session.scalars(select(RetentionRun)).one()
+            seen.append((current.outcome, current.archive_uri))
+
+    report = prune_runs_before(
+        engine,
+        sessions,
+        cutoff=cutoff,
+        actor="test",
+        trigger=RetentionTrigger.ENDPOINT,
+        policy=parse_policy("", default_name="empty"),
+        guard=SpikeGuard(
+            engine,
+            max_rows=10_000,
+            window_seconds=60,
+            alerter=Alerter(webhook_url=None, metrics=None),
+        ),
+        target=ArchiveTarget(str(tmp_path / "archives")),
+        progress=look,
+    )
+    assert report.deleted == 2500 and report.archive_uri and len(seen) > 1
+    assert set(seen) == {("running", report.archive_uri)}
