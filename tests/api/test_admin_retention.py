@@ -261,3 +261,18 @@ def test_safety_flags_take_only_json_booleans(app: FastAPI, client: TestClient) 
         assert response.json()["detail"][0]["loc"][-1] == "dry_run"
     assert _runs(app) == before
     assert _execute(client, plan["plan_id"], force=True).status_code == 200
+
+
+def test_refusals_are_declared_with_their_body(app: FastAPI) -> None:
+    spec = app.openapi()
+    refusal = {"$ref": "#/components/schemas/RefusalOut"}
+    assert spec["components"]["schemas"]["RefusalOut"]["properties"] == {
+        "detail": {"type": "string", "title": "Detail"}
+    }
+    execute = spec["paths"]["/api/v1/admin/retention/execute"]["post"]["responses"]
+    assert execute["409"]["content"]["application/json"]["schema"] == refusal
+    prune = spec["paths"]["/agents/tasks/before"]["delete"]["responses"]
+    assert set(prune) == {"200", "403", "409", "422"}  # the spike window never refuses it
+    assert prune["409"]["content"]["application/json"]["schema"] == refusal
+    force = spec["components"]["schemas"]["ExecuteRequest"]["properties"]["force"]
+    assert force["type"] == "boolean"

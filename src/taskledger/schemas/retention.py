@@ -39,7 +39,7 @@ class ExecuteRequest(PolicySource):
 
 
 class RefusalOut(BaseModel):
-    """The body of a refusal (409, 429): what refused the work and what to do about it."""
+    """The body of a refusal: what refused the request and what to do about it."""
 
     detail: str
 
