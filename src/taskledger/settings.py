@@ -19,6 +19,8 @@ DEFAULT_GZIP_LEVEL = 6
 #: Password checks one process runs at once, and how long one waits for its turn, by default.
 DEFAULT_PASSWORD_CHECK_CONCURRENCY = 2
 DEFAULT_PASSWORD_CHECK_WAIT_SECONDS = 5.0
+#: How long a retention plan can be executed after its preview (seconds) unless configured.
+DEFAULT_PLAN_TTL = 3600
 
 
 class Settings(BaseSettings):
@@ -151,6 +153,15 @@ class Settings(BaseSettings):
             "trying a policy on a live system."
         ),
     )
+    retention_plan_ttl: int = Field(
+        default=DEFAULT_PLAN_TTL,
+        ge=60,
+        le=7 * 86_400,
+        description=(
+            "How long a retention preview's `plan_id` can be executed, in seconds (60 to "
+            "604800; default one hour). A plan is also single-use: reuse or expiry is a 409."
+        ),
+    )
     retention_schedule: str | None = Field(
         default=None,
         description=(
@@ -162,8 +173,9 @@ class Settings(BaseSettings):
         default=1000,
         ge=1,
         description=(
-            "Deletions outside confirmed retention runs (API deletes, the seed endpoint) allowed "
-            "within one window, across all replicas; more get 429."
+            "Deletions outside retention runs (API record deletes) allowed within one window, "
+            "across all replicas; more get 429. Seed-endpoint prunes count toward the window "
+            "and raise the spike alert when they take it over, but are never refused by it."
         ),
     )
     spike_window_seconds: int = Field(

@@ -4,6 +4,7 @@ PostgreSQL ``agents_tasks_prune`` function."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from taskledger.api import create_app
@@ -23,10 +24,10 @@ from taskledger.retention import holds
 from taskledger.retention.archive import read_manifest
 from taskledger.settings import Settings
 from taskledger.store import make_session_factory
-from taskledger.store.models import RetentionRun, Run
+from taskledger.store.models import DeletionEvent, RetentionRun, Run
 from tests.conftest import ADMIN_KEY
 from tests.helpers import key_headers, state_of, transaction
-from tests.retention.engine_helpers import count, populated
+from tests.retention.engine_helpers import count, old_and_new_runs, populated
 
 
 class _Hook(BaseHTTPRequestHandler):
@@ -162,16 +163,131 @@ def test_seed_endpoint(settings: Settings, engine: Engine, tmp_path: Path) -> No
         assert unset.status_code == 403
 
 
-def test_seed_endpoint_obeys_the_spike_guard(settings: Settings, engine: Engine) -> None:
-    populated(engine, runs=300, days=200)
-    with _client(settings, engine, spike_max_rows=10) as client:
-        response = client.delete(
-            "/agents/tasks/before",
-            params={"date": datetime.now(UTC).isoformat()},
-            headers={"X-Admin-Key": ADMIN_KEY},
+def _prune(client: TestClient, cutoff: datetime | str):  # type: ignore[no-untyped-def]
+    date = cutoff if isinstance(cutoff, str) else cutoff.isoformat().replace("+00:00", "Z")
+    return client.delete(
+        "/agents/tasks/before", params={"date": date}, headers={"X-Admin-Key": ADMIN_KEY}
+    )
+
+
+def test_a_seed_prune_over_the_spike_limit_succeeds_alerts_and_fills_the_window(
+    settings: Settings, engine: Engine, webhook: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, cutoff = old_and_new_runs(engine, old=1500, new=1600)
+    # Two replicas on one database: the prune on one fills the window for the other.
+    with (
+        _client(settings, engine, alert_webhook_url=webhook) as pruner,
+        _client(settings, engine) as other,
+    ):
+        assert state_of(pruner.app).spike_guard.max_rows == 1000  # type: ignore[arg-type]
+        with caplog.at_level(logging.WARNING, logger="taskledger.retention.alerts"):
+            done = _prune(pruner, cutoff)
+        assert done.status_code == 200, done.text
+        assert done.json() == {"deleted": 1500, "cutoff": cutoff.isoformat()}
+        assert count(engine, Run, Run.started_at < cutoff) == 0
+        assert count(engine, Run) == 1600
+        assert any("deletion spike" in r.getMessage() for r in caplog.records)
+        families = {f.name: f for f in text_string_to_metric_families(pruner.get("/metrics").text)}
+        assert families["taskledger_spike_alerts"].samples[0].value == 1
+        state_of(pruner.app).alerter.close()  # type: ignore[arg-type]
+        assert len(_Hook.received) == 1
+        alert = _Hook.received[0]
+        assert alert["alert"] == "deletion_spike" and alert["refused"] is False
+        assert alert["rows_requested"] == 1500 and alert["source"] == "agents-tasks-before"
+
+        _, headers = key_headers(other.app)  # type: ignore[arg-type]
+        run = other.post("/api/v1/runs", json={"task": "t"}, headers=headers).json()
+        refused = other.delete(f"/api/v1/runs/{run['id']}", headers=headers)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert "spike" in refused.json()["detail"]
+    with Session(engine) as session:
+        audit = session.scalars(
+            select(RetentionRun).where(RetentionRun.trigger == "endpoint")
+        ).one()
+    assert audit.outcome == "ok" and audit.mode == "execute" and audit.archive_uri
+    assert audit.counts["matched"] == 1500 and audit.counts["rules"][0]["affected"] == 1500
+    assert sum(p.rows for p in read_manifest(audit.archive_uri).files) == 1500
+
+
+@pytest.mark.parametrize(
+    ("cap", "policy"),
+    [
+        ("max_rows_per_run", "max_rows_per_run = 1000\n"),
+        ("max_table_fraction", "max_table_fraction = 0.4\n"),
+    ],
+)
+def test_a_seed_prune_over_a_cap_is_refused_naming_the_cap_and_the_command(
+    settings: Settings, engine: Engine, tmp_path: Path, cap: str, policy: str
+) -> None:
+    _, cutoff = old_and_new_runs(engine, old=1200, new=1600)
+    policy_file = tmp_path / "capped.toml"
+    policy_file.write_text(f'name = "capped"\n{policy}', encoding="utf-8")
+    with _client(settings, engine, retention_policy=str(policy_file)) as client:
+        refused = _prune(client, cutoff)
+        assert refused.status_code == 409, refused.text
+        detail = refused.json()["detail"]
+        assert cap in detail and "'capped'" in detail
+        stamp = cutoff.isoformat().replace("+00:00", "Z")
+        assert f"taskledger runs prune --before {stamp} --force --reason" in detail
+    assert count(engine, Run) == 2800
+    with Session(engine) as session:
+        audit = session.scalars(
+            select(RetentionRun).where(RetentionRun.trigger == "endpoint")
+        ).one()
+        window = session.scalar(select(func.coalesce(func.sum(DeletionEvent.rows), 0)))
+    assert audit.outcome == "refused" and cap in (audit.error or "")
+    assert audit.archive_uri is None and window == 0
+
+
+def test_a_seed_prune_respects_holds_on_projects_and_runs(
+    settings: Settings, engine: Engine
+) -> None:
+    held_project, cutoff = old_and_new_runs(engine, old=300, new=700)
+    other_project, _ = old_and_new_runs(engine, old=200, new=500)
+    with Session(engine) as session:
+        held_run = session.scalar(
+            select(Run.id).where(Run.project_id == other_project, Run.started_at < cutoff).limit(1)
         )
-        assert response.status_code == 429 and "retry-after" in response.headers
-    assert count(engine, Run) == 300
+    with make_session_factory(engine).begin() as session:
+        holds.add_hold(
+            session, scope=HoldScope.PROJECT, target_id=str(held_project), reason="x", actor="t"
+        )
+        holds.add_hold(session, scope=HoldScope.RUN, target_id=str(held_run), reason="x", actor="t")
+    with _client(settings, engine) as client:
+        done = _prune(client, cutoff)
+    assert done.status_code == 200, done.text
+    assert done.json()["deleted"] == 199
+    assert count(engine, Run, Run.started_at < cutoff) == 301
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "1700000000",
+        "2020-01-01T00:00:00",
+        "2020-01-01",
+        "2020-01-01T00:00:00 00:00",  # an unencoded "+" arrives as a space
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+        "2020-02-30T00:00:00Z",
+        "10000-01-01T00:00:00Z",
+        "yesterday",
+        "",
+    ],
+)
+def test_a_seed_prune_takes_only_iso_timestamps_with_an_offset(
+    settings: Settings, engine: Engine, date: str
+) -> None:
+    old_and_new_runs(engine, old=20, new=30)
+    with _client(settings, engine) as client:
+        response = _prune(client, date)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["query", "date"]
+        future = _prune(client, datetime.now(UTC) + timedelta(days=1))
+        assert future.status_code == 422 and "future" in future.text
+    assert count(engine, Run) == 50
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(RetentionRun)) == 0
 
 
 def test_postgresql_prune_function(engine: Engine) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from taskledger.retention.executor import Progress
 from taskledger.retention.planner import PlanPreview
 from taskledger.retention.policy import Policy
 from taskledger.retention.runner import (
@@ -20,7 +21,7 @@ from taskledger.retention.runner import (
 from taskledger.retention.stores import ArchiveTarget
 from taskledger.services.generate import generate
 from taskledger.store import make_session_factory
-from taskledger.store.models import Project, User
+from taskledger.store.models import Project, Run, User
 
 
 def populated(
@@ -45,6 +46,7 @@ def run_policy(
     *,
     force: bool = True,
     gzip_level: int = 6,
+    progress: Progress | None = None,
 ) -> tuple[PlanPreview, ExecutionReport]:
     """Preview and execute ``policy``; forced by default, as test data is mostly old."""
     sessions = make_session_factory(engine)
@@ -59,6 +61,7 @@ def run_policy(
         archive=ArchiveTarget(str(archive_root), gzip_level=gzip_level),
         force=force,
         reason="test data is old" if force else None,
+        progress=progress,
     )
     return previewed, report
 
@@ -70,3 +73,30 @@ def count(engine: Engine, model: type, *where: object) -> int:
 
 def sessions_of(engine: Engine) -> sessionmaker[Session]:
     return make_session_factory(engine)
+
+
+def old_and_new_runs(engine: Engine, old: int, new: int) -> tuple[uuid.UUID, datetime]:
+    """A project with ``old`` runs started 200 days ago and ``new`` started yesterday; returns
+    the project and a cutoff between the two."""
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        owner = session.scalar(select(User).limit(1)) or User(
+            email=f"owner-{uuid.uuid4().hex[:6]}@example.com", password_hash="x"
+        )
+        project = Project(name=f"p-{uuid.uuid4().hex[:8]}", owner=owner)
+        session.add(project)
+        session.flush()
+        project_id = project.id
+        for number, started in ((old, now - timedelta(days=200)), (new, now - timedelta(days=1))):
+            session.add_all(
+                Run(
+                    project_id=project_id,
+                    task="nightly",
+                    run_id=uuid.uuid4().hex,
+                    status="completed",
+                    started_at=started,
+                    inputs={"n": i},
+                )
+                for i in range(number)
+            )
+    return project_id, (now - timedelta(days=100)).replace(microsecond=0)

@@ -20,6 +20,7 @@ from taskledger.schemas.retention import (
     ExecutionOut,
     PolicySource,
     PreviewOut,
+    RefusalOut,
     RetentionRunPage,
     RetentionRunRead,
 )
@@ -57,9 +58,25 @@ def preview(body: PolicySource, principal: PrincipalDep, state: StateDep) -> Pre
     return PreviewOut.model_validate(result.to_dict())
 
 
-@router.post("/execute", response_model=ExecutionOut)
+@router.post(
+    "/execute",
+    response_model=ExecutionOut,
+    responses={
+        409: {
+            "model": RefusalOut,
+            "description": (
+                "Refused, and audited: no preview has this plan_id, or it was previewed with "
+                "another policy; the plan was already executed (single-use) or is older than "
+                "TASKLEDGER_RETENTION_PLAN_TTL; the plan is stale; a cap refused it; or another "
+                "retention run holds the lock."
+            ),
+        },
+    },
+)
 def execute(body: ExecuteRequest, principal: PrincipalDep, state: StateDep) -> ExecutionOut:
-    """Execute the previewed plan `confirm` names: archive, then delete, scrub or expire."""
+    """Execute the previewed plan `confirm` names: archive, then delete, scrub or expire.
+
+    A plan runs once, within `TASKLEDGER_RETENTION_PLAN_TTL` of its preview."""
     require_admin(principal)
     policy = policy_from(body, state.settings)
     confirmed = confirm_plan(
@@ -68,6 +85,7 @@ def execute(body: ExecuteRequest, principal: PrincipalDep, state: StateDep) -> E
         policy,
         actor=principal.actor,
         trigger=RetentionTrigger.API,
+        ttl=state.settings.retention_plan_ttl,
     )
     report = execute_policy(
         state.engine,
@@ -81,6 +99,7 @@ def execute(body: ExecuteRequest, principal: PrincipalDep, state: StateDep) -> E
         reason=body.reason,
         force=body.force,
         dry_run_only=state.settings.retention_dry_run_only,
+        plan_ttl=state.settings.retention_plan_ttl,
     )
     return ExecutionOut.model_validate(report.to_dict())
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, status
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from taskledger.api.deps import (
     CursorQuery,
@@ -23,17 +23,19 @@ from taskledger.api.deps import (
     admin_key_scheme,
 )
 from taskledger.api.routing import LedgerRoute
-from taskledger.enums import RunStatus, Scope
-from taskledger.errors import PermissionDenied, ValidationFailed
-from taskledger.retention.deletes import prune_runs_before
+from taskledger.enums import RetentionTrigger, RunStatus, Scope
+from taskledger.errors import PermissionDenied
+from taskledger.retention.deletes import parse_cutoff, prune_runs_before
+from taskledger.retention.policy import load_policy
 from taskledger.schemas.base import ReadModel
 from taskledger.schemas.limits import UtcDatetime
+from taskledger.schemas.retention import RefusalOut
 from taskledger.schemas.runs import RunCreate, RunFilters, RunUpdate
 from taskledger.services import run_export, runs
 from taskledger.services.access import Principal, resolve_project
 from taskledger.services.auth import principal_from_admin_key
 from taskledger.services.pagination import DEFAULT_LIMIT
-from taskledger.store.types import as_utc, utcnow
+from taskledger.store.types import utcnow
 
 router = APIRouter(prefix="/agents/tasks", tags=["seed-compatible"], route_class=LedgerRoute)
 
@@ -180,31 +182,50 @@ class PruneResult(BaseModel):
     cutoff: str
 
 
+PruneCutoff = Annotated[
+    datetime,
+    BeforeValidator(parse_cutoff),
+    Query(
+        description=(
+            "Delete runs started before this: ISO 8601 with an offset or `Z` "
+            "(e.g. `2025-07-01T00:00:00Z`), not in the future."
+        ),
+    ),
+]
+
+
 @router.delete(
     "/before",
     response_model=PruneResult,
     responses={
-        403: {"description": "No, a wrong, or an unconfigured admin key"},
-        429: {"description": "The deletion spike guard refused; see Retry-After"},
+        403: {"model": RefusalOut, "description": "No, a wrong, or an unconfigured admin key"},
+        409: {
+            "model": RefusalOut,
+            "description": (
+                "Over max_rows_per_run or max_table_fraction of the policy in force; the detail "
+                "names the cap and the `taskledger runs prune` command that can force it"
+            ),
+        },
     },
 )
 def prune_before(
     principal: Annotated[Principal, Depends(seed_admin_key)],
     state: StateDep,
-    date: Annotated[datetime, Query(description="Delete runs started before this (UTC).")],
+    date: PruneCutoff,
 ) -> PruneResult:
-    """Delete every unheld run started before ``date``: archived first, audited (trigger
-    ``endpoint``), counted by the spike guard. Needs ``X-Admin-Key``."""
-    cutoff = as_utc(date)
-    if cutoff > utcnow():
-        raise ValidationFailed("date must not be in the future.")
+    """Delete every unheld run started before ``date``, as an admin-confirmed retention run:
+    bounded by the caps of the policy in force, archived first, audited (trigger ``endpoint``),
+    counted in the spike window (alerting when it goes over) but never refused by it. Needs
+    ``X-Admin-Key``."""
     report = prune_runs_before(
         state.engine,
         state.session_factory,
-        cutoff=cutoff,
+        cutoff=date,
         actor=principal.actor,
+        trigger=RetentionTrigger.ENDPOINT,
+        policy=load_policy(state.settings.retention_policy),
         guard=state.spike_guard,
         target=state.archive_target,
         metrics=state.metrics,
     )
-    return PruneResult(deleted=report.deleted, cutoff=cutoff.isoformat())
+    return PruneResult(deleted=report.deleted, cutoff=date.isoformat())

@@ -166,6 +166,7 @@ def run_cmd(
             force=force,
             reason=reason,
             dry_run_only=obj.settings.retention_dry_run_only,
+            plan_ttl=obj.settings.retention_plan_ttl,
         )
     if as_json:
         emit_json(report.to_dict())
@@ -207,6 +208,8 @@ def runs_cmd(obj: CliContext, limit: int, as_json: bool) -> None:
                     "finished_at": r.finished_at,
                     "outcome": r.outcome,
                     "error": r.error,
+                    "holder": r.holder,
+                    "consumed_by": r.consumed_by,
                 }
                 for r in rows
             ]

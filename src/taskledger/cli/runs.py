@@ -1,4 +1,4 @@
-"""``taskledger runs``: export run history to CSV or NDJSON, and import it back."""
+"""``taskledger runs``: export run history to CSV or NDJSON, import it back, and prune it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,21 @@ from typing import IO
 import click
 from sqlalchemy import and_, func, select
 
-from taskledger.cli.base import CliContext, emit_json, pass_ctx, progress_bar
-from taskledger.enums import RunStatus, values
-from taskledger.errors import NotFoundError
+from taskledger.cli.base import EXIT_REFUSED, CliContext, emit_json, pass_ctx, progress_bar
+from taskledger.cli.retention import cli_actor
+from taskledger.enums import RetentionTrigger, RunStatus, values
+from taskledger.errors import NotFoundError, SafeguardRefused
+from taskledger.retention.alerts import Alerter
+from taskledger.retention.deletes import (
+    PrunePreview,
+    parse_cutoff,
+    preview_prune,
+    prune_command,
+    prune_runs_before,
+)
+from taskledger.retention.guard import SpikeGuard, check_prune_caps
+from taskledger.retention.policy import Policy, load_policy
+from taskledger.retention.stores import ArchiveTarget
 from taskledger.schemas.runs import RunFilters
 from taskledger.services import projects as projects_service
 from taskledger.services import run_export, run_import
@@ -24,7 +36,7 @@ from taskledger.store.types import as_utc
 
 @click.group()
 def runs() -> None:
-    """Export and import run history."""
+    """Export, import and prune run history."""
 
 
 def _project(obj: CliContext, name_or_id: str) -> Project:
@@ -171,3 +183,117 @@ def import_(
             f"already present, {report.unlinked} references to unknown agents or tasks "
             "dropped"
         )
+
+
+def _cutoff(_ctx: click.Context, _param: click.Parameter, value: str) -> datetime:
+    """``--before``: an ISO 8601 timestamp with an offset or ``Z``, not in the future (as the
+    API's ``date``); anything else is a usage error."""
+    try:
+        return parse_cutoff(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} {exc}") from None
+
+
+@runs.command("prune")
+@click.option(
+    "--before",
+    "cutoff",
+    metavar="DATE",
+    callback=_cutoff,
+    required=True,
+    help="Delete runs started before this: ISO 8601 with an offset or Z.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Lift max_rows_per_run and max_table_fraction of the policy in force for this prune.",
+)
+@click.option("--reason", default=None, help="Why (required with --force; audited).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def prune(
+    obj: CliContext,
+    cutoff: datetime,
+    force: bool,
+    reason: str | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Delete every unheld run started before --before, archived first and audited: the seed
+    endpoint DELETE /agents/tasks/before, with --force to get past its caps."""
+    sessions = obj.sessions()
+    policy = load_policy(obj.settings.retention_policy)
+    counted = preview_prune(sessions, cutoff)
+    refused = _refusal(policy, counted, force=force, reason=reason)
+    if not as_json:
+        click.echo(
+            f"{counted.matched} of {counted.table_rows} runs started before "
+            f"{cutoff.isoformat()} would be archived and deleted ({counted.held} held runs are "
+            f"kept); policy in force {policy.name!r}"
+        )
+    if refused is None and not yes:
+        # A prune the caps refuse is refused (and audited) below without asking.
+        if not sys.stdin.isatty():
+            click.echo("refused: not confirmed (pass --yes to run without a prompt)", err=True)
+            sys.exit(EXIT_REFUSED)
+        if not click.confirm(f"Delete {counted.matched} runs?"):
+            click.echo("refused: not confirmed", err=True)
+            sys.exit(EXIT_REFUSED)
+    alerter = Alerter(webhook_url=obj.settings.alert_webhook_url, metrics=None)
+    guard = SpikeGuard(
+        obj.engine,
+        max_rows=obj.settings.spike_max_rows,
+        window_seconds=obj.settings.spike_window_seconds,
+        alerter=alerter,
+    )
+    show = sys.stderr.isatty() and not as_json
+    try:
+        with progress_bar(show) as bar:
+            task = bar.add_task("runs", total=counted.matched)
+            report = prune_runs_before(
+                obj.engine,
+                sessions,
+                cutoff=cutoff,
+                actor=cli_actor(),
+                trigger=RetentionTrigger.CLI,
+                policy=policy,
+                guard=guard,
+                target=ArchiveTarget.from_settings(obj.settings),
+                force=force,
+                reason=reason,
+                progress=lambda _rule, n: bar.advance(task, n),
+            )
+    finally:
+        alerter.close()  # deliver a spike alert before exiting
+    result = {
+        "deleted": report.deleted,
+        "cutoff": cutoff.isoformat(),
+        "archive_uri": report.archive_uri,
+        "retention_run_id": report.retention_run_id,
+    }
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(
+            f"deleted {report.deleted} runs; audit row {report.retention_run_id}; "
+            f"archive {report.archive_uri or '(nothing archived)'}"
+        )
+
+
+def _refusal(
+    policy: Policy, counted: PrunePreview, *, force: bool, reason: str | None
+) -> str | None:
+    """Why the caps will refuse the prune, if they will."""
+    try:
+        check_prune_caps(
+            policy,
+            rows=counted.matched,
+            table_rows=counted.table_rows,
+            force=force,
+            reason=reason,
+            command=prune_command(counted.cutoff),
+        )
+    except SafeguardRefused as exc:
+        return str(exc.detail)
+    return None

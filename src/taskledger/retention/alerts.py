@@ -29,14 +29,27 @@ class Alerter:
         self._pool: ThreadPoolExecutor | None = None
 
     def spike(self, payload: dict[str, Any]) -> Future[bool] | None:
-        """Report a deletion spike. Returns the webhook delivery, when there is one."""
-        log.warning(
-            "deletion spike: %s rows within %ss (limit %s); deletes refused until it drains",
-            payload.get("rows_in_window"),
-            payload.get("window_seconds"),
-            payload.get("max_rows"),
-            extra={"alert": "deletion_spike"},
-        )
+        """Report a deletion spike: a delete refused by the window (``refused``), or a prune
+        that took it over the limit. Returns the webhook delivery, when there is one."""
+        if payload.get("refused", True):
+            log.warning(
+                "deletion spike: %s rows within %ss (limit %s); deletes refused until it drains",
+                payload.get("rows_in_window"),
+                payload.get("window_seconds"),
+                payload.get("max_rows"),
+                extra={"alert": "deletion_spike"},
+            )
+        else:
+            log.warning(
+                "deletion spike: a prune of %s rows by %s took the window to %s rows within %ss "
+                "(limit %s); API deletes refused until it drains",
+                payload.get("rows_requested"),
+                payload.get("actor"),
+                int(payload.get("rows_in_window") or 0) + int(payload.get("rows_requested") or 0),
+                payload.get("window_seconds"),
+                payload.get("max_rows"),
+                extra={"alert": "deletion_spike"},
+            )
         if self.metrics is not None:
             self.metrics.spike_alerts.inc()
         if not self.webhook_url:

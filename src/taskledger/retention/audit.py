@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.enums import RetentionMode, RetentionTrigger
@@ -90,6 +90,57 @@ def close_audit(
                 finished_at=utcnow(),
             )
         )
+
+
+def note_archive(sessions: sessionmaker[Session], handle: AuditHandle, uri: str) -> None:
+    """Record the archive of work in progress, before its first part is written: a run that
+    is killed part-way still names the archive holding every part it wrote."""
+    with sessions.begin() as session:
+        session.execute(
+            update(RetentionRun).where(RetentionRun.id == handle.id).values(archive_uri=uri)
+        )
+
+
+#: The error of a row whose runner stopped before finishing, by mode.
+INTERRUPTED_ERRORS = {
+    RetentionMode.EXECUTE.value: (
+        "The runner stopped before finishing (its lock holder {holder} was gone when {by} took "
+        "the lock at {at}). Every batch it committed is in its archive, whose manifest lists "
+        "every part written: restore archive_uri to put those rows back."
+    ),
+    RetentionMode.RESTORE.value: (
+        "The restore stopped before finishing (its lock holder {holder} was gone when {by} took "
+        "the lock at {at}). Rows it restored stay restored; restore is idempotent, so run it "
+        "again to finish."
+    ),
+}
+
+
+def mark_interrupted(conn: Connection, holder: str, *, by: str, now: datetime) -> int:
+    """Close the rows still ``running`` under lock holder ``holder``, a runner known to be gone,
+    as ``interrupted``; returns how many. Called by the runner that displaced it, in the
+    transaction that takes the lock, so a live run's row is never touched."""
+    marked = 0
+    for mode, message in INTERRUPTED_ERRORS.items():
+        marked += conn.execute(
+            update(RetentionRun)
+            .where(
+                RetentionRun.holder == holder,
+                RetentionRun.outcome == "running",
+                RetentionRun.mode == mode,
+            )
+            .values(
+                outcome="interrupted",
+                finished_at=now,
+                error=message.format(holder=holder, by=by, at=now.isoformat(timespec="seconds")),
+            )
+        ).rowcount
+    return marked
+
+
+def set_holder(conn: Connection, audit_id: int, holder: str) -> None:
+    """Record on audit row ``audit_id`` who holds the single-runner lock for its work."""
+    conn.execute(update(RetentionRun).where(RetentionRun.id == audit_id).values(holder=holder))
 
 
 def record(

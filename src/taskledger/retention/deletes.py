@@ -1,15 +1,21 @@
-"""Deletes outside retention runs (API deletes of records, the seed ``DELETE /agents/tasks/before``)
-go through the same machinery as retention: the spike guard first, then holds, then the
-executor, which archives every row (and what the database would take with it) before deleting,
-and an audit row. Nothing leaves the database by a side door.
+"""Deletes outside policy executions go through the same machinery as retention: a gate (the
+spike guard, or the caps), holds, then the executor, which archives every row (and what the
+database would take with it) before deleting, and an audit row that names its archive from the
+moment the archive is opened. Nothing leaves the database by a side door.
+
+- API deletes of records (:func:`delete_records`): refused with 429 when the spike window is full.
+- The seed endpoint ``DELETE /agents/tasks/before`` and ``taskledger runs prune``
+  (:func:`prune_runs_before`): an admin-confirmed retention run, bounded by the caps of the policy
+  in force, counted in the spike window (alerting when it goes over) but never refused by it.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, false, func, not_, select
@@ -19,9 +25,9 @@ from taskledger.enums import RetentionMode, RetentionTrigger
 from taskledger.errors import ConflictError, SafeguardRefused
 from taskledger.metrics import Metrics
 from taskledger.retention.archive import ArchiveWriter
-from taskledger.retention.audit import close_audit, open_audit
-from taskledger.retention.executor import Executor
-from taskledger.retention.guard import SpikeGuard
+from taskledger.retention.audit import close_audit, note_archive, open_audit
+from taskledger.retention.executor import Executor, Progress
+from taskledger.retention.guard import SpikeGuard, check_prune_caps
 from taskledger.retention.holds import active_holds
 from taskledger.retention.planner import Plan, RuleSelection
 from taskledger.retention.policy import Policy, Rule
@@ -31,6 +37,9 @@ from taskledger.store.engine import read_only
 from taskledger.store.migrate import current_revision
 from taskledger.store.models import Run
 from taskledger.store.types import utcnow
+
+#: The name the audit log gives the seed endpoint's prune (and ``taskledger runs prune``).
+PRUNE_NAME = "agents-tasks-before"
 
 
 @dataclass
@@ -65,23 +74,30 @@ def archived_delete(
     name: str,
     actor: str,
     trigger: RetentionTrigger,
-    guard: SpikeGuard,
+    gate: Callable[[], None],
     target: ArchiveTarget,
     metrics: Metrics | None = None,
+    progress: Progress | None = None,
+    reason: str | None = None,
     audit_extra: dict[str, Any] | None = None,
 ) -> DeleteReport:
-    """Delete the rows of ``table`` matching ``condition`` (already excluding held rows), after the
-    spike guard admits ``expected`` of them, archiving everything first and auditing it all."""
+    """Delete the rows of ``table`` matching ``condition`` (already excluding held rows), once
+    ``gate`` (the spike guard, the caps) lets the ``expected`` of them through, archiving
+    everything first and auditing it all; a refusal by ``gate`` is audited as ``refused``."""
     handle = open_audit(
-        sessions, actor=actor, trigger=trigger, mode=RetentionMode.EXECUTE, policy_name=name
+        sessions,
+        actor=actor,
+        trigger=trigger,
+        mode=RetentionMode.EXECUTE,
+        policy_name=name,
+        reason=reason,
     )
     counts: dict[str, Any] = {**(audit_extra or {}), "expected": expected}
+    writer: ArchiveWriter | None = None
     try:
-        if expected:
-            guard.admit(expected, source=name, actor=actor)
+        gate()
         now = utcnow()
         selection = _selection(table, condition, name)
-        writer = None
         if expected:
             writer = ArchiveWriter(
                 open_store(target.url, s3_endpoint_url=target.s3_endpoint_url),
@@ -92,9 +108,11 @@ def archived_delete(
                 schema_revision=current_revision(engine),
                 compresslevel=target.gzip_level,
             )
+            note_archive(sessions, handle, writer.uri)
         try:
             plan = Plan(policy=Policy(name=name), now=now, selections=(selection,))
-            outcome = Executor(engine, writer=writer, now=now, metrics=metrics).run(plan)[0]
+            executor = Executor(engine, writer=writer, now=now, metrics=metrics, progress=progress)
+            outcome = executor.run(plan)[0]
             archive_uri = None
             if writer is not None:
                 writer.finish()
@@ -106,8 +124,15 @@ def archived_delete(
         close_audit(sessions, handle, outcome="refused", counts=counts, error=str(exc.detail))
         raise
     except Exception as exc:
+        # The archive stays named: it lists every part written before the failure.
+        uri = writer.uri if writer is not None and writer.manifest.files else None
         close_audit(
-            sessions, handle, outcome="failed", counts=counts, error=f"{type(exc).__name__}: {exc}"
+            sessions,
+            handle,
+            outcome="failed",
+            counts=counts,
+            archive_uri=uri,
+            error=f"{type(exc).__name__}: {exc}",
         )
         raise
     counts["rules"] = [outcome.to_dict()]
@@ -148,11 +173,82 @@ def delete_records(
         name=f"api-delete-{table}",
         actor=actor,
         trigger=RetentionTrigger.API,
-        guard=guard,
+        gate=lambda: (
+            guard.admit(len(keys), source=f"api-delete-{table}", actor=actor) if keys else None
+        ),
         target=target,
         metrics=metrics,
         audit_extra={"keys": [str(k) if isinstance(k, uuid.UUID) else k for k in keys]},
     )
+
+
+@dataclass(frozen=True)
+class PrunePreview:
+    """What a prune of the runs started before ``cutoff`` would delete."""
+
+    cutoff: datetime
+    matched: int  # unheld runs started before the cutoff
+    held: int  # runs started before the cutoff that a hold protects (kept)
+    table_rows: int  # every run, for max_table_fraction
+    last_id: int | None  # the newest run counted: the prune goes no further
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cutoff": self.cutoff.isoformat(),
+            "matched": self.matched,
+            "held": self.held,
+            "table_rows": self.table_rows,
+        }
+
+
+def preview_prune(sessions: sessionmaker[Session], cutoff: datetime) -> PrunePreview:
+    """Count what :func:`prune_runs_before` would delete; changes nothing."""
+    with read_only(sessions).begin() as session:
+        held = active_holds(session)
+        old = Run.started_at < cutoff
+        is_held = held.held("runs")
+        matched, last_id = session.execute(
+            select(func.count(), func.max(Run.id)).where(old, not_(is_held))
+        ).one()
+        held_rows = session.scalar(select(func.count()).select_from(Run).where(old, is_held))
+        total = session.scalar(select(func.count()).select_from(Run))
+    return PrunePreview(cutoff, int(matched), int(held_rows or 0), int(total or 0), last_id)
+
+
+_ISO_WITH_OFFSET = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2})"
+)
+
+
+def parse_cutoff(value: object, *, now: datetime | None = None) -> datetime:
+    """A prune's cutoff: an ISO 8601 timestamp with an explicit offset or ``Z``, in UTC.
+
+    Deleting is too consequential to guess: a bare number (Unix time?), a date without a time, a
+    timestamp without an offset (whose time zone?), one that leaves the representable range once
+    its offset is applied, and one in the future are all refused.
+
+    Raises:
+        ValueError: Why ``value`` is not a usable cutoff.
+    """
+    if not isinstance(value, str) or not _ISO_WITH_OFFSET.fullmatch(value.strip()):
+        raise ValueError(
+            "must be an ISO 8601 timestamp with an offset or Z, e.g. 2025-07-01T00:00:00Z"
+        )
+    try:
+        cutoff = datetime.fromisoformat(value.strip()).astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once its offset is applied") from None
+    except ValueError as exc:
+        raise ValueError(f"is not a valid timestamp: {exc}") from None
+    if cutoff > (now or utcnow()):
+        raise ValueError("must not be in the future")
+    return cutoff
+
+
+def prune_command(cutoff: datetime) -> str:
+    """The command line that can force a prune the caps refuse."""
+    stamp = cutoff.isoformat().replace("+00:00", "Z")
+    return f"taskledger runs prune --before {stamp} --force --reason TEXT"
 
 
 def prune_runs_before(
@@ -161,26 +257,64 @@ def prune_runs_before(
     *,
     cutoff: datetime,
     actor: str,
+    trigger: RetentionTrigger,
+    policy: Policy,
     guard: SpikeGuard,
     target: ArchiveTarget,
+    force: bool = False,
+    reason: str | None = None,
     metrics: Metrics | None = None,
+    progress: Progress | None = None,
 ) -> DeleteReport:
-    """The seed endpoint: every unheld run (of any project) started before ``cutoff``."""
+    """Delete every unheld run (of any project) started before ``cutoff``, as an
+    admin-confirmed retention run: within the caps of ``policy`` (``force`` with a ``reason``
+    lifts them), counted in the spike window (alerting when it goes over) but never refused by
+    it, archived first, audited.
+
+    The runs counted are the ones deleted: rows written after the count (whose keys are
+    higher, as keys are never reused) are left for the next prune, so the caps checked hold.
+
+    Raises:
+        CapRefused: Over ``max_rows_per_run`` or ``max_table_fraction`` (audited ``refused``).
+    """
+    counted = preview_prune(sessions, cutoff)
     with read_only(sessions)() as session:
         held = active_holds(session)
-        condition = and_(Run.started_at < cutoff, not_(held.held("runs")))
-        expected = int(session.scalar(select(func.count()).select_from(Run).where(condition)) or 0)
+    condition = and_(Run.started_at < cutoff, not_(held.held("runs")))
+    if counted.last_id is not None:
+        condition = and_(condition, Run.id <= counted.last_id)
+
+    def gate() -> None:
+        check_prune_caps(
+            policy,
+            rows=counted.matched,
+            table_rows=counted.table_rows,
+            force=force,
+            reason=reason,
+            command=prune_command(cutoff),
+        )
+        if counted.matched:
+            guard.record(counted.matched, source=PRUNE_NAME, actor=actor)
+
     return archived_delete(
         engine,
         sessions,
         table="runs",
         condition=condition,
-        expected=expected,
-        name="agents-tasks-before",
+        expected=counted.matched,
+        name=PRUNE_NAME,
         actor=actor,
-        trigger=RetentionTrigger.ENDPOINT,
-        guard=guard,
+        trigger=trigger,
+        gate=gate,
         target=target,
         metrics=metrics,
-        audit_extra={"cutoff": cutoff.isoformat()},
+        progress=progress,
+        reason=reason,
+        audit_extra={
+            **counted.to_dict(),
+            "policy": policy.name,
+            "max_rows_per_run": policy.max_rows_per_run,
+            "max_table_fraction": policy.max_table_fraction,
+            "forced": force,
+        },
     )

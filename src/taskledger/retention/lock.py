@@ -4,6 +4,12 @@ PostgreSQL: a session-level advisory lock, released by the server if the holder 
 it is also written to ``retention_leases`` for the refusal message. SQLite: a lease row with an
 expiry, renewed by a background thread while the run lasts, so a crashed holder's lease lapses;
 a holder on this very host whose process is gone is taken over at once, without waiting.
+
+Taking the lock also settles the audit log: the work's own row gets the holder's name, and the
+rows a dead holder left ``running`` become ``interrupted``. A holder is known dead when the lock
+is free but ``retention_leases`` still names it (PostgreSQL: it never cleared the row, and the
+server released its advisory lock when its session ended), or when its lease ran out or its
+process on this host is gone (SQLite). Both happen in the transaction that takes the lock.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from taskledger.errors import SafeguardRefused
+from taskledger.retention.audit import mark_interrupted, set_holder
 from taskledger.store.engine import for_writing
 from taskledger.store.models import RetentionLease
 from taskledger.store.types import as_utc, utcnow
@@ -94,20 +101,38 @@ def _current(conn: Connection) -> tuple[str | None, datetime | None]:
     return row[0], as_utc(row[1]) if row[1] else None
 
 
+def _settle(
+    conn: Connection, holder: str, displaced: str | None, audit_id: int | None, now: datetime
+) -> None:
+    """Close a displaced dead holder's rows as interrupted; name the new holder on its row."""
+    if displaced is not None and displaced != holder:
+        mark_interrupted(conn, displaced, by=holder, now=now)
+    if audit_id is not None:
+        set_holder(conn, audit_id, holder)
+
+
 @contextmanager
-def runner_lock(engine: Engine, holder: str | None = None) -> Iterator[str]:
-    """Hold the retention lock for the ``with`` block, or raise :class:`LockHeld` at once."""
+def runner_lock(
+    engine: Engine, holder: str | None = None, *, audit_id: int | None = None
+) -> Iterator[str]:
+    """Hold the retention lock for the ``with`` block, or raise :class:`LockHeld` at once.
+
+    Args:
+        engine: The database.
+        holder: Who takes it, as the refusal message and the audit log name it.
+        audit_id: The audit row of the work done under the lock; it records ``holder``.
+    """
     holder = holder or holder_identity()
     if engine.dialect.name == "postgresql":
-        with _advisory(engine, holder):
+        with _advisory(engine, holder, audit_id):
             yield holder
         return
-    with _lease(engine, holder):
+    with _lease(engine, holder, audit_id):
         yield holder
 
 
 @contextmanager
-def _advisory(engine: Engine, holder: str) -> Iterator[None]:
+def _advisory(engine: Engine, holder: str, audit_id: int | None) -> Iterator[None]:
     with engine.connect() as conn:
         got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar()
         conn.commit()
@@ -117,7 +142,11 @@ def _advisory(engine: Engine, holder: str) -> Iterator[None]:
             raise LockHeld(who, since)
         try:
             with for_writing(engine).begin() as writer:
-                _record(writer, holder, utcnow(), None)
+                # Holding the lock, a holder still named here is one that died holding it.
+                displaced, _ = _current(writer)
+                now = utcnow()
+                _record(writer, holder, now, None)
+                _settle(writer, holder, displaced, audit_id, now)
             yield
         finally:
             with for_writing(engine).begin() as writer:
@@ -130,50 +159,45 @@ def _advisory(engine: Engine, holder: str) -> Iterator[None]:
             conn.commit()
 
 
-def _try_lease(engine: Engine, holder: str) -> bool:
+def _try_lease(engine: Engine, holder: str, audit_id: int | None) -> bool:
     now = utcnow()
     bind = for_writing(engine)
     try:
         with bind.begin() as conn:
-            taken = conn.execute(
-                update(RetentionLease)
-                .where(
-                    RetentionLease.name == LOCK_NAME,
-                    (RetentionLease.holder.is_(None)) | (RetentionLease.expires_at < now),
-                )
-                .values(holder=holder, acquired_at=now, expires_at=now + LEASE)
-            ).rowcount
-            if taken:
-                return True
             current = conn.execute(
-                select(RetentionLease.holder).where(RetentionLease.name == LOCK_NAME)
+                select(RetentionLease.holder, RetentionLease.expires_at).where(
+                    RetentionLease.name == LOCK_NAME
+                )
             ).first()
-            if current is not None:
-                if not holder_is_gone(current[0]):
-                    return False
-                # The holder was killed on this host: its lease is void, not merely waiting.
-                return bool(
-                    conn.execute(
-                        update(RetentionLease)
-                        .where(
-                            RetentionLease.name == LOCK_NAME, RetentionLease.holder == current[0]
-                        )
-                        .values(holder=holder, acquired_at=now, expires_at=now + LEASE)
-                    ).rowcount
+            displaced = None
+            if current is None:
+                conn.execute(
+                    RetentionLease.__table__.insert().values(  # type: ignore[attr-defined]
+                        name=LOCK_NAME, holder=holder, acquired_at=now, expires_at=now + LEASE
+                    )
                 )
-            conn.execute(
-                RetentionLease.__table__.insert().values(  # type: ignore[attr-defined]
-                    name=LOCK_NAME, holder=holder, acquired_at=now, expires_at=now + LEASE
+            else:
+                previous, expires = current
+                if previous is not None:
+                    lapsed = expires is not None and as_utc(expires) < now
+                    # A holder killed on this host: its lease is void, not merely waiting.
+                    if not lapsed and not holder_is_gone(previous):
+                        return False
+                    displaced = previous
+                conn.execute(
+                    update(RetentionLease)
+                    .where(RetentionLease.name == LOCK_NAME)
+                    .values(holder=holder, acquired_at=now, expires_at=now + LEASE)
                 )
-            )
+            _settle(conn, holder, displaced, audit_id, now)
             return True
     except IntegrityError:
         return False
 
 
 @contextmanager
-def _lease(engine: Engine, holder: str) -> Iterator[None]:
-    if not _try_lease(engine, holder):
+def _lease(engine: Engine, holder: str, audit_id: int | None) -> Iterator[None]:
+    if not _try_lease(engine, holder, audit_id):
         with engine.connect() as conn:
             raise LockHeld(*_current(conn))
     stop = threading.Event()

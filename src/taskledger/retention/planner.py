@@ -4,8 +4,9 @@
 acknowledgements, what still needs scrubbing), minus held rows, minus tasks that unfinished work
 depends on, minus rows an earlier rule of the same table already takes (the first matching rule
 wins, also after it has scrubbed or expired them). ``preview`` runs those conditions as counts
-and changes nothing; the executor runs the very same conditions batch by batch, so a preview's
-``matched`` is what an execution affects.
+and changes nothing; the executor runs the very same conditions batch by batch, so what an
+execution affects is a preview's ``matched``, give or take the rows other writers change while it
+runs (it stops more than 10 % over).
 """
 
 from __future__ import annotations

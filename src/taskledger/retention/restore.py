@@ -180,7 +180,8 @@ def restore(
             if dry_run:
                 work.run(plan)
             else:
-                with runner_lock(engine, holder=f"{actor} restore ({holder_identity()})"):
+                holder = f"{actor} restore ({holder_identity()})"
+                with runner_lock(engine, holder=holder, audit_id=handle.id):
                     work.run(plan)
     except Exception as exc:
         _close(sessions, handle, report, "failed", error=f"{type(exc).__name__}: {exc}")

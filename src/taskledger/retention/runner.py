@@ -1,14 +1,16 @@
 """Retention as a whole: preview a policy, then execute the very plan that was previewed.
 
 This is what the CLI, the API and the scheduler call. Every preview and every execution writes
-an audit row; an execution needs a preview to confirm (its ``plan_id``), re-checks the counts
-against it, archives to the configured store, and records what it did.
+an audit row; an execution needs a preview to confirm (its ``plan_id``, single-use and
+short-lived: see :mod:`.plans`), re-checks the counts against it, archives to the configured
+store, and records what it did. The audit row names the lock holder and the archive as soon as
+each is known, and is closed while the lock is still held, so a runner killed at any point
+leaves a row the next runner can mark ``interrupted``, pointing at its archive.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,26 +19,46 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.enums import RetentionMode, RetentionTrigger
-from taskledger.errors import ConflictError, SafeguardRefused
+from taskledger.errors import SafeguardRefused
 from taskledger.metrics import Metrics
 from taskledger.retention.archive import ArchiveWriter
-from taskledger.retention.audit import AuditHandle, close_audit, open_audit, record
+from taskledger.retention.audit import AuditHandle, close_audit, note_archive, open_audit, record
 from taskledger.retention.executor import Executor, Progress, RuleOutcome
 from taskledger.retention.guard import check_caps
 from taskledger.retention.holds import active_holds
 from taskledger.retention.lock import holder_identity, runner_lock
 from taskledger.retention.planner import Plan, PlanPreview, build_plan, preview, resolve_projects
+from taskledger.retention.plans import (
+    STALE_GROWTH,
+    ConfirmedPlan,
+    RecordedPreview,
+    check_not_stale,
+    check_usable,
+    claim_plan,
+    confirm_plan,
+    find_preview,
+)
 from taskledger.retention.policy import Policy
 from taskledger.retention.stores import ArchiveTarget, open_store
 from taskledger.retention.tables import get_table
-from taskledger.settings import DEFAULT_GZIP_LEVEL
+from taskledger.settings import DEFAULT_GZIP_LEVEL, DEFAULT_PLAN_TTL
 from taskledger.store.engine import read_only
 from taskledger.store.migrate import current_revision
-from taskledger.store.models import RetentionRun
 from taskledger.store.types import as_utc, utcnow
 
-#: A plan is refused as stale when a rule's count grew by more than this since its preview.
-STALE_GROWTH = 0.10
+__all__ = [
+    "STALE_GROWTH",
+    "ConfirmedPlan",
+    "ExecutionReport",
+    "RecordedPreview",
+    "check_not_stale",
+    "confirm_plan",
+    "execute_policy",
+    "find_preview",
+    "make_plan",
+    "preview_policy",
+    "table_rows",
+]
 
 
 @dataclass
@@ -89,7 +111,7 @@ def preview_policy(
     trigger: RetentionTrigger | str,
     now: datetime | None = None,
     gzip_level: int = DEFAULT_GZIP_LEVEL,
-) -> PlanPreview:
+) -> RecordedPreview:
     """Preview ``policy`` (changes nothing) and record the preview in the audit log; archive
     sizes are estimated at ``gzip_level``, the level the execution would archive at."""
     moment = as_utc(now) if now else utcnow()
@@ -105,85 +127,12 @@ def preview_policy(
         plan_id=result.plan_id,
     )
     close_audit(sessions, handle, outcome="ok", counts=result.to_dict())
-    return result
-
-
-@dataclass(frozen=True)
-class ConfirmedPlan:
-    """A previewed plan someone confirmed: its id, its moment and the counts they saw."""
-
-    plan_id: str
-    now: datetime
-    matched: Mapping[str, int]
-
-    @classmethod
-    def from_preview(cls, previewed: PlanPreview) -> ConfirmedPlan:
-        return cls(
-            previewed.plan_id, previewed.plan.now, {r.name: r.matched for r in previewed.rules}
-        )
-
-
-def find_preview(sessions: sessionmaker[Session], plan_id: str, policy: Policy) -> ConfirmedPlan:
-    """The preview that produced ``plan_id`` for this very policy, from the audit log.
-
-    Raises:
-        ConflictError: No such preview, or it was made with another policy.
-    """
-    with read_only(sessions)() as session:
-        row = session.scalar(
-            select(RetentionRun)
-            .where(RetentionRun.plan_id == plan_id, RetentionRun.mode == RetentionMode.PREVIEW)
-            .order_by(RetentionRun.id.desc())
-            .limit(1)
-        )
-    if row is None or not isinstance(row.counts, Mapping):
-        raise ConflictError(f"No preview has plan_id {plan_id!r}; preview the policy first.")
-    if row.policy_hash != policy.policy_hash:
-        raise ConflictError("The plan was previewed with another policy; preview it again.")
-    counts = row.counts
-    return ConfirmedPlan(
-        plan_id=plan_id,
-        now=as_utc(datetime.fromisoformat(str(counts["now"]))),
-        matched={str(r["name"]): int(r["matched"]) for r in counts.get("rules", [])},
+    return RecordedPreview(
+        plan=result.plan,
+        rules=result.rules,
+        retention_run_id=handle.id,
+        recorded_at=handle.started_at,
     )
-
-
-def confirm_plan(
-    sessions: sessionmaker[Session],
-    plan_id: str,
-    policy: Policy,
-    *,
-    actor: str,
-    trigger: RetentionTrigger | str,
-) -> ConfirmedPlan:
-    """:func:`find_preview`, with a refusal recorded in the audit log when it fails."""
-    try:
-        return find_preview(sessions, plan_id, policy)
-    except ConflictError as exc:
-        record(
-            sessions,
-            actor=actor,
-            trigger=trigger,
-            mode=RetentionMode.EXECUTE,
-            outcome="refused",
-            error=str(exc.detail),
-            policy_name=policy.name,
-            policy_hash=policy.policy_hash,
-            plan_id=plan_id[:64],
-        )
-        raise
-
-
-def check_not_stale(confirmed: ConfirmedPlan, current: PlanPreview) -> None:
-    """Refuse when any rule would now take more than 10 % more rows than its preview showed."""
-    before = confirmed.matched
-    for rule in current.rules:
-        allowed = before.get(rule.name, 0) * (1 + STALE_GROWTH)
-        if rule.matched > allowed:
-            raise SafeguardRefused(
-                f"The plan is stale: rule {rule.name!r} now matches {rule.matched} rows, "
-                f"{before.get(rule.name, 0)} when previewed. Preview again."
-            )
 
 
 def execute_policy(
@@ -200,18 +149,27 @@ def execute_policy(
     reason: str | None = None,
     force: bool = False,
     dry_run_only: bool = False,
+    plan_ttl: int = DEFAULT_PLAN_TTL,
 ) -> ExecutionReport:
     """Execute the plan that ``confirmed`` names, at the moment it was previewed.
 
-    The counts are taken again first: a plan whose counts grew by more than 10 % is refused as
-    stale (the audit row records the refusal). Rows that came of age since the preview are left
-    for the next run, so the execution does exactly what was confirmed. Then the caps
-    (``max_rows_per_run``, ``max_table_fraction`` unless ``force`` with a ``reason``) and the
-    single-runner lock apply. With ``dry_run_only`` the execution becomes an audited preview.
+    Under the single-runner lock, the counts are taken again first: a plan whose counts grew by
+    more than 10 % is refused as stale. Rows that came of age since the preview are left for the
+    next run, so the execution does what was confirmed. Then the caps apply
+    (``max_rows_per_run``, ``max_table_fraction`` unless ``force`` with a ``reason``), and the
+    plan is claimed: a plan runs once, within ``plan_ttl`` seconds of its preview. Every refusal
+    is recorded in the audit row. With ``dry_run_only`` the execution becomes an audited
+    preview, which claims nothing (a spent or expired plan is still refused).
     """
     if dry_run_only:
         return _dry_run(
-            sessions, policy, confirmed, actor=actor, trigger=trigger, gzip_level=archive.gzip_level
+            sessions,
+            policy,
+            confirmed,
+            actor=actor,
+            trigger=trigger,
+            gzip_level=archive.gzip_level,
+            plan_ttl=plan_ttl,
         )
     handle = open_audit(
         sessions,
@@ -232,39 +190,53 @@ def execute_policy(
         started_at=handle.started_at,
     )
     started = time.perf_counter()
+    closed = False
     try:
-        with runner_lock(engine, holder=f"{actor} ({holder_identity()})"):
-            with read_only(sessions).begin() as session:
-                plan = make_plan(session, policy, confirmed.now)
-                current = preview(session, plan, gzip_level=archive.gzip_level)
-                rows = table_rows(session, {r.table for r in current.rules})
-            check_not_stale(confirmed, current)
-            check_caps(policy, current, rows, force=force, reason=reason)
-            report.rules = _execute(
-                engine,
-                policy,
-                current,
-                handle,
-                archive,
-                metrics,
-                progress,
-                report,
-            )
-    except SafeguardRefused as exc:
-        _close(sessions, handle, report, "refused", error=str(exc.detail))
+        with runner_lock(engine, holder=f"{actor} ({holder_identity()})", audit_id=handle.id):
+            # Closed under the lock: a runner killed after it let go of the lock would leave
+            # a row no later runner can tell from a live one.
+            try:
+                with read_only(sessions).begin() as session:
+                    plan = make_plan(session, policy, confirmed.now)
+                    current = preview(session, plan, gzip_level=archive.gzip_level)
+                    rows = table_rows(session, {r.table for r in current.rules})
+                check_not_stale(confirmed, current)
+                check_caps(policy, current, rows, force=force, reason=reason)
+                claim_plan(engine, confirmed, handle.id, ttl=plan_ttl)
+                report.rules = _execute(
+                    engine, sessions, policy, current, handle, archive, metrics, progress, report
+                )
+            except BaseException as exc:
+                closed = True
+                _close_for(sessions, handle, report, exc)
+                raise
+            closed = True
+            _close(sessions, handle, report, "ok")
+    except BaseException as exc:
+        if not closed:  # the lock itself refused or failed
+            _close_for(sessions, handle, report, exc)
         raise
-    except Exception as exc:
-        _close(sessions, handle, report, "failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    _close(sessions, handle, report, "ok")
     if metrics is not None:
         metrics.retention_duration.observe(time.perf_counter() - started)
         metrics.retention_last_success.set(time.time())
     return report
 
 
+def _close_for(
+    sessions: sessionmaker[Session],
+    handle: AuditHandle,
+    report: ExecutionReport,
+    exc: BaseException,
+) -> None:
+    if isinstance(exc, SafeguardRefused):
+        _close(sessions, handle, report, "refused", error=str(exc.detail))
+    else:
+        _close(sessions, handle, report, "failed", error=f"{type(exc).__name__}: {exc}")
+
+
 def _execute(
     engine: Engine,
+    sessions: sessionmaker[Session],
     policy: Policy,
     current: PlanPreview,
     handle: AuditHandle,
@@ -274,6 +246,8 @@ def _execute(
     report: ExecutionReport,
 ) -> list[RuleOutcome]:
     writer = _writer(engine, policy, current, handle, target)
+    if writer is not None:
+        note_archive(sessions, handle, writer.uri)
     try:
         executor = Executor(
             engine, writer=writer, now=current.plan.now, metrics=metrics, progress=progress
@@ -313,8 +287,25 @@ def _dry_run(
     actor: str,
     trigger: RetentionTrigger | str,
     gzip_level: int,
+    plan_ttl: int,
 ) -> ExecutionReport:
-    """TASKLEDGER_RETENTION_DRY_RUN_ONLY: the execution is previewed and audited, nothing else."""
+    """TASKLEDGER_RETENTION_DRY_RUN_ONLY: the execution is previewed and audited, nothing else.
+    The plan is not claimed (nothing is done with it), but a spent or expired one is refused."""
+    try:
+        check_usable(sessions, confirmed, ttl=plan_ttl)
+    except SafeguardRefused as exc:
+        record(
+            sessions,
+            actor=actor,
+            trigger=trigger,
+            mode=RetentionMode.EXECUTE,
+            outcome="refused",
+            error=str(exc.detail),
+            policy_name=policy.name,
+            policy_hash=policy.policy_hash,
+            plan_id=confirmed.plan_id,
+        )
+        raise
     with read_only(sessions).begin() as session:
         current = preview(session, make_plan(session, policy, confirmed.now), gzip_level=gzip_level)
     handle = record(

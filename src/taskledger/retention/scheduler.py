@@ -125,6 +125,7 @@ class Scheduler:
                 metrics=self.metrics,
                 reason=f"scheduled tick {tick.isoformat()}",
                 dry_run_only=self.settings.retention_dry_run_only,
+                plan_ttl=self.settings.retention_plan_ttl,
             )
         except TaskledgerError as exc:
             log.warning("scheduled retention at %s refused: %s", tick.isoformat(), exc.detail)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, model_validator
 
 from taskledger.enums import HoldScope
 from taskledger.schemas.base import Page, ReadModel, StrictModel
@@ -30,10 +30,18 @@ class ExecuteRequest(PolicySource):
     """Execute a previewed plan: ``confirm`` is the preview's ``plan_id``."""
 
     confirm: str = Field(min_length=1, max_length=64)
-    force: bool = Field(default=False, description="Override the table-fraction guard.")
+    force: StrictBool = Field(
+        default=False, description="Override the table-fraction guard (JSON true/false only)."
+    )
     reason: str | None = Field(
         default=None, max_length=2000, description="Why; required with force, audited."
     )
+
+
+class RefusalOut(BaseModel):
+    """The body of a refusal: what refused the request and what to do about it."""
+
+    detail: str
 
 
 class RulePreviewOut(StrictModel):
@@ -114,6 +122,12 @@ class RetentionRunRead(ReadModel):
     finished_at: datetime | None
     outcome: str
     error: str | None
+    holder: str | None = Field(
+        default=None, description="Who held the single-runner lock for this work."
+    )
+    consumed_by: int | None = Field(
+        default=None, description="On a preview: the execution that used its plan_id."
+    )
 
 
 HoldPage = Page[HoldRead]
@@ -142,7 +156,9 @@ class RestoreRequest(StrictModel):
 
     uri: str = Field(min_length=1, max_length=1024)
     table: str | None = Field(default=None, max_length=64, description="Only this table.")
-    dry_run: bool = Field(default=False, description="Count what would be done; change nothing.")
+    dry_run: StrictBool = Field(
+        default=False, description="Count what would be done; change nothing (true/false only)."
+    )
 
 
 class RestoreCountsOut(StrictModel):
