@@ -95,8 +95,7 @@ def table_hashes(engine: Engine, *, key_order: bool = True) -> dict[str, tuple[i
             table = Base.metadata.tables[name]
             rows = conn.execute(select(table)).mappings()
             lines = sorted(
-                encode_row(row) if key_order else _sorted_json_line(encode_row(row))
-                for row in rows
+                encode_row(row) if key_order else _sorted_json_line(encode_row(row)) for row in rows
             )
             out[name] = (len(lines), hashlib.sha256(b"".join(lines)).hexdigest())
     return out

@@ -7,12 +7,14 @@ A part is gzip (``mtime=0``, so equal rows give equal bytes) of JSON Lines: one 
 columns sorted by name, ASCII only. The value of a JSON column is written as the JSON it is,
 its objects' keys in the order the database gave them (SQLite: as stored; PostgreSQL: jsonb's
 own order), so that restore writes back the same text. Archives written before this rule had
-every key sorted, nested ones too: they read the same, and restore the same values. Values JSON cannot carry are encoded as: datetimes as ISO 8601 in UTC
-with offset (naive ones are taken to be UTC, as the store does), dates and times as ISO 8601,
-UUIDs and Decimals as strings (a Decimal keeps every digit), bytes as ``{"$base64": "..."}``,
-enums as their value. The encoding is not self-describing: restore converts values back using
-the Python type of the column it inserts into (``decode_value``). JSON columns are left as they
-are, so a ``{"$base64": ...}`` object inside a JSON column is never mistaken for bytes.
+every key sorted, nested ones too: they read the same, and restore the same values.
+
+Values JSON cannot carry are encoded as: datetimes as ISO 8601 in UTC with offset (naive ones
+are taken to be UTC, as the store does), dates and times as ISO 8601, UUIDs and Decimals as
+strings (a Decimal keeps every digit), bytes as ``{"$base64": "..."}``, enums as their value.
+The encoding is not self-describing: restore converts values back using the Python type of the
+column it inserts into (``decode_value``). JSON columns are left as they are, so a
+``{"$base64": ...}`` object inside a JSON column is never mistaken for bytes.
 """
 
 from __future__ import annotations
