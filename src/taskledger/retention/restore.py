@@ -19,6 +19,7 @@ restore twice inserts nothing the second time. The work is recorded in the audit
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,15 +174,17 @@ def restore(
         with ArchiveReader(uri, s3_endpoint_url=s3_endpoint_url) as reader:
             report.uri = reader.uri
             report.archive_run_id = reader.manifest.run_id
-            reader.verify().raise_for_problems()
-            plan = _plan(reader.manifest.files, wanted)
-            report.tables = {name: TableCounts() for name in plan}
-            work = _Restore(engine, reader, report, dry_run, batch_size, progress)
-            if dry_run:
-                work.run(plan)
-            else:
-                with runner_lock(engine, holder=f"{actor} restore ({holder_identity()})"):
-                    work.run(plan)
+            # A restore that writes holds the runner lock from before the verify: an archive a
+            # run is still writing is refused as busy, not judged while a part is half listed.
+            with (
+                contextlib.nullcontext()
+                if dry_run
+                else runner_lock(engine, holder=f"{actor} restore ({holder_identity()})")
+            ):
+                reader.verify().raise_for_problems()
+                plan = _plan(reader.manifest.files, wanted)
+                report.tables = {name: TableCounts() for name in plan}
+                _Restore(engine, reader, report, dry_run, batch_size, progress).run(plan)
     except Exception as exc:
         _close(sessions, handle, report, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
