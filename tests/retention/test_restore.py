@@ -236,14 +236,37 @@ def test_a_deleted_agent_comes_back_with_everything_it_took(engine: Engine, tmp_
         task.assigned_to, task.assigned_to_type = agent.id, "agent"
         agent_id = agent.id
     before = table_hashes(engine)
+    keys_before = _key_rows(engine)
     deleted = delete_agent(engine, agent_id, tmp_path)
     assert deleted.deleted == 1 and deleted.archive_uri
     after = table_hashes(engine)
     for table in ("agents", "api_keys", "agent_sessions", "agent_connections", "runs", "tasks"):
         assert after[table] != before[table], table
+    started = utcnow()
     report = _restore(engine, deleted.archive_uri)
     assert report.orphaned == 0 and report.total().conflicts == 0
-    assert table_hashes(engine) == before
+    # Every row is back as it was, but the agent's key, which comes back revoked.
+    restored = table_hashes(engine)
+    assert {t: h for t, h in restored.items() if t != "api_keys"} == {
+        t: h for t, h in before.items() if t != "api_keys"
+    }
+    [bound] = [key for key in keys_before if key["agent_id"] == agent_id]
+    assert report.tables["api_keys"].revoked == 1
+    assert report.tables["api_keys"].revoked_keys == [str(bound["id"])]
+    keys_after = {key["id"]: key for key in _key_rows(engine)}
+    assert keys_after.keys() == {key["id"] for key in keys_before}
+    for key in keys_before:
+        back = keys_after[key["id"]]
+        if key["id"] == bound["id"]:
+            assert key["revoked_at"] is None and started <= back["revoked_at"] <= utcnow()
+            assert {**back, "revoked_at": None} == key
+        else:
+            assert back == key
+
+
+def _key_rows(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(select(ApiKey.__table__)).mappings()]
 
 
 def test_a_name_taken_meanwhile_is_a_conflict_and_its_children_orphans(

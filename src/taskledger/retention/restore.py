@@ -10,18 +10,20 @@ executor), so memory stays flat however large the archive:
   is left empty (``unattached``, still inserted);
 - a row whose key exists is judged by :func:`taskledger.retention.restore_plan.judge`: a scrubbed
   or expired (or unlinked) version gets its archived fields back (``restored``), an identical one
-  is ``skipped``, one changed since is a ``conflict`` (skipped, left alone).
+  is ``skipped``, one changed since is a ``conflict`` (skipped, left alone); so is a row another
+  row's unique value keeps out. The report names each conflict with its key and why;
+- a credential (an API key, see ``CREDENTIALS``) is inserted revoked: a restore never brings a
+  key back to life. Keys that were live when archived are counted and named as ``revoked``.
 
 Every archived row ends in exactly one of inserted, restored, skipped and orphaned. Running a
 restore twice inserts nothing the second time. The work is recorded in the audit log
-(``retention_runs``, mode ``restore``), failures included.
+(``retention_runs``, mode ``restore``), failures included, with the same report.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text, tuple_, update
@@ -33,6 +35,7 @@ from taskledger.retention.audit import AuditHandle, close_audit, open_audit
 from taskledger.retention.lock import holder_identity, runner_lock
 from taskledger.retention.restore_plan import (
     CONFLICT,
+    CREDENTIALS,
     PARTIAL_ACTIONS,
     RESTORABLE,
     SAME,
@@ -44,87 +47,20 @@ from taskledger.retention.restore_plan import (
     part_order,
     table_info,
 )
+from taskledger.retention.restore_report import (
+    DIFFERENT_ROW,
+    Conflict,
+    RestoreReport,
+    TableCounts,
+    unique_clash,
+)
 from taskledger.store.engine import make_session_factory
+from taskledger.store.types import utcnow
 
 #: Called with (table, archived rows handled) after each batch.
 Progress = Callable[[str, int], None]
 
-__all__ = ["RESTORABLE", "Progress", "RestoreReport", "TableCounts", "restore"]
-
-
-@dataclass
-class TableCounts:
-    """What restore did with the archived rows of one table.
-
-    ``inserted + restored + skipped + orphaned`` is every archived row handled; ``conflicts`` are
-    among the skipped, ``unattached`` among the inserted or restored.
-    """
-
-    inserted: int = 0
-    restored: int = 0
-    skipped: int = 0
-    orphaned: int = 0
-    conflicts: int = 0
-    unattached: int = 0
-
-    def add(self, other: TableCounts) -> None:
-        """Add ``other``'s counts to these."""
-        for name in _COUNTERS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def to_dict(self) -> dict[str, int]:
-        """The counts by name."""
-        return {name: getattr(self, name) for name in _COUNTERS}
-
-
-_COUNTERS = ("inserted", "restored", "skipped", "orphaned", "conflicts", "unattached")
-
-
-@dataclass
-class RestoreReport:
-    """The outcome of :func:`restore`; ``to_dict`` is what the CLI and the API show."""
-
-    uri: str
-    archive_run_id: str | None
-    retention_run_id: int
-    dry_run: bool
-    outcome: str = "running"
-    tables: dict[str, TableCounts] = field(default_factory=dict)
-
-    def total(self) -> TableCounts:
-        """The counts of every table added up."""
-        out = TableCounts()
-        for counts in self.tables.values():
-            out.add(counts)
-        return out
-
-    @property
-    def inserted(self) -> int:
-        return self.total().inserted
-
-    @property
-    def restored(self) -> int:
-        return self.total().restored
-
-    @property
-    def skipped(self) -> int:
-        return self.total().skipped
-
-    @property
-    def orphaned(self) -> int:
-        return self.total().orphaned
-
-    def to_dict(self) -> dict[str, Any]:
-        """The totals at the top level, then the archive, the audit row and each table."""
-        return {
-            **self.total().to_dict(),
-            "uri": self.uri,
-            "archive_run_id": self.archive_run_id,
-            "retention_run_id": self.retention_run_id,
-            "dry_run": self.dry_run,
-            "outcome": self.outcome,
-            "tables": {name: counts.to_dict() for name, counts in self.tables.items()},
-        }
+__all__ = ["CREDENTIALS", "RESTORABLE", "Progress", "RestoreReport", "TableCounts", "restore"]
 
 
 def restore(
@@ -257,6 +193,8 @@ class _Restore:
         # A dry run writes nothing, so the parents it would insert are remembered (keys only,
         # and only of tables that other tables refer to) for its children's parent checks.
         self.pending: dict[str, set[Any]] = {}
+        # Restored credentials are revoked as of the restore's start, all with one time.
+        self.now = utcnow()
         # SQLite: take the write lock at BEGIN, so a batch's checks and writes see one state.
         self._bind = engine.execution_options(sqlite_begin="IMMEDIATE")
 
@@ -299,6 +237,7 @@ class _Restore:
                 self._judge(info, row, current, missing, counts, updates)
             inserts = _drop_unique_clashes(conn, info, inserts, counts)
             counts.inserted += len(inserts)
+            self._revoke(info, inserts, counts)
             if self.dry_run:
                 if track:
                     self.pending.setdefault(info.name, set()).update(
@@ -310,6 +249,17 @@ class _Restore:
                 for current, changes in updates:
                     _put_back(conn, info, current, changes)
         self.report.tables[info.name].add(counts)
+
+    def _revoke(self, info: TableInfo, rows: list[dict[str, Any]], counts: TableCounts) -> None:
+        """Credentials come back revoked: a key revoked before it was archived keeps its time,
+        any other is revoked now (and counted)."""
+        column = info.revoke_column
+        if column is None:
+            return
+        for row in rows:
+            if row.get(column) is None:
+                row[column] = self.now
+                counts.revoke(info.key_of(row))
 
     def _judge(
         self,
@@ -325,8 +275,8 @@ class _Restore:
             counts.skipped += 1
             return
         if verdict == CONFLICT:
-            counts.skipped += 1
-            counts.conflicts += 1
+            differing = tuple(c for c in row if row[c] != current[c])
+            counts.conflict(Conflict(_key_dict(info, row), DIFFERENT_ROW, differing))
             return
         changes: dict[str, Any] = dict(verdict)
         lost = [
@@ -409,11 +359,18 @@ def _drop_unique_clashes(
         }
         if not taken:
             continue
-        kept = [r for r in rows if tuple(r.get(c) for c in columns) not in taken]
-        counts.skipped += len(rows) - len(kept)
-        counts.conflicts += len(rows) - len(kept)
+        kept = []
+        for row in rows:
+            if tuple(row.get(c) for c in columns) in taken:
+                counts.conflict(Conflict(_key_dict(info, row), unique_clash(columns), columns))
+            else:
+                kept.append(row)
         rows = kept
     return rows
+
+
+def _key_dict(info: TableInfo, row: dict[str, Any]) -> dict[str, Any]:
+    return {column: row[column] for column in info.key_columns}
 
 
 def _put_back(
