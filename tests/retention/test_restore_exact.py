@@ -5,6 +5,9 @@ archive renderings (lines the database renders, rows encoded in Python)."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +18,7 @@ from sqlalchemy import JSON, Engine, text
 from sqlalchemy.orm import Session
 
 from taskledger.retention.archive import ArchiveReader
+from taskledger.retention.archive_format import rows_of
 from taskledger.retention.policy import parse_policy
 from taskledger.retention.restore import restore
 from taskledger.store.models import (
@@ -220,3 +224,47 @@ def test_a_deleted_agent_and_what_it_took_come_back_as_stored(
     assert {"agents", "agent_sessions", "api_keys"} <= tables
     restore(engine, deleted.archive_uri, actor="test", trigger="cli")
     _assert_exact(before, stored_json_text(engine))
+
+
+def _rewrite_with_sorted_keys(uri: str) -> None:
+    """Make the archive at ``uri`` look as archives did before JSON kept its key order: every
+    key of every line sorted, nested ones too (the manifest's sizes and checksums follow)."""
+    manifest_path = Path(uri) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest["files"]:
+        path = Path(uri) / entry["name"]
+        lines = [
+            json.dumps(row, sort_keys=True, separators=(",", ":")).encode("ascii") + b"\n"
+            for row in rows_of(path.read_bytes())
+        ]
+        data = gzip.compress(b"".join(lines), mtime=0)
+        path.write_bytes(data)
+        entry["bytes"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_an_archive_with_sorted_keys_from_before_restores_the_same_values(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Older archives sorted the keys of JSON values: they still restore, with the same values
+    (on SQLite the JSON text then has its keys sorted; on PostgreSQL jsonb has its own order,
+    so the restore is exact there)."""
+    _world(engine)
+    before = stored_json_text(engine)
+    rule = parse_policy('name = "old"\n' + CASES["scrub sessions"], default_name="x")
+    _, report = run_policy(engine, rule, tmp_path / "archives")
+    assert report.archive_uri
+    _rewrite_with_sorted_keys(report.archive_uri)
+    restored = restore(engine, report.archive_uri, actor="test", trigger="cli")
+    assert restored.restored == 1
+    after = stored_json_text(engine)
+    assert after.keys() == before.keys()
+    assert {k: json.loads(v) if v else v for k, v in after.items()} == {
+        k: json.loads(v) if v else v for k, v in before.items()
+    }
+    [(key, original)] = [(k, v) for k, v in before.items() if k[0] == "agent_sessions"]
+    assert original is not None
+    if engine.dialect.name == "sqlite":
+        assert after[key] == json.dumps(json.loads(original), sort_keys=True) != original
+    else:  # jsonb orders keys its own way: exact even from an older archive
+        assert after[key] == original
