@@ -387,7 +387,8 @@ def _put_back(
 
 def _advance_sequence(conn: Connection, info: TableInfo) -> None:
     """PostgreSQL: move the key's sequence past the highest id (never back), so that rows
-    inserted later do not collide with restored ones. SQLite needs nothing: it takes max + 1."""
+    inserted later do not collide with restored ones. SQLite needs nothing: an AUTOINCREMENT
+    key goes past the highest id it ever held, restored ones included."""
     if conn.dialect.name != "postgresql" or info.serial_column is None:
         return
     sequence = conn.scalar(
