@@ -105,6 +105,26 @@ def test_bad_requests_are_4xx(app: FastAPI, client: TestClient, tmp_path: Path) 
     assert table_hashes(engine) == after_retention
 
 
+def test_an_unlisted_part_is_refused_naming_it(app: FastAPI, client: TestClient) -> None:
+    """An archive holding a part its manifest does not list is not what it says: 422 naming
+    the file, and nothing is written."""
+    _, uri = _archive(app)
+    engine = state_of(app).engine
+    listed = sorted(Path(uri).glob("runs-*.jsonl.gz"))[-1]
+    table, number = listed.name.removesuffix(".jsonl.gz").rsplit("-", 1)
+    stray = listed.with_name(f"{table}-{int(number) + 1:05d}.jsonl.gz")
+    stray.write_bytes(listed.read_bytes())
+    after_retention = table_hashes(engine)
+    for dry_run in (True, False):
+        response = client.post(
+            "/api/v1/admin/restore", json={"uri": uri, "dry_run": dry_run}, headers=ADMIN
+        )
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"]
+        assert str(stray) in detail and "not listed in the manifest" in detail
+    assert table_hashes(engine) == after_retention
+
+
 @pytest.mark.parametrize(
     "uri",
     [

@@ -86,3 +86,41 @@ def test_bad_table_and_damaged_archive(settings: Settings, engine: Engine) -> No
 
     code, _, err = run(settings, "archive", "verify", str(Path(uri).parent / "missing"))
     assert code == 1 and "no archive manifest" in err
+
+
+def test_an_unlisted_part_of_an_interrupted_run_fails_verify_and_restore(
+    settings: Settings, engine: Engine
+) -> None:
+    """A run that died on its manifest update leaves an unfinished manifest and a part it never
+    listed: verify reports that part (exit 1, listed in JSON), and restore refuses, naming it."""
+    _, uri = _archive(settings, engine)
+    manifest_path = Path(uri) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["complete"] = False
+    manifest_path.write_text(json.dumps(manifest))
+    listed = Path(uri) / manifest["files"][-1]["name"]
+    table, number = listed.name.removesuffix(".jsonl.gz").rsplit("-", 1)
+    stray = listed.with_name(f"{table}-{int(number) + 1:05d}.jsonl.gz")
+    stray.write_bytes(listed.read_bytes())
+    after_retention = table_hashes(engine)
+
+    code, out, err = run(settings, "archive", "verify", uri, "--json")
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False and report["complete"] is False
+    assert report["unlisted"] == [stray.name]
+    assert any(str(stray) in problem for problem in report["problems"])
+    assert all(f["ok"] for f in report["files"])  # the listed parts are sound
+    code, out, err = run(settings, "archive", "verify", uri)
+    assert code == 1 and str(stray) in err and "not listed in the manifest" in err
+
+    code, _, err = run(settings, "restore", uri)
+    assert code == 1 and str(stray) in err and "Traceback" not in err
+    assert table_hashes(engine) == after_retention
+
+    # Moved out of the archive, the part is no longer in the way: the listed parts restore.
+    stray.rename(settings.data_dir / stray.name)
+    code, out, err = run(settings, "archive", "verify", uri)
+    assert code == 0, err
+    code, out, err = run(settings, "restore", uri, "--json")
+    assert code == 0, err
+    assert json.loads(out)["outcome"] == "ok"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -215,23 +216,27 @@ class ArchiveContract:
         report = self.verify(backend, writer.uri)
         assert report.ok and not report.complete
 
-    def test_an_unlisted_part_is_tolerated_only_while_the_run_is_unfinished(
+    def test_an_unlisted_part_fails_verify_whether_the_run_finished_or_not(
         self, backend: Backend
     ) -> None:
-        written = self.write(backend, "stray", [sample_runs(1, 2)])
-        stray = backend.raw_read(written.uri, "runs-00001.jsonl.gz")
-        backend.raw_write(written.uri, "runs-00002.jsonl.gz", stray)
-        report = self.verify(backend, written.uri)
-        assert not report.ok
-        assert report.unlisted == ["runs-00002.jsonl.gz"]
-        assert "runs-00002.jsonl.gz" in " ".join(report.messages)
-
-        # The same leftover in an unfinished run is a batch cut off before its manifest update.
-        manifest = json.loads(backend.raw_read(written.uri, "manifest.json"))
-        manifest["complete"] = False
-        backend.raw_write(written.uri, "manifest.json", json.dumps(manifest).encode())
-        report = self.verify(backend, written.uri)
-        assert report.ok and report.unlisted == ["runs-00002.jsonl.gz"]
+        # What a run that died on its manifest update (ENOSPC, SIGKILL) leaves: an unfinished
+        # manifest listing one part, and the next part stored but never listed.
+        writer = self.writer(backend, "stray")
+        writer.write_part("runs", sample_runs(1, 2), key_column="id", rule="r", action="delete")
+        writer.store.close()
+        stray = backend.raw_read(writer.uri, "runs-00001.jsonl.gz")
+        backend.raw_write(writer.uri, "runs-00002.jsonl.gz", stray)
+        for complete in (False, True):
+            manifest = json.loads(backend.raw_read(writer.uri, "manifest.json"))
+            manifest["complete"] = complete
+            backend.raw_write(writer.uri, "manifest.json", json.dumps(manifest).encode())
+            report = self.verify(backend, writer.uri)
+            assert not report.ok and report.complete is complete
+            assert report.unlisted == ["runs-00002.jsonl.gz"]
+            [message] = report.messages
+            assert "runs-00002.jsonl.gz" in message and "not listed in the manifest" in message
+            with pytest.raises(ArchiveCorrupt, match=re.escape("runs-00002.jsonl.gz")):
+                report.raise_for_problems()
 
     def test_a_run_directory_is_never_written_twice(self, backend: Backend) -> None:
         self.write(backend, "twice", [sample_runs(1, 1)])

@@ -4,12 +4,19 @@ of the database, and a copy of one database into another (for cross-backend rest
 from __future__ import annotations
 
 import hashlib
+import json
+import uuid
 from pathlib import Path
 
 from sqlalchemy import Engine, insert, select
 
+from taskledger.retention.alerts import Alerter
 from taskledger.retention.archive_format import encode_row
+from taskledger.retention.deletes import DeleteReport, delete_records
+from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.policy import Policy, parse_policy
+from taskledger.retention.stores import ArchiveTarget
+from taskledger.store import make_session_factory
 from taskledger.store.models import Base
 
 #: Every action on every kind of table: deletes with cascades and unlinks (tasks, sessions),
@@ -75,16 +82,27 @@ def data_tables() -> list[str]:
     return [t.name for t in Base.metadata.sorted_tables if t.name not in BOOKKEEPING]
 
 
-def table_hashes(engine: Engine) -> dict[str, tuple[int, str]]:
-    """Per table, the row count and a SHA-256 of every row, as the archive encodes rows (so that
-    SQLite and PostgreSQL give the same hash for the same data)."""
+def table_hashes(engine: Engine, *, key_order: bool = True) -> dict[str, tuple[int, str]]:
+    """Per table, the row count and a SHA-256 of every row, as the archive encodes rows.
+
+    The archive keeps the key order of JSON values as the database gives it, so the hash tells
+    apart JSON objects whose keys are in another order. PostgreSQL's jsonb has an order of its
+    own: to compare a SQLite database with a PostgreSQL one, ``key_order=False`` sorts the keys
+    of JSON values first (the same values then give the same hash on both)."""
     out = {}
     with engine.connect() as conn:
         for name in data_tables():
             table = Base.metadata.tables[name]
-            lines = sorted(encode_row(row) for row in conn.execute(select(table)).mappings())
+            rows = conn.execute(select(table)).mappings()
+            lines = sorted(
+                encode_row(row) if key_order else _sorted_json_line(encode_row(row)) for row in rows
+            )
             out[name] = (len(lines), hashlib.sha256(b"".join(lines)).hexdigest())
     return out
+
+
+def _sorted_json_line(line: bytes) -> bytes:
+    return json.dumps(json.loads(line), sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
 
 def copy_database(source: Engine, target: Engine) -> None:
@@ -99,3 +117,22 @@ def copy_database(source: Engine, target: Engine) -> None:
 
 def archive_root(tmp_path: Path) -> Path:
     return tmp_path / "archives"
+
+
+def delete_agent(engine: Engine, agent_id: uuid.UUID, tmp_path: Path) -> DeleteReport:
+    """Delete an agent as ``DELETE /api/v1/agents/{id}`` does: archived, audited, guarded."""
+    guard = SpikeGuard(
+        engine=engine,
+        max_rows=10,
+        window_seconds=60,
+        alerter=Alerter(webhook_url=None, metrics=None),
+    )
+    return delete_records(
+        engine,
+        make_session_factory(engine),
+        table="agents",
+        keys=[agent_id],
+        actor="test",
+        guard=guard,
+        target=ArchiveTarget(str(tmp_path / "archives")),
+    )

@@ -14,18 +14,15 @@ import pytest
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
-from taskledger.retention.alerts import Alerter
 from taskledger.retention.archive import ArchiveReader, verify
-from taskledger.retention.deletes import DeleteReport, delete_records
-from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.policy import parse_policy
 from taskledger.retention.restore import RestoreReport, restore
 from taskledger.retention.restore_plan import RESTORABLE, UnknownTable
-from taskledger.retention.stores import ArchiveCorrupt, ArchiveTarget
+from taskledger.retention.stores import ArchiveCorrupt
 from taskledger.store.models import Agent, ApiKey, RetentionRun, Run, Task
 from taskledger.store.types import utcnow
-from tests.retention.engine_helpers import populated, run_policy, sessions_of
-from tests.retention.restore_helpers import mixed_policy, table_hashes
+from tests.retention.engine_helpers import populated, run_policy
+from tests.retention.restore_helpers import delete_agent, mixed_policy, table_hashes
 
 
 def _restore(engine: Engine, uri: str, **kwargs: Any) -> RestoreReport:
@@ -220,25 +217,6 @@ def test_damaged_archive_changes_nothing(
     assert audit.finished_at is not None and audit.finished_at <= utcnow()
 
 
-def _delete_agent(engine: Engine, agent_id: uuid.UUID, tmp_path: Path) -> DeleteReport:
-    """Delete an agent as ``DELETE /api/v1/agents/{id}`` does: archived, audited, guarded."""
-    guard = SpikeGuard(
-        engine=engine,
-        max_rows=10,
-        window_seconds=60,
-        alerter=Alerter(webhook_url=None, metrics=None),
-    )
-    return delete_records(
-        engine,
-        sessions_of(engine),
-        table="agents",
-        keys=[agent_id],
-        actor="test",
-        guard=guard,
-        target=ArchiveTarget(str(tmp_path / "archives")),
-    )
-
-
 def test_a_deleted_agent_comes_back_with_everything_it_took(engine: Engine, tmp_path: Path) -> None:
     populated(engine, runs=600, days=100, agents=3)
     with Session(engine) as session, session.begin():
@@ -258,14 +236,37 @@ def test_a_deleted_agent_comes_back_with_everything_it_took(engine: Engine, tmp_
         task.assigned_to, task.assigned_to_type = agent.id, "agent"
         agent_id = agent.id
     before = table_hashes(engine)
-    deleted = _delete_agent(engine, agent_id, tmp_path)
+    keys_before = _key_rows(engine)
+    deleted = delete_agent(engine, agent_id, tmp_path)
     assert deleted.deleted == 1 and deleted.archive_uri
     after = table_hashes(engine)
     for table in ("agents", "api_keys", "agent_sessions", "agent_connections", "runs", "tasks"):
         assert after[table] != before[table], table
+    started = utcnow()
     report = _restore(engine, deleted.archive_uri)
     assert report.orphaned == 0 and report.total().conflicts == 0
-    assert table_hashes(engine) == before
+    # Every row is back as it was, but the agent's key, which comes back revoked.
+    restored = table_hashes(engine)
+    assert {t: h for t, h in restored.items() if t != "api_keys"} == {
+        t: h for t, h in before.items() if t != "api_keys"
+    }
+    [bound] = [key for key in keys_before if key["agent_id"] == agent_id]
+    assert report.tables["api_keys"].revoked == 1
+    assert report.tables["api_keys"].revoked_keys == [str(bound["id"])]
+    keys_after = {key["id"]: key for key in _key_rows(engine)}
+    assert keys_after.keys() == {key["id"] for key in keys_before}
+    for key in keys_before:
+        back = keys_after[key["id"]]
+        if key["id"] == bound["id"]:
+            assert key["revoked_at"] is None and started <= back["revoked_at"] <= utcnow()
+            assert {**back, "revoked_at": None} == key
+        else:
+            assert back == key
+
+
+def _key_rows(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(select(ApiKey.__table__)).mappings()]
 
 
 def test_a_name_taken_meanwhile_is_a_conflict_and_its_children_orphans(
@@ -276,7 +277,7 @@ def test_a_name_taken_meanwhile_is_a_conflict_and_its_children_orphans(
         agent = session.scalars(select(Agent).order_by(Agent.name)).first()
         assert agent is not None
         agent_id, project_id, name = agent.id, agent.project_id, agent.name
-    deleted = _delete_agent(engine, agent_id, tmp_path)
+    deleted = delete_agent(engine, agent_id, tmp_path)
     with Session(engine) as session, session.begin():
         session.add(Agent(project_id=project_id, name=name))  # the name is taken again
     report = _restore(engine, deleted.archive_uri or "")

@@ -141,9 +141,11 @@ def restore_cmd(
 
 
 def render_restore(obj: CliContext, report: RestoreReport) -> None:
-    """The per-table counts, then one line of totals."""
+    """The per-table counts, then the summary line (naming conflicts and revoked keys)."""
     title = f"{'dry run of ' if report.dry_run else ''}restore of {report.uri}"
-    table = Table("table", "inserted", "restored", "skipped", "orphaned", "conflicts", title=title)
+    table = Table(
+        "table", "inserted", "restored", "skipped", "orphaned", "conflicts", "revoked", title=title
+    )
     for name, counts in report.tables.items():
         table.add_row(
             name,
@@ -152,10 +154,7 @@ def render_restore(obj: CliContext, report: RestoreReport) -> None:
             str(counts.skipped),
             str(counts.orphaned),
             str(counts.conflicts),
+            str(counts.revoked),
         )
     obj.console.print(table)
-    click.echo(
-        f"inserted {report.inserted}, restored {report.restored}, skipped {report.skipped}, "
-        f"orphaned {report.orphaned}; outcome {report.outcome}; "
-        f"audit row {report.retention_run_id}"
-    )
+    click.echo(report.summary())

@@ -17,9 +17,11 @@ Each part is gzip-compressed JSON Lines; :mod:`taskledger.retention.archive_form
 the encoding and the manifest.
 
 The part is stored durably first, then ``manifest.json`` is rewritten durably, so a run that
-stops at any point still lists every part it completed. A part stored but not yet in the
-manifest holds rows the executor has not deleted yet (it deletes only after ``write_part``
-returns), so :func:`verify` reports it but only fails on it once the run is complete.
+stops at any point still lists every part it completed. A run that stops between the two (a
+full disk on the manifest update, SIGKILL) leaves a part stored but unlisted; its rows are still
+in the database, as the executor deletes only after ``write_part`` returns. :func:`verify` fails
+on any unlisted part, in a finished archive or not: the archive is then not what its manifest
+says, and restore refuses it until the part is moved out (see :data:`UNLISTED_HINT`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ __all__ = [
     "read_manifest",
     "verify",
 ]
+
+#: What verify says of a part stored in an archive but not listed in its manifest.
+UNLISTED_HINT = (
+    "stored but not listed in the manifest, so the archive is not what its manifest says. "
+    "A run that stopped while listing a part (a full disk, a kill) leaves one behind, and its "
+    "rows are still in the database; if so, move the file out of the archive and verify again"
+)
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _TABLE = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -258,7 +267,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        """Every listed file is sound, and no part is unlisted in a complete archive."""
+        """Every listed file is sound, and no part is unlisted."""
         return not self.problems and all(check.ok for check in self.files)
 
     @property
@@ -356,11 +365,11 @@ class ArchiveReader:
             for key in self.store.list("")
             if key not in listed and key != MANIFEST_NAME and PART_NAME.fullmatch(key)
         ]
-        problems = []
-        # An unlisted part of an unfinished run is a batch whose manifest update was cut off
-        # (its rows were never deleted). In a finished run every part must be listed.
-        if unlisted and self.manifest.complete:
-            problems.append(f"parts missing from the manifest: {', '.join(unlisted)}")
+        # Finished or not: an interrupted run's unlisted part is most likely a batch whose
+        # manifest update was cut off, but nothing in the archive proves it, and restoring
+        # around a file the manifest does not vouch for would trust an archive that is not
+        # what it says.
+        problems = [f"{self.store.uri(key)}: {UNLISTED_HINT}" for key in unlisted]
         return VerifyReport(
             uri=self.uri,
             run_id=self.manifest.run_id,

@@ -4,12 +4,17 @@ Shared by the archive writer and reader (:mod:`taskledger.retention.archive`) an
 which turns archived values back into column values with :func:`decode_value`.
 
 A part is gzip (``mtime=0``, so equal rows give equal bytes) of JSON Lines: one row per line,
-keys sorted, ASCII only. Values JSON cannot carry are encoded as: datetimes as ISO 8601 in UTC
-with offset (naive ones are taken to be UTC, as the store does), dates and times as ISO 8601,
-UUIDs and Decimals as strings (a Decimal keeps every digit), bytes as ``{"$base64": "..."}``,
-enums as their value. The encoding is not self-describing: restore converts values back using
-the Python type of the column it inserts into (``decode_value``). JSON columns are left as they
-are, so a ``{"$base64": ...}`` object inside a JSON column is never mistaken for bytes.
+columns sorted by name, ASCII only. The value of a JSON column is written as the JSON it is,
+its objects' keys in the order the database gave them (SQLite: as stored; PostgreSQL: jsonb's
+own order), so that restore writes back the same text. Archives written before this rule had
+every key sorted, nested ones too: they read the same, and restore the same values.
+
+Values JSON cannot carry are encoded as: datetimes as ISO 8601 in UTC with offset (naive ones
+are taken to be UTC, as the store does), dates and times as ISO 8601, UUIDs and Decimals as
+strings (a Decimal keeps every digit), bytes as ``{"$base64": "..."}``, enums as their value.
+The encoding is not self-describing: restore converts values back using the Python type of the
+column it inserts into (``decode_value``). JSON columns are left as they are, so a
+``{"$base64": ...}`` object inside a JSON column is never mistaken for bytes.
 """
 
 from __future__ import annotations
@@ -66,14 +71,18 @@ def _fast_default(value: Any) -> Any:
     return convert(value) if convert is not None else _json_default(value)
 
 
-# One encoder for every row: json.dumps would build a new one per call.
-_ENCODER = json.JSONEncoder(default=_fast_default, sort_keys=True, separators=(",", ":"))
+# One encoder for every row: json.dumps would build a new one per call. It never sorts keys:
+# the columns are put in order by encode_row, and a JSON value keeps the key order it was
+# stored with (sorting it would change the stored text that restore writes back).
+_ENCODER = json.JSONEncoder(default=_fast_default, separators=(",", ":"))
 
 
 def encode_row(row: Mapping[str, Any]) -> bytes:
-    """One row as a JSON line (keys sorted, ASCII-only, ending in a newline)."""
-    # dict(): json only serialises real dicts, and SQLAlchemy hands over RowMapping objects.
-    return _ENCODER.encode(dict(row)).encode("ascii") + b"\n"
+    """One row as a JSON line (columns sorted, ASCII-only, ending in a newline); the objects
+    inside a JSON column keep their keys in the order they come in."""
+    # A real dict in column order: json only serialises dicts, and SQLAlchemy hands over
+    # RowMapping objects.
+    return _ENCODER.encode({name: row[name] for name in sorted(row)}).encode("ascii") + b"\n"
 
 
 def decode_line(line: str | bytes) -> dict[str, Any]:

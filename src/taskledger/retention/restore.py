@@ -10,17 +10,20 @@ executor), so memory stays flat however large the archive:
   is left empty (``unattached``, still inserted);
 - a row whose key exists is judged by :func:`taskledger.retention.restore_plan.judge`: a scrubbed
   or expired (or unlinked) version gets its archived fields back (``restored``), an identical one
-  is ``skipped``, one changed since is a ``conflict`` (skipped, left alone).
+  is ``skipped``, one changed since is a ``conflict`` (skipped, left alone); so is a row another
+  row's unique value keeps out. The report names each conflict with its key and why;
+- a credential (an API key, see ``CREDENTIALS``) is inserted revoked: a restore never brings a
+  key back to life. Keys that were live when archived are counted and named as ``revoked``.
 
 Every archived row ends in exactly one of inserted, restored, skipped and orphaned. Running a
 restore twice inserts nothing the second time. The work is recorded in the audit log
-(``retention_runs``, mode ``restore``), failures included.
+(``retention_runs``, mode ``restore``), failures included, with the same report.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text, tuple_, update
@@ -32,6 +35,7 @@ from taskledger.retention.audit import AuditHandle, close_audit, open_audit
 from taskledger.retention.lock import holder_identity, runner_lock
 from taskledger.retention.restore_plan import (
     CONFLICT,
+    CREDENTIALS,
     PARTIAL_ACTIONS,
     RESTORABLE,
     SAME,
@@ -43,87 +47,20 @@ from taskledger.retention.restore_plan import (
     part_order,
     table_info,
 )
+from taskledger.retention.restore_report import (
+    DIFFERENT_ROW,
+    Conflict,
+    RestoreReport,
+    TableCounts,
+    unique_clash,
+)
 from taskledger.store.engine import make_session_factory
+from taskledger.store.types import utcnow
 
 #: Called with (table, archived rows handled) after each batch.
 Progress = Callable[[str, int], None]
 
-__all__ = ["RESTORABLE", "Progress", "RestoreReport", "TableCounts", "restore"]
-
-
-@dataclass
-class TableCounts:
-    """What restore did with the archived rows of one table.
-
-    ``inserted + restored + skipped + orphaned`` is every archived row handled; ``conflicts`` are
-    among the skipped, ``unattached`` among the inserted or restored.
-    """
-
-    inserted: int = 0
-    restored: int = 0
-    skipped: int = 0
-    orphaned: int = 0
-    conflicts: int = 0
-    unattached: int = 0
-
-    def add(self, other: TableCounts) -> None:
-        """Add ``other``'s counts to these."""
-        for name in _COUNTERS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def to_dict(self) -> dict[str, int]:
-        """The counts by name."""
-        return {name: getattr(self, name) for name in _COUNTERS}
-
-
-_COUNTERS = ("inserted", "restored", "skipped", "orphaned", "conflicts", "unattached")
-
-
-@dataclass
-class RestoreReport:
-    """The outcome of :func:`restore`; ``to_dict`` is what the CLI and the API show."""
-
-    uri: str
-    archive_run_id: str | None
-    retention_run_id: int
-    dry_run: bool
-    outcome: str = "running"
-    tables: dict[str, TableCounts] = field(default_factory=dict)
-
-    def total(self) -> TableCounts:
-        """The counts of every table added up."""
-        out = TableCounts()
-        for counts in self.tables.values():
-            out.add(counts)
-        return out
-
-    @property
-    def inserted(self) -> int:
-        return self.total().inserted
-
-    @property
-    def restored(self) -> int:
-        return self.total().restored
-
-    @property
-    def skipped(self) -> int:
-        return self.total().skipped
-
-    @property
-    def orphaned(self) -> int:
-        return self.total().orphaned
-
-    def to_dict(self) -> dict[str, Any]:
-        """The totals at the top level, then the archive, the audit row and each table."""
-        return {
-            **self.total().to_dict(),
-            "uri": self.uri,
-            "archive_run_id": self.archive_run_id,
-            "retention_run_id": self.retention_run_id,
-            "dry_run": self.dry_run,
-            "outcome": self.outcome,
-            "tables": {name: counts.to_dict() for name, counts in self.tables.items()},
-        }
+__all__ = ["CREDENTIALS", "RESTORABLE", "Progress", "RestoreReport", "TableCounts", "restore"]
 
 
 def restore(
@@ -169,25 +106,41 @@ def restore(
     report = RestoreReport(
         uri=uri, archive_run_id=None, retention_run_id=handle.id, dry_run=dry_run
     )
+    closed = False
     try:
         with ArchiveReader(uri, s3_endpoint_url=s3_endpoint_url) as reader:
             report.uri = reader.uri
             report.archive_run_id = reader.manifest.run_id
-            reader.verify().raise_for_problems()
-            plan = _plan(reader.manifest.files, wanted)
-            report.tables = {name: TableCounts() for name in plan}
-            work = _Restore(engine, reader, report, dry_run, batch_size, progress)
-            if dry_run:
-                work.run(plan)
-            else:
-                holder = f"{actor} restore ({holder_identity()})"
-                with runner_lock(engine, holder=holder, audit_id=handle.id):
-                    work.run(plan)
+            # A restore that writes holds the runner lock from before the verify: an archive a
+            # run is still writing is refused as busy, not judged while a part is half listed.
+            # Its audit row is closed before the lock goes, so a restore killed after letting
+            # go never leaves a row the next runner cannot tell from a live one.
+            holder = f"{actor} restore ({holder_identity()})"
+            with (
+                contextlib.nullcontext()
+                if dry_run
+                else runner_lock(engine, holder=holder, audit_id=handle.id)
+            ):
+                try:
+                    reader.verify().raise_for_problems()
+                    plan = _plan(reader.manifest.files, wanted)
+                    report.tables = {name: TableCounts() for name in plan}
+                    _Restore(engine, reader, report, dry_run, batch_size, progress).run(plan)
+                except Exception as exc:
+                    closed = True
+                    _close(sessions, handle, report, "failed", error=_describe(exc))
+                    raise
+                closed = True
+                _close(sessions, handle, report, "dry-run" if dry_run else "ok")
     except Exception as exc:
-        _close(sessions, handle, report, "failed", error=f"{type(exc).__name__}: {exc}")
+        if not closed:  # the archive could not be opened, or the lock refused
+            _close(sessions, handle, report, "failed", error=_describe(exc))
         raise
-    _close(sessions, handle, report, "dry-run" if dry_run else "ok")
     return report
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _close(
@@ -255,6 +208,8 @@ class _Restore:
         # A dry run writes nothing, so the parents it would insert are remembered (keys only,
         # and only of tables that other tables refer to) for its children's parent checks.
         self.pending: dict[str, set[Any]] = {}
+        # Restored credentials are revoked as of the restore's start, all with one time.
+        self.now = utcnow()
         # SQLite: take the write lock at BEGIN, so a batch's checks and writes see one state.
         self._bind = engine.execution_options(sqlite_begin="IMMEDIATE")
 
@@ -297,6 +252,7 @@ class _Restore:
                 self._judge(info, row, current, missing, counts, updates)
             inserts = _drop_unique_clashes(conn, info, inserts, counts)
             counts.inserted += len(inserts)
+            self._revoke(info, inserts, counts)
             if self.dry_run:
                 if track:
                     self.pending.setdefault(info.name, set()).update(
@@ -308,6 +264,17 @@ class _Restore:
                 for current, changes in updates:
                     _put_back(conn, info, current, changes)
         self.report.tables[info.name].add(counts)
+
+    def _revoke(self, info: TableInfo, rows: list[dict[str, Any]], counts: TableCounts) -> None:
+        """Credentials come back revoked: a key revoked before it was archived keeps its time,
+        any other is revoked now (and counted)."""
+        column = info.revoke_column
+        if column is None:
+            return
+        for row in rows:
+            if row.get(column) is None:
+                row[column] = self.now
+                counts.revoke(info.key_of(row))
 
     def _judge(
         self,
@@ -323,8 +290,8 @@ class _Restore:
             counts.skipped += 1
             return
         if verdict == CONFLICT:
-            counts.skipped += 1
-            counts.conflicts += 1
+            differing = tuple(c for c in row if row[c] != current[c])
+            counts.conflict(Conflict(_key_dict(info, row), DIFFERENT_ROW, differing))
             return
         changes: dict[str, Any] = dict(verdict)
         lost = [
@@ -407,11 +374,18 @@ def _drop_unique_clashes(
         }
         if not taken:
             continue
-        kept = [r for r in rows if tuple(r.get(c) for c in columns) not in taken]
-        counts.skipped += len(rows) - len(kept)
-        counts.conflicts += len(rows) - len(kept)
+        kept = []
+        for row in rows:
+            if tuple(row.get(c) for c in columns) in taken:
+                counts.conflict(Conflict(_key_dict(info, row), unique_clash(columns), columns))
+            else:
+                kept.append(row)
         rows = kept
     return rows
+
+
+def _key_dict(info: TableInfo, row: dict[str, Any]) -> dict[str, Any]:
+    return {column: row[column] for column in info.key_columns}
 
 
 def _put_back(
@@ -428,7 +402,8 @@ def _put_back(
 
 def _advance_sequence(conn: Connection, info: TableInfo) -> None:
     """PostgreSQL: move the key's sequence past the highest id (never back), so that rows
-    inserted later do not collide with restored ones. SQLite needs nothing: it takes max + 1."""
+    inserted later do not collide with restored ones. SQLite needs nothing: an AUTOINCREMENT
+    key goes past the highest id it ever held, restored ones included."""
     if conn.dialect.name != "postgresql" or info.serial_column is None:
         return
     sequence = conn.scalar(

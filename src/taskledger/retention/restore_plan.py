@@ -36,6 +36,11 @@ SIDE_TABLES = ("task_dependencies", "agents", "api_keys")
 #: (an agent or a user, so no foreign key can name it).
 SOFT_REFERENCES: Mapping[str, tuple[str, ...]] = {"tasks": ("assigned_to", "assigned_to_type")}
 
+#: Tables whose rows are credentials, with the column that disables one. Restore never brings a
+#: credential back to life: such a row is inserted with that column set (see ``judge`` too).
+#: Users (passwords) are never archived, so restore cannot write them at all.
+CREDENTIALS: Mapping[str, str] = {"api_keys": "revoked_at"}
+
 #: Every table restore may write, parents before children (the models' dependency order).
 RESTORABLE: tuple[str, ...] = tuple(
     t.name for t in Base.metadata.sorted_tables if t.name in TABLES or t.name in SIDE_TABLES
@@ -84,6 +89,8 @@ class TableInfo:
     expire: ExpireSpec | None
     #: An integer key a sequence fills (PostgreSQL needs it moved past restored ids).
     serial_column: str | None
+    #: For a credential table, the column that disables a row (see ``CREDENTIALS``).
+    revoke_column: str | None = None
 
     def key_of(self, row: Mapping[str, Any]) -> Key:
         """The primary key of ``row`` as a tuple."""
@@ -171,6 +178,7 @@ def table_info(name: str) -> TableInfo:
         scrub_fields=retained.scrub_fields if retained else (),
         expire=retained.expire if retained else None,
         serial_column=serial,
+        revoke_column=CREDENTIALS.get(name),
     )
 
 
@@ -188,10 +196,22 @@ def judge(info: TableInfo, archived: Mapping[str, Any], live: Mapping[str, Any])
     scrubbed or expired and then deleted in one run, and restore already put the original back)
     counts as ``SAME``: there is nothing older to return to.
 
+    A credential the live row has revoked while the archived one had not (a restore revoked it,
+    or someone did) is judged without that difference: revoking is never undone.
+
     Returns:
         ``SAME`` when the live row equals the archived one (or precedes it); ``CONFLICT`` when it
         differs in a way retention does not explain; otherwise the column values to put back.
     """
+    revoke = info.revoke_column
+    revoked_since = (
+        revoke is not None
+        and revoke in archived
+        and archived[revoke] is None
+        and live[revoke] is not None
+    )
+    if revoke is not None and revoked_since:
+        archived = {**archived, revoke: live[revoke]}
     verdict = _undo(info, archived, live)
     if verdict == CONFLICT:
         earlier = {column: live[column] for column in archived}

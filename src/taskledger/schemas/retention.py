@@ -162,12 +162,33 @@ class RestoreRequest(StrictModel):
 
 
 class RestoreCountsOut(StrictModel):
+    """What restore did with the archived rows (of one table, or of all)."""
+
     inserted: int
     restored: int
     skipped: int
     orphaned: int
-    conflicts: int
+    conflicts: int = Field(description="Rows left alone (among the skipped): see `conflicted`.")
     unattached: int
+    revoked: int = Field(description="API keys that were live when archived and came back revoked.")
+
+
+class RestoreConflictOut(StrictModel):
+    """One archived row left alone because the database holds something else."""
+
+    key: dict[str, int | str] = Field(description="The row's primary key, column by column.")
+    reason: str = Field(
+        description="Why: 'a different row holds this key', or 'another row holds its unique "
+        "value (columns)'."
+    )
+    columns: list[str] = Field(description="The columns that differ, or that clash.")
+
+
+class RestoreTableOut(RestoreCountsOut):
+    """One table of a restore: its counts, and the first 20 conflicts and revoked keys."""
+
+    conflicted: list[RestoreConflictOut]
+    revoked_keys: list[str] = Field(description="Ids of API keys that came back revoked.")
 
 
 class RestoreOut(RestoreCountsOut):
@@ -176,4 +197,5 @@ class RestoreOut(RestoreCountsOut):
     retention_run_id: int
     dry_run: bool
     outcome: str
-    tables: dict[str, RestoreCountsOut]
+    summary: str = Field(description="One line: the totals, conflicts and revoked keys named.")
+    tables: dict[str, RestoreTableOut]
