@@ -4,11 +4,41 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+#: Query parameters whose values an access log never shows: a secret put in a URL by mistake.
+_SECRET_NAME = re.compile(r"key|token|secret|password", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+def redact_query(target: str) -> str:
+    """``target`` (a path with its query string) with the values of secret-looking parameters
+    replaced by ``[redacted]``; everything else is kept as it was, byte for byte."""
+    path, mark, query = target.partition("?")
+    if not mark:
+        return target
+    pairs = []
+    for pair in query.split("&"):
+        name, equals, _value = pair.partition("=")
+        if equals and _SECRET_NAME.search(unquote_plus(name)):
+            pair = f"{name}={REDACTED}"
+        pairs.append(pair)
+    return f"{path}?{'&'.join(pairs)}"
+
+
+class RedactQuery(logging.Filter):
+    """Redacts the request target of uvicorn's access log lines (see :func:`redact_query`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_query(args[2]), *args[3:])
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,3 +73,6 @@ def configure_logging(log_format: str = "text", level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQuery) for f in access.filters):
+        access.addFilter(RedactQuery())

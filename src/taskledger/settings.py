@@ -7,6 +7,7 @@ pass it down: nothing in taskledger reads the environment on its own.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -222,6 +223,14 @@ class Settings(BaseSettings):
         return str((self.data_dir / "archives").resolve())
 
     def ensure_data_dir(self) -> Path:
-        """Create the data directory if it is missing and return it."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Create the data directory if it is missing (mode 0700: it holds the database, the
+        JWT secret and the initial password) and return it. An existing directory that others
+        can read is left as it is, with a warning."""
+        if not self.data_dir.exists():
+            self.data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+            self.data_dir.chmod(0o700)  # mkdir's mode is narrowed by the umask, never widened
+        elif self.data_dir.stat().st_mode & 0o077:
+            logging.getLogger(__name__).warning(
+                "the data directory %s can be read by other users; `chmod 700` it", self.data_dir
+            )
         return self.data_dir

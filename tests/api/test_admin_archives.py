@@ -91,6 +91,29 @@ def test_bad_requests_are_4xx(app: FastAPI, client: TestClient, tmp_path: Path) 
     for target, status in cases.items():
         response = client.post("/api/v1/admin/restore", json={"uri": target}, headers=ADMIN)
         assert response.status_code == status, (target, response.text)
+
+    # Outside the root, what a path is (or whether it exists) never changes the answer.
+    root = state_of(app).settings.resolved_archive_url
+    (outside / "a-file").write_text("x")
+    (Path(root) / "escape").symlink_to(outside)
+    for target in (
+        "/etc/passwd",
+        str(outside / "a-file"),
+        str(outside / "missing" / "deeper"),
+        "/no/such/place",
+        "escape",
+        "escape/a-file",
+        f"file://{outside}",
+    ):
+        response = client.post("/api/v1/admin/restore", json={"uri": target}, headers=ADMIN)
+        assert response.status_code == 422, (target, response.text)
+        assert response.json()["detail"] == [
+            {
+                "loc": ["body"],
+                "msg": f"{target!r} is not inside the archive root {root}",
+                "type": "value_error",
+            }
+        ], target
     unknown = client.post(
         "/api/v1/admin/restore", json={"uri": uri, "table": "users"}, headers=ADMIN
     )
@@ -120,7 +143,7 @@ def test_an_unlisted_part_is_refused_naming_it(app: FastAPI, client: TestClient)
             "/api/v1/admin/restore", json={"uri": uri, "dry_run": dry_run}, headers=ADMIN
         )
         assert response.status_code == 422, response.text
-        detail = response.json()["detail"]
+        detail = problem(response)
         assert str(stray) in detail and "not listed in the manifest" in detail
     assert table_hashes(engine) == after_retention
 

@@ -55,6 +55,11 @@ def test_serve_on_a_fresh_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "data"
     password_file = data / "initial_admin_password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    # Nobody else on the machine may read the database or the secrets beside it.
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    database = data / "taskledger.db"
+    for path in (database, *data.glob("taskledger.db-*")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     password = password_file.read_text().strip()
     assert stderr.count(password) == 1  # printed once, at first start
     engine = make_engine(f"sqlite:///{data / 'taskledger.db'}")

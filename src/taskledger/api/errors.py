@@ -26,7 +26,12 @@ log = logging.getLogger(__name__)
 async def _taskledger_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TaskledgerError)
     headers = getattr(exc, "headers", None)
-    detail = exc.error_items() if isinstance(exc, ValidationFailed) else exc.detail
+    if isinstance(exc, ValidationFailed):
+        detail: Any = exc.error_items()
+    elif exc.status_code == 422:  # the one shape of every 422
+        detail = [{"loc": ["body"], "msg": str(exc.detail), "type": "value_error"}]
+    else:
+        detail = exc.detail
     return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
 
 

@@ -476,10 +476,13 @@ def confine(uri: str, root: str) -> str:
             raise outside
         return f"s3://{bucket}/{key}"
     base = open_store(root).uri()
-    if scheme and scheme != "file":
+    if (scheme and scheme != "file") or "\x00" in uri:
         raise outside
-    path = Path(open_store(uri).uri()) if scheme or Path(uri).is_absolute() else Path(base) / uri
-    resolved, root_path = path.resolve(), Path(base).resolve()
+    # Worked out from the text alone, never by opening it: whether something exists outside the
+    # root, or what it is, must not change the answer.
+    local = Path(unquote(split.path)) if scheme == "file" else Path(uri)
+    path = local if local.is_absolute() else Path(base) / local
+    resolved, root_path = Path(os.path.realpath(path)), Path(os.path.realpath(base))
     if resolved == root_path or not resolved.is_relative_to(root_path):
         raise outside
     return str(resolved)

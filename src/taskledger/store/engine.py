@@ -17,9 +17,12 @@ forgot is found by the tests (which turn warnings into errors) rather than by a 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -46,12 +49,28 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000, **kwargs: Any) 
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:" and "mode=memory" not in url:
+            private_file(Path(parsed.database))
         connect_args = {"check_same_thread": False, **kwargs.pop("connect_args", {})}
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def private_file(path: Path) -> None:
+    """Make the SQLite file ``path`` readable by its owner only (0600), creating it empty if it
+    is missing, before SQLite opens it: SQLite gives its WAL and shared-memory files the mode of
+    the database file."""
+    if not path.parent.is_dir():
+        return  # SQLite reports a missing directory better than we could
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        # A file made by an older version, or by hand: tightened if it is ours to change.
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
