@@ -265,8 +265,8 @@ def test_safety_flags_take_only_json_booleans(app: FastAPI, client: TestClient) 
 
 def test_refusals_are_declared_with_their_body(app: FastAPI) -> None:
     spec = app.openapi()
-    refusal = {"$ref": "#/components/schemas/RefusalOut"}
-    assert spec["components"]["schemas"]["RefusalOut"]["properties"] == {
+    refusal = {"$ref": "#/components/schemas/ErrorMessage"}
+    assert spec["components"]["schemas"]["ErrorMessage"]["properties"] == {
         "detail": {"type": "string", "title": "Detail"}
     }
     execute = spec["paths"]["/api/v1/admin/retention/execute"]["post"]["responses"]

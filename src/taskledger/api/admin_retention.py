@@ -15,12 +15,12 @@ from taskledger.enums import RetentionMode, RetentionTrigger
 from taskledger.retention.audit import list_audit
 from taskledger.retention.policy import PRESETS, Policy, PolicyError, load_policy, parse_policy
 from taskledger.retention.runner import confirm_plan, execute_policy, preview_policy
+from taskledger.schemas.base import ErrorMessage
 from taskledger.schemas.retention import (
     ExecuteRequest,
     ExecutionOut,
     PolicySource,
     PreviewOut,
-    RefusalOut,
     RetentionRunPage,
     RetentionRunRead,
 )
@@ -63,7 +63,7 @@ def preview(body: PolicySource, principal: PrincipalDep, state: StateDep) -> Pre
     response_model=ExecutionOut,
     responses={
         409: {
-            "model": RefusalOut,
+            "model": ErrorMessage,
             "description": (
                 "Refused, and audited: no preview has this plan_id, or it was previewed with "
                 "another policy; the plan was already executed (single-use) or is older than "

@@ -31,6 +31,7 @@ from taskledger.api import (
 )
 from taskledger.api.errors import install_error_handlers
 from taskledger.api.middleware import BodySizeLimit, RequestMetrics, ValidUnicodeBody
+from taskledger.api.openapi import install_openapi
 from taskledger.api.routing import MethodIndex
 from taskledger.api.state import AppState
 from taskledger.metrics import Metrics
@@ -131,6 +132,7 @@ def create_app(
     )
     app.state.ledger = state
     install_error_handlers(app)
+    install_openapi(app)
     routers = (
         health,
         auth,

@@ -14,7 +14,8 @@ from fastapi.security import OAuth2PasswordRequestForm
 from taskledger.api.deps import PrincipalDep, SessionDep, StateDep
 from taskledger.api.routing import LedgerRoute
 from taskledger.errors import AuthenticationError
-from taskledger.schemas.auth import ErrorMessage, KeyIdentity, Me, Token
+from taskledger.schemas.auth import KeyIdentity, Me, Token
+from taskledger.schemas.base import ErrorMessage
 from taskledger.schemas.users import UserRead
 from taskledger.services import auth
 from taskledger.services.access import PrincipalKind

@@ -27,9 +27,8 @@ from taskledger.enums import RetentionTrigger, RunStatus, Scope
 from taskledger.errors import PermissionDenied
 from taskledger.retention.deletes import parse_cutoff, prune_runs_before
 from taskledger.retention.policy import load_policy
-from taskledger.schemas.base import ReadModel
+from taskledger.schemas.base import ErrorMessage, ReadModel
 from taskledger.schemas.limits import UtcDatetime
-from taskledger.schemas.retention import RefusalOut
 from taskledger.schemas.runs import RunCreate, RunFilters, RunUpdate
 from taskledger.services import run_export, runs
 from taskledger.services.access import Principal, resolve_project
@@ -198,9 +197,9 @@ PruneCutoff = Annotated[
     "/before",
     response_model=PruneResult,
     responses={
-        403: {"model": RefusalOut, "description": "No, a wrong, or an unconfigured admin key"},
+        403: {"model": ErrorMessage, "description": "No, a wrong, or an unconfigured admin key"},
         409: {
-            "model": RefusalOut,
+            "model": ErrorMessage,
             "description": (
                 "Over max_rows_per_run or max_table_fraction of the policy in force; the detail "
                 "names the cap and the `taskledger runs prune` command that can force it"

@@ -32,6 +32,19 @@ class LedgerRequest(Request):
             body = await self.body()
             try:
                 self._json = json.loads(body)
+            except json.JSONDecodeError:
+                raise  # FastAPI answers 422 with where the text stops parsing
+            except UnicodeDecodeError as exc:
+                raise HTTPException(
+                    status_code=422,
+                    detail=[
+                        {
+                            "loc": ["body"],
+                            "msg": f"the body is not UTF-8 text: {exc.reason}",
+                            "type": "json_invalid",
+                        }
+                    ],
+                ) from None
             except RecursionError:
                 path = path_to_depth(body, MAX_JSON_DEPTH + _SHOWN_PATH + 1)
                 raise HTTPException(

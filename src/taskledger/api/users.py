@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 
 from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep
 from taskledger.api.routing import LedgerRoute
-from taskledger.schemas.auth import ErrorMessage
+from taskledger.schemas.base import ErrorMessage
 from taskledger.schemas.users import UserCreate, UserPage, UserRead, UserUpdate
 from taskledger.services import users
 from taskledger.services.access import require_superuser

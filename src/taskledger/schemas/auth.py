@@ -9,12 +9,6 @@ from pydantic import BaseModel
 from taskledger.schemas.users import UserRead
 
 
-class ErrorMessage(BaseModel):
-    """An error answered with a message: ``{"detail": "..."}``."""
-
-    detail: str
-
-
 class Token(BaseModel):
     """An OAuth2 bearer token."""
 

@@ -75,3 +75,9 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(
         default=None, description="Pass as `cursor` to get the next page; null on the last page."
     )
+
+
+class ErrorMessage(BaseModel):
+    """An error answered with a message: ``{"detail": "..."}`` (every error but a 422)."""
+
+    detail: str

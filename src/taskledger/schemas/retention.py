@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, StrictBool, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from taskledger.enums import HoldScope
 from taskledger.schemas.base import Page, ReadModel, StrictModel
@@ -36,12 +36,6 @@ class ExecuteRequest(PolicySource):
     reason: str | None = Field(
         default=None, max_length=2000, description="Why; required with force, audited."
     )
-
-
-class RefusalOut(BaseModel):
-    """The body of a refusal: what refused the request and what to do about it."""
-
-    detail: str
 
 
 class RulePreviewOut(StrictModel):
