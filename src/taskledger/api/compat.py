@@ -21,6 +21,7 @@ from taskledger.api.deps import (
     SessionDep,
     StateDep,
     admin_key_scheme,
+    streamed,
 )
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import RetentionTrigger, RunStatus, Scope
@@ -139,7 +140,11 @@ def paged(
         )
 
 
-@router.get("/paged.csv", response_class=StreamingResponse)
+@router.get(
+    "/paged.csv",
+    response_class=StreamingResponse,
+    responses=streamed("text/csv", "RFC 4180 CSV with a header row"),
+)
 def paged_csv(
     principal: PrincipalDep,
     session: SessionDep,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, Depends, Path, Query, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
@@ -147,3 +147,13 @@ FlagQuery = Annotated[QueryFlag, Query()]
 ExportLimit = Annotated[
     int | None, Query(ge=1, le=MAX_INT64, description="Stop after this many rows.")
 ]
+
+
+def streamed(media_type: str, what: str) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that streams ``media_type``: its 200 is text, not JSON."""
+    return {
+        200: {
+            "description": f"{what}, streamed; one that fails midway is broken off unfinished",
+            "content": {media_type: {"schema": {"type": "string"}}},
+        }
+    }

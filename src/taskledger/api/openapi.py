@@ -12,8 +12,9 @@ parameters). The statuses that come from elsewhere are added here, by what each 
   other filters);
 - every one that reads the database can answer 503 (unavailable, or busy past the lock wait).
 
-Every such error has the body ``{"detail": "..."}`` (:class:`ErrorMessage`), but 422, which is
-the validation-error list FastAPI declares. A route's own declaration of a status wins.
+Every such error has the body ``{"detail": "..."}`` (:class:`ErrorMessage`), but 409, whose
+``detail`` may be an object (:class:`ConflictMessage`), and 422, which is the validation-error list
+FastAPI declares. A route's own declaration of a status wins.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from taskledger.schemas.base import ErrorMessage
+from taskledger.schemas.base import ConflictMessage, ErrorMessage
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorMessage"}
+_CONFLICT_REF = {"$ref": "#/components/schemas/ConflictMessage"}
 _VALIDATION_REF = {"$ref": "#/components/schemas/HTTPValidationError"}
 _RETRY_AFTER = {
     "Retry-After": {
@@ -67,12 +69,12 @@ def _statuses(method: str, path: str, operation: dict[str, Any]) -> set[int]:
 
 
 def _response(status: int) -> dict[str, Any]:
-    schema = _VALIDATION_REF if status == 422 else _ERROR_REF
+    schema = {422: _VALIDATION_REF, 409: _CONFLICT_REF}.get(status, _ERROR_REF)
     response: dict[str, Any] = {
-        "description": _DESCRIPTIONS[status],
+        "description": _DESCRIPTIONS.get(status, "An error"),
         "content": {"application/json": {"schema": schema}},
     }
-    if status == 503:
+    if status in (429, 503):
         response["headers"] = _RETRY_AFTER
     return response
 
@@ -81,11 +83,16 @@ def declare_errors(document: dict[str, Any]) -> dict[str, Any]:
     """Add the error statuses of every operation of ``document`` (see the module docstring)."""
     components = document.setdefault("components", {}).setdefault("schemas", {})
     components.setdefault("ErrorMessage", ErrorMessage.model_json_schema())
+    components.setdefault("ConflictMessage", ConflictMessage.model_json_schema())
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             responses = operation.setdefault("responses", {})
             for status in sorted(_statuses(method, path, operation)):
                 responses.setdefault(str(status), _response(status))
+            for code, response in responses.items():
+                # An error a route declared with a description only gets its body too.
+                if code.isdigit() and int(code) >= 400 and "content" not in response:
+                    response.update({**_response(int(code)), **response})
     _ensure_validation_schemas(components)
     return document
 

@@ -20,6 +20,7 @@ from taskledger.api.deps import (
     ProjectQuery,
     SessionDep,
     StateDep,
+    streamed,
 )
 from taskledger.api.routing import LedgerRoute
 from taskledger.api.state import AppState
@@ -156,7 +157,11 @@ def _export(
     )
 
 
-@router.get("/runs.csv", response_class=StreamingResponse)
+@router.get(
+    "/runs.csv",
+    response_class=StreamingResponse,
+    responses=streamed("text/csv", "RFC 4180 CSV with a header row"),
+)
 def export_csv(
     principal: PrincipalDep,
     session: SessionDep,
@@ -170,7 +175,11 @@ def export_csv(
     return _export("csv", principal, session, state, filters, project_id, limit)
 
 
-@router.get("/runs.ndjson", response_class=StreamingResponse)
+@router.get(
+    "/runs.ndjson",
+    response_class=StreamingResponse,
+    responses=streamed("application/x-ndjson", "One JSON object per run and line"),
+)
 def export_ndjson(
     principal: PrincipalDep,
     session: SessionDep,

@@ -81,3 +81,10 @@ class ErrorMessage(BaseModel):
     """An error answered with a message: ``{"detail": "..."}`` (every error but a 422)."""
 
     detail: str
+
+
+class ConflictMessage(BaseModel):
+    """A 409: a message, or an object with a ``message`` and what the conflict is about (the
+    tasks of a dependency cycle, a task's blockers, the tasks that depend on one)."""
+
+    detail: str | dict[str, Any]
