@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import inspect, text
+import uuid
+
+from sqlalchemy import Engine, inspect, text
 
 from taskledger.store import Base, make_engine, migrate
+from taskledger.store.engine import for_writing
 
 
 def test_upgrade_from_empty_then_downgrade_to_base(empty_database_url: str) -> None:
@@ -39,3 +42,88 @@ def test_drift_is_detected(engine) -> None:  # type: ignore[no-untyped-def]
     rendered = " ".join(str(item) for item in differences)
     assert "stray" in rendered
     assert "ix_runs_stray" in rendered
+
+
+def test_0003_rebuilds_integer_keyed_tables_keeping_their_rows(empty_database_url: str) -> None:
+    """SQLite: the tables with an integer key come out of 0003 with AUTOINCREMENT and every row;
+    the id of the newest row, once deleted, is never handed out again."""
+    engine = make_engine(empty_database_url)
+    try:
+        migrate.upgrade(engine, "0002")
+        with for_writing(engine).begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, password_hash, is_superuser, is_active,"
+                    " created_at, updated_at) VALUES (:u, 'a@example.com', 'x', false, true,"
+                    " :t, :t)"
+                ),
+                {"u": USER.hex if engine.dialect.name == "sqlite" else USER, "t": T},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO projects (id, name, owner_id, created_at, updated_at)"
+                    " VALUES (:p, 'p', :u, :t, :t)"
+                ),
+                {
+                    "p": PROJECT.hex if engine.dialect.name == "sqlite" else PROJECT,
+                    "u": USER.hex if engine.dialect.name == "sqlite" else USER,
+                    "t": T,
+                },
+            )
+            for run_id in (1, 2, 3):
+                conn.execute(
+                    text(
+                        "INSERT INTO runs (project_id, task, run_id, status, started_at,"
+                        " inputs, created_at, updated_at) VALUES (:p, 't', :r, 'completed',"
+                        " :t, :inputs, :t, :t)"
+                    ),
+                    {
+                        "p": PROJECT.hex if engine.dialect.name == "sqlite" else PROJECT,
+                        "r": f"r{run_id}",
+                        "t": T,
+                        "inputs": '{"b": 1, "a": [2]}',
+                    },
+                )
+        before = _rows(engine)
+        migrate.upgrade(engine)
+        assert _rows(engine) == before
+        assert migrate.drift(engine) == []
+        with for_writing(engine).begin() as conn:
+            conn.execute(text("DELETE FROM runs WHERE id = 3"))
+            new_id = conn.execute(
+                text(
+                    "INSERT INTO runs (project_id, task, run_id, status, started_at, created_at,"
+                    " updated_at) VALUES (:p, 't', 'r4', 'queued', :t, :t, :t) RETURNING id"
+                ),
+                {"p": PROJECT.hex if engine.dialect.name == "sqlite" else PROJECT, "t": T},
+            ).scalar()
+        assert new_id == 4  # not 3: the deleted run can come back under its own id
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as conn:
+                ddl = dict(conn.execute(text("SELECT name, sql FROM sqlite_master")).all())
+            for table in (
+                "runs",
+                "agent_connections",
+                "acknowledgements",
+                "retention_runs",
+                "retention_holds",
+                "deletion_events",
+                "login_failures",
+            ):
+                assert "AUTOINCREMENT" in ddl[table], table
+            assert "started_at DESC, id DESC" in ddl["ix_runs_started_at_desc_id_desc"]
+    finally:
+        engine.dispose()
+
+
+USER = uuid.UUID("00000000-0000-4000-8000-000000000001")
+PROJECT = uuid.UUID("00000000-0000-4000-8000-000000000002")
+T = "2026-01-01 00:00:00"
+
+
+def _rows(engine: Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return [
+            tuple(row)
+            for row in conn.execute(text("SELECT id, run_id, inputs FROM runs ORDER BY id"))
+        ]
