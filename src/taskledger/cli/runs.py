@@ -20,10 +20,9 @@ from taskledger.retention.deletes import (
     PrunePreview,
     parse_cutoff,
     preview_prune,
-    prune_command,
     prune_runs_before,
 )
-from taskledger.retention.guard import SpikeGuard, check_prune_caps
+from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.policy import Policy, load_policy
 from taskledger.retention.stores import ArchiveTarget
 from taskledger.schemas.runs import RunFilters
@@ -286,14 +285,7 @@ def _refusal(
 ) -> str | None:
     """Why the caps will refuse the prune, if they will."""
     try:
-        check_prune_caps(
-            policy,
-            rows=counted.matched,
-            table_rows=counted.table_rows,
-            force=force,
-            reason=reason,
-            command=prune_command(counted.cutoff),
-        )
+        counted.check_caps(policy, force=force, reason=reason)
     except SafeguardRefused as exc:
         return str(exc.detail)
     return None

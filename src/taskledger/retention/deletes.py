@@ -192,6 +192,17 @@ class PrunePreview:
     table_rows: int  # every run, for max_table_fraction
     last_id: int | None  # the newest run counted: the prune goes no further
 
+    def check_caps(self, policy: Policy, *, force: bool, reason: str | None) -> None:
+        """Refuse this prune over a cap of ``policy`` (see :func:`check_prune_caps`)."""
+        check_prune_caps(
+            policy,
+            rows=self.matched,
+            table_rows=self.table_rows,
+            force=force,
+            reason=reason,
+            command=prune_command(self.cutoff),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "cutoff": self.cutoff.isoformat(),
@@ -285,14 +296,7 @@ def prune_runs_before(
         condition = and_(condition, Run.id <= counted.last_id)
 
     def gate() -> None:
-        check_prune_caps(
-            policy,
-            rows=counted.matched,
-            table_rows=counted.table_rows,
-            force=force,
-            reason=reason,
-            command=prune_command(cutoff),
-        )
+        counted.check_caps(policy, force=force, reason=reason)
         if counted.matched:
             guard.record(counted.matched, source=PRUNE_NAME, actor=actor)
 

@@ -159,18 +159,31 @@ def confirm_plan(
     try:
         return find_preview(sessions, plan_id, policy, ttl=ttl)
     except (ConflictError, SafeguardRefused) as exc:
-        record(
-            sessions,
-            actor=actor,
-            trigger=trigger,
-            mode=RetentionMode.EXECUTE,
-            outcome="refused",
-            error=str(exc.detail),
-            policy_name=policy.name,
-            policy_hash=policy.policy_hash,
-            plan_id=plan_id[:64],
-        )
+        record_refusal(sessions, exc, policy, plan_id, actor=actor, trigger=trigger)
         raise
+
+
+def record_refusal(
+    sessions: sessionmaker[Session],
+    exc: ConflictError | SafeguardRefused,
+    policy: Policy,
+    plan_id: str,
+    *,
+    actor: str,
+    trigger: RetentionTrigger | str,
+) -> None:
+    """Write the audit row of an execution of ``plan_id`` refused before it began."""
+    record(
+        sessions,
+        actor=actor,
+        trigger=trigger,
+        mode=RetentionMode.EXECUTE,
+        outcome="refused",
+        error=str(exc.detail),
+        policy_name=policy.name,
+        policy_hash=policy.policy_hash,
+        plan_id=plan_id[:64],
+    )
 
 
 def check_usable(sessions: sessionmaker[Session], confirmed: ConfirmedPlan, *, ttl: int) -> None:

@@ -37,6 +37,7 @@ from taskledger.retention.plans import (
     claim_plan,
     confirm_plan,
     find_preview,
+    record_refusal,
 )
 from taskledger.retention.policy import Policy
 from taskledger.retention.stores import ArchiveTarget, open_store
@@ -294,17 +295,7 @@ def _dry_run(
     try:
         check_usable(sessions, confirmed, ttl=plan_ttl)
     except SafeguardRefused as exc:
-        record(
-            sessions,
-            actor=actor,
-            trigger=trigger,
-            mode=RetentionMode.EXECUTE,
-            outcome="refused",
-            error=str(exc.detail),
-            policy_name=policy.name,
-            policy_hash=policy.policy_hash,
-            plan_id=confirmed.plan_id,
-        )
+        record_refusal(sessions, exc, policy, confirmed.plan_id, actor=actor, trigger=trigger)
         raise
     with read_only(sessions).begin() as session:
         current = preview(session, make_plan(session, policy, confirmed.now), gzip_level=gzip_level)
