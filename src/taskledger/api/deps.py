@@ -34,10 +34,16 @@ bearer_scheme = OAuth2PasswordBearer(
     description="A user's JWT from `/api/v1/auth/token`, or a project API key `tl_...`.",
 )
 api_key_scheme = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="A project API key `tl_...`."
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    auto_error=False,
+    description="A project API key `tl_...`.",
 )
+#: The name of the admin key's security scheme in the OpenAPI document.
+ADMIN_KEY_SCHEME = "AdminKey"
 admin_key_scheme = APIKeyHeader(
     name="X-Admin-Key",
+    scheme_name=ADMIN_KEY_SCHEME,
     auto_error=False,
     description="The server's admin key (TASKLEDGER_ADMIN_API_KEY), for admin routes.",
 )

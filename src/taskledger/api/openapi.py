@@ -5,7 +5,7 @@ parameters). The statuses that come from elsewhere are added here, by what each 
 
 - one that needs credentials can answer 401 (none, or unknown ones), 403 (a wrong admin key, or a
   scope or role that does not allow it) and 404 (a record, or a project, that is not there or not
-  the caller's);
+  the caller's); one that takes the admin key alone answers 403 to a missing or wrong one;
 - one with a body can answer 413 (over 1 MiB) and 422 (a body that is not acceptable JSON);
 - one that writes can answer 409 (a clash with another record, e.g. two writers racing);
 - one that pages with a cursor can answer 400 (a cursor that does not decode or belongs to
@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from taskledger.api.deps import ADMIN_KEY_SCHEME
 from taskledger.schemas.base import ConflictMessage, ErrorMessage
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorMessage"}
@@ -53,7 +54,10 @@ _WRITES = {"post", "put", "patch", "delete"}
 def _statuses(method: str, path: str, operation: dict[str, Any]) -> set[int]:
     statuses: set[int] = set()
     names = {p.get("name") for p in operation.get("parameters", [])}
-    if operation.get("security"):
+    schemes = {name for requirement in operation.get("security", []) for name in requirement}
+    if schemes == {ADMIN_KEY_SCHEME}:
+        statuses.add(403)  # the admin key alone: a missing or wrong one is a 403
+    elif schemes:
         statuses |= {401, 403, 404}
     if "requestBody" in operation:
         statuses |= {413, 422}
