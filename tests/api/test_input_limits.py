@@ -412,3 +412,16 @@ def test_unsupported_methods_are_405_naming_every_allowed_method(
     response = client.request(method, path)
     assert response.status_code == 405, response.text
     assert response.headers["Allow"] == allowed
+
+
+@pytest.mark.parametrize("param", ["q", "task", "agent", "run_id", "approval_state"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/runs", "/api/v1/runs.csv", "/api/v1/runs.ndjson", "/agents/tasks/paged.csv"]
+)
+def test_nul_in_a_query_parameter_is_422_before_any_export_starts(
+    world: World, path: str, param: str
+) -> None:
+    response = world.client.get(path, params={param: "a\x00b"}, headers=world.headers)
+    # Accepted, an export would start streaming and then break off on PostgreSQL.
+    assert response.status_code == 422, response.text
+    assert loc_of(response) == [["query", param]]

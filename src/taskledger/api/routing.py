@@ -60,6 +60,23 @@ class LedgerRequest(Request):
         return self._json
 
 
+def refuse_nul_in_url(request: Request) -> None:
+    """A 422 for a NUL character in a query or path parameter, before any route sees it:
+    PostgreSQL cannot compare text holding one, and SQLite must answer the same (bodies are
+    checked by the schemas)."""
+    problems = [
+        {"loc": [where, name], "msg": "text may not contain NUL (\\u0000)", "type": "value_error"}
+        for where, items in (
+            ("query", request.query_params.multi_items()),
+            ("path", request.path_params.items()),
+        )
+        for name, value in items
+        if "\x00" in str(value) or "\x00" in name
+    ]
+    if problems:
+        raise HTTPException(status_code=422, detail=problems)
+
+
 class LedgerRoute(APIRoute):
     """An API route whose handler sees a :class:`LedgerRequest`."""
 
@@ -67,6 +84,7 @@ class LedgerRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
+            refuse_nul_in_url(request)
             return await handler(LedgerRequest(request.scope, request.receive))
 
         return handle
