@@ -4,6 +4,7 @@ queue, and a turn comes back however its transaction ends."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +158,42 @@ def test_postgresql_has_no_queue(engine: Engine) -> None:
         assert write_queue(engine.execution_options(sqlite_begin="IMMEDIATE")) is not None
     else:
         assert write_queue(engine) is None  # its row locks wait in order already
+
+
+def test_a_writer_of_another_process_gets_its_turn_between_a_stream_of_writers(
+    tmp_path: Path,
+) -> None:
+    """Four writers of one process each hold the lock a while and follow one another with hardly
+    a gap (a queue hands its turn on at once): the lock is free a few percent of the time, for
+    about a millisecond at a time. A writer of another process (another engine: another queue)
+    polling at SQLite's growing intervals would mostly miss those gaps and wait out its busy
+    timeout; polling every millisecond, it gets in every time."""
+    url = f"sqlite:///{tmp_path / 'stream.db'}"
+    busy = make_engine(url)
+    other = make_engine(url)  # the default busy timeout, 5 s
+    with busy.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    stop = threading.Event()
+    streamed: list[int] = []
+
+    def stream() -> None:
+        while not stop.is_set():
+            with for_writing(busy).begin() as conn:
+                conn.execute(text("INSERT INTO t VALUES (0)"))
+                time.sleep(0.03)  # pacing: a request that holds the lock a while
+            streamed.append(1)
+
+    threads = [threading.Thread(target=stream) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(streamed) >= 20, "the stream of writers")
+        for n in range(1, 21):
+            with for_writing(other).begin() as conn:
+                conn.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(DEADLINE)
+        busy.dispose()
+        other.dispose()
