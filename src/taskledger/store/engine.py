@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from taskledger.store.write_queue import WriteQueue
+from taskledger.store.write_queue import WriteQueue, begin_polling
 
 _SQLITE_BEGIN_MODES = {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}
 _WRITE_STATEMENT = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
@@ -100,7 +100,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         if mode not in _SQLITE_BEGIN_MODES:
             raise ValueError(f"unknown sqlite_begin mode {mode!r}")
         if mode != "DEFERRED":
-            # This process's writers first, in arrival order; then SQLite's lock (busy timeout).
+            # This process's writers first, in arrival order; then SQLite's lock, polled often.
             if not queue.acquire(busy_timeout_ms / 1000):
                 raise OperationalError(
                     f"BEGIN {mode}",
@@ -111,11 +111,16 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
                     ),
                 )
             conn.info[_TURN] = True
-        try:
-            conn.exec_driver_sql(f"BEGIN {mode}")
-        except BaseException:
-            end_turn(conn.info)
-            raise
+            try:
+                begin_polling(conn.connection.driver_connection, mode, busy_timeout_ms)
+            except sqlite3.OperationalError as exc:
+                end_turn(conn.info)
+                raise OperationalError(f"BEGIN {mode}", None, exc) from exc
+            except BaseException:
+                end_turn(conn.info)
+                raise
+        else:
+            conn.exec_driver_sql("BEGIN DEFERRED")
         conn.info["sqlite_begin"] = mode
 
     @event.listens_for(engine, "before_cursor_execute")
