@@ -25,9 +25,16 @@ from sqlalchemy.orm import Session
 from taskledger.retention.deletes import PRUNE_NAME
 from taskledger.store.engine import for_writing
 from taskledger.store.models import DeletionEvent, Run
+from taskledger.store.types import utcnow
 from tests.conftest import ADMIN_KEY
 from tests.helpers import project_with_key
-from tests.retention.test_concurrency import SCHEDULE, TICKS, check_ticks, scheduled_executions
+from tests.retention.test_concurrency import (
+    SCHEDULE,
+    TICKS,
+    check_ticks,
+    scheduled_executions,
+    ticks_since,
+)
 from tests.serving import DEADLINE, Server, server_env, serving, wait_until
 
 REPLICAS = 3
@@ -78,6 +85,15 @@ class Traffic:
         self.threads += [
             threading.Thread(target=self._read, args=(replica,)) for replica in range(len(servers))
         ]
+
+    def everywhere(self) -> bool:
+        """Whether every replica has answered both writers and readers."""
+        with self.lock:
+            answered = {(replica, status) for replica, status in self.statuses}
+        return all(
+            (replica, 200) in answered and (replica, 201) in answered
+            for replica in range(len(self.servers))
+        )
 
     def _client(self, replica: int) -> httpx.Client:
         return httpx.Client(
@@ -199,9 +215,13 @@ def test_three_replicas_run_each_tick_once_lose_no_write_and_share_the_spike_win
 
         # The schedule, with writers and readers on every replica.
         with Traffic(servers, key) as traffic:
+            # Counted from once every replica has answered: on a loaded machine the first
+            # replicas up may run several ticks before the last one is ready.
+            wait_until(traffic.everywhere, "every replica answering", alive=alive)
+            all_up = utcnow()
             wait_until(
-                lambda: len({run.reason for run in scheduled_executions(engine)}) >= TICKS,
-                f"{TICKS} ticks executed",
+                lambda: ticks_since(engine, all_up) >= TICKS,
+                f"{TICKS} ticks executed with every replica up and under load",
                 timeout=2 * DEADLINE,
                 interval=0.5,
                 alive=alive,
