@@ -4,6 +4,7 @@ free port, wait until it answers (never a fixed sleep), stop it, and read what i
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +21,10 @@ import pytest
 
 #: How long a condition may take on a loaded machine before a test gives up on it.
 DEADLINE = 90.0
+
+#: A line of a server's log that shows a fault: a 5xx answered (uvicorn's access log), a record
+#: at ERROR or above (an exception the scheduler caught, say), or a traceback.
+FAULT = re.compile(r'HTTP/[\d.]+" 5\d\d\b| (?:ERROR|CRITICAL) |^Traceback ', re.MULTILINE)
 
 T = TypeVar("T")
 
@@ -89,6 +94,10 @@ class Server:
         self.log.flush()
         self.log.seek(0)
         return self.log.read()
+
+    def faults(self) -> list[str]:
+        """The lines of its log that show a fault (see ``FAULT``): none, in a healthy run."""
+        return [line for line in self.output().splitlines() if FAULT.search(line)]
 
     def ready(self) -> bool:
         try:

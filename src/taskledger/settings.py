@@ -195,7 +195,11 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(
         default=5000,
         ge=0,
-        description="How long a SQLite connection waits for a lock before failing, in ms.",
+        description=(
+            "How long a SQLite write transaction waits for its turn among its process's "
+            "writers, and then as long again for the database's write lock, before failing, "
+            "in ms."
+        ),
     )
 
     @field_validator("retention_schedule")

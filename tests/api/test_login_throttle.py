@@ -34,6 +34,7 @@ from taskledger.store.models import LoginFailure, User
 from taskledger.store.types import utcnow
 from tests.cli.test_serve import free_port, wait_for
 from tests.helpers import PASSWORD, bearer, login, make_user, transaction
+from tests.serving import DEADLINE
 
 TOKEN_URL = "/api/v1/auth/token"
 WRONG = "not the password"
@@ -111,7 +112,9 @@ def rows(app: FastAPI, *where: object) -> int:
         )
 
 
-def wait_until(condition: Callable[[], bool], what: Callable[[], str], timeout: float = 60) -> None:
+def wait_until(
+    condition: Callable[[], bool], what: Callable[[], str], timeout: float = DEADLINE
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what()}"
@@ -432,4 +435,4 @@ def test_serve_keys_the_address_by_forwarded_for_only_from_loopback(
         assert post("user-9@example.com", None).status_code == 401  # 127.0.0.1 itself
     finally:
         process.terminate()
-        process.communicate(timeout=30)
+        process.communicate(timeout=DEADLINE)

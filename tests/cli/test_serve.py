@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from taskledger.store import make_engine, migrate
+from tests.serving import DEADLINE
 
 
 def free_port() -> int:
@@ -22,7 +23,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(url: str, process: subprocess.Popen[str], timeout: float = 30) -> httpx.Response:
+def wait_for(url: str, process: subprocess.Popen[str], timeout: float = DEADLINE) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -51,7 +52,7 @@ def test_serve_on_a_fresh_data_dir(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
     finally:
         process.terminate()
-        _, stderr = process.communicate(timeout=20)
+        _, stderr = process.communicate(timeout=DEADLINE)
     data = tmp_path / "data"
     password_file = data / "initial_admin_password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600

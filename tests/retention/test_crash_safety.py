@@ -27,6 +27,7 @@ from taskledger.retention.restore_plan import table_info
 from taskledger.store.models import Base
 from tests.retention.engine_helpers import populated
 from tests.retention.restore_helpers import MIXED_POLICY, table_hashes
+from tests.serving import DEADLINE
 
 # Every kind of action, in batches small enough that a run has many points to die at.
 POLICY = "batch_size = 20\nmax_table_fraction = 1.0\n" + MIXED_POLICY
@@ -56,7 +57,7 @@ def _kill_at_a_random_point(
     """SIGKILL ``process`` after a random number of new archive parts, or a random delay."""
     start_parts = _archive_parts(archives)
     wanted = start_parts + rng.randint(1, 8)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + DEADLINE
     while _archive_parts(archives) < wanted and process.poll() is None:
         assert time.monotonic() < deadline, "the retention run made no progress"
         time.sleep(0.005)

@@ -13,6 +13,10 @@ transaction that writes therefore begins ``IMMEDIATE`` (:func:`make_session_fact
 default), while read-only work stays ``DEFERRED`` and runs concurrently with the writer (WAL).
 A write inside a ``DEFERRED`` transaction warns with :class:`DeferredWriteWarning`, so a path that
 forgot is found by the tests (which turn warnings into errors) rather than by a user under load.
+
+Before it begins, a write transaction waits for its turn among the writers of its own process
+(:mod:`taskledger.store.write_queue`): SQLite serves waiting writers in no particular order, and
+under a steady load one of them could otherwise wait out its busy timeout while others got in.
 """
 
 from __future__ import annotations
@@ -20,18 +24,28 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 import sys
 import warnings
+import weakref
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from taskledger.store.write_queue import WriteQueue, begin_polling
+
 _SQLITE_BEGIN_MODES = {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}
 _WRITE_STATEMENT = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+#: Set in a connection's ``info`` while its transaction holds its process's write turn.
+_TURN = "taskledger_write_turn"
+#: By dialect: shared by an engine and its ``execution_options()`` copies, kept by ``dispose()``.
+_QUEUES: weakref.WeakKeyDictionary[Dialect, WriteQueue] = weakref.WeakKeyDictionary()
 
 
 class DeferredWriteWarning(RuntimeWarning):
@@ -44,7 +58,9 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000, **kwargs: Any) 
 
     Args:
         url: SQLAlchemy URL; ``sqlite:///path`` or ``postgresql+psycopg://...``.
-        sqlite_busy_timeout_ms: How long SQLite waits on a lock before ``database is locked``.
+        sqlite_busy_timeout_ms: How long a write transaction waits for its turn in its
+            process (:mod:`taskledger.store.write_queue`), and then SQLite for the lock, before
+            ``database is locked``.
         **kwargs: Passed to :func:`sqlalchemy.create_engine`.
     """
     parsed = make_url(url)
@@ -73,7 +89,18 @@ def private_file(path: Path) -> None:
                 name.chmod(0o600)
 
 
+def write_queue(engine: Engine) -> WriteQueue | None:
+    """The queue that the write transactions of ``engine`` wait in (SQLite), or None."""
+    return _QUEUES.get(engine.dialect)
+
+
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    queue = _QUEUES[engine.dialect] = WriteQueue()
+
+    def end_turn(info: MutableMapping[Any, Any]) -> None:
+        if info.pop(_TURN, False):
+            queue.release()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see below)
@@ -91,7 +118,28 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         mode = str(conn.get_execution_options().get("sqlite_begin", "DEFERRED")).upper()
         if mode not in _SQLITE_BEGIN_MODES:
             raise ValueError(f"unknown sqlite_begin mode {mode!r}")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "DEFERRED":
+            # This process's writers first, in arrival order; then SQLite's lock, polled often.
+            if not queue.acquire(busy_timeout_ms / 1000):
+                raise OperationalError(
+                    f"BEGIN {mode}",
+                    None,
+                    sqlite3.OperationalError(
+                        "database is locked (this process's other writers held it throughout "
+                        "the busy timeout)"
+                    ),
+                )
+            conn.info[_TURN] = True
+            try:
+                begin_polling(conn.connection.driver_connection, mode, busy_timeout_ms)
+            except sqlite3.OperationalError as exc:
+                end_turn(conn.info)
+                raise OperationalError(f"BEGIN {mode}", None, exc) from exc
+            except BaseException:
+                end_turn(conn.info)
+                raise
+        else:
+            conn.exec_driver_sql("BEGIN DEFERRED")
         conn.info["sqlite_begin"] = mode
 
     @event.listens_for(engine, "before_cursor_execute")
@@ -104,7 +152,19 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def _on_end(conn: Any) -> None:
+        if conn.invalidated:  # no DBAPI connection left to read; its turn went back with it
+            return
         conn.info.pop("sqlite_begin", None)
+        end_turn(conn.info)
+
+    # A connection whose transaction never ended through SQLAlchemy (returned to the pool with
+    # it open, or discarded) gives its turn back too, or every writer after it would wait.
+    @event.listens_for(engine.pool, "checkin")
+    @event.listens_for(engine.pool, "invalidate")
+    @event.listens_for(engine.pool, "close")
+    def _on_release(_dbapi_connection: Any, record: ConnectionPoolEntry, *_args: Any) -> None:
+        if record is not None:
+            end_turn(record.info)
 
 
 def _warn_deferred_write(statement: str) -> None:
