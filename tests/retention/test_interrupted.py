@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from taskledger.enums import RetentionTrigger
 from taskledger.retention.alerts import Alerter
 from taskledger.retention.archive import ArchiveReader, read_manifest
-from taskledger.retention.archive_format import encode_row
+from taskledger.retention.archive_format import PART_NAME, encode_row, rows_of
 from taskledger.retention.audit import open_audit, record
 from taskledger.retention.deletes import prune_runs_before
 from taskledger.retention.guard import SpikeGuard
@@ -105,6 +105,15 @@ def _advisory_lock_free(engine: Engine) -> bool:
     return not held
 
 
+def _unlisted_parts(run_dir: Path) -> list[Path]:
+    listed = {part.name for part in read_manifest(str(run_dir)).files}
+    return [
+        path
+        for path in run_dir.iterdir()
+        if PART_NAME.fullmatch(path.name) and path.name not in listed
+    ]
+
+
 def _runs_by_id(engine: Engine) -> dict[int, bytes]:
     with engine.connect() as conn:
         return {
@@ -126,6 +135,14 @@ def test_a_killed_run_is_found_interrupted_with_its_archive(engine: Engine, tmp_
     )
     killed.send_signal(signal.SIGKILL)
     killed.communicate()
+    # A kill between storing a part and listing it leaves that part unlisted; its rows were
+    # never deleted, which is what lets the runbook move it out (docs: an unlisted part).
+    leftovers = _unlisted_parts(run_dir)
+    assert len(leftovers) <= 1
+    at_kill = _runs_by_id(engine)
+    for leftover in leftovers:
+        left_rows = [r["id"] for r in rows_of(leftover.read_bytes())]
+        assert left_rows and all(at_kill.get(i) == original_runs[i] for i in left_rows)
     with Session(engine) as session:
         row = session.scalars(select(RetentionRun).where(RetentionRun.mode == "execute")).one()
     # Found while it is still "running": the archive and the lock holder are already there.
@@ -145,10 +162,18 @@ def test_a_killed_run_is_found_interrupted_with_its_archive(engine: Engine, tmp_
     assert row.outcome == "interrupted" and row.finished_at is not None
     assert row.archive_uri == str(run_dir)
     assert row.error and "stopped before finishing" in row.error
-    assert "lists every part written" in row.error and after.holder in row.error
+    assert "manifest lists" in row.error and "never deleted" in row.error
+    assert after.holder in row.error
     assert after.outcome == "ok" and after.holder and after.holder != row.holder
 
-    # Runbook step 1: the interrupted execution's archive_uri gives back every row it holds.
+    # Runbook step 1: the interrupted execution's archive_uri gives back every row it holds,
+    # once step 2's leftover, if the kill left one, is moved out of the archive.
+    with ArchiveReader(row.archive_uri) as reader:
+        report = reader.verify()
+    assert sorted(report.unlisted) == sorted(p.name for p in leftovers)
+    assert report.ok == (not leftovers)
+    for leftover in leftovers:
+        leftover.rename(tmp_path / leftover.name)
     restored = restore(engine, row.archive_uri, actor="test", trigger="cli")
     with ArchiveReader(row.archive_uri) as reader:
         archived = [r["id"] for part in reader.manifest.files for r in reader.iter_rows(part)]

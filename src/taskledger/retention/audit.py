@@ -105,8 +105,9 @@ def note_archive(sessions: sessionmaker[Session], handle: AuditHandle, uri: str)
 INTERRUPTED_ERRORS = {
     RetentionMode.EXECUTE.value: (
         "The runner stopped before finishing (its lock holder {holder} was gone when {by} took "
-        "the lock at {at}). Every batch it committed is in its archive, whose manifest lists "
-        "every part written: restore archive_uri to put those rows back."
+        "the lock at {at}). Every batch it committed is in a part its archive's manifest lists: "
+        "restore archive_uri to put those rows back. A part verify finds stored but unlisted "
+        "holds rows it never deleted: move that file out of the archive first."
     ),
     RetentionMode.RESTORE.value: (
         "The restore stopped before finishing (its lock holder {holder} was gone when {by} took "
