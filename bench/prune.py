@@ -48,7 +48,8 @@ from benchlib import (
     print_table,
     seed_runs,
 )
-from taskledger.retention.policy import Policy, parse_policy
+from taskledger.retention.policy.load import parse_policy
+from taskledger.retention.policy.rules import Policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
 from taskledger.retention.stores import ArchiveTarget
 from taskledger.settings import DEFAULT_GZIP_LEVEL

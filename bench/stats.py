@@ -25,7 +25,7 @@ from benchlib import (
     print_table,
     seed_runs,
 )
-from taskledger.retention.policy import PRESETS
+from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.stats import collect_stats
 
 STATS = Target(3)

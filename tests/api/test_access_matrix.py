@@ -146,7 +146,7 @@ def _for_project(*, json: Any = None, query: bool = False) -> Builder:
 
 
 def _plan_id(app: FastAPI) -> str:
-    from taskledger.retention.policy import PRESETS
+    from taskledger.retention.policy.presets import PRESETS
     from taskledger.retention.runner import preview_policy
 
     return preview_policy(

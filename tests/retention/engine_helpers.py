@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.retention.executor import Progress
 from taskledger.retention.planner import PlanPreview
-from taskledger.retention.policy import Policy
+from taskledger.retention.policy.rules import Policy
 from taskledger.retention.runner import (
     ConfirmedPlan,
     ExecutionReport,

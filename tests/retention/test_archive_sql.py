@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from taskledger.retention.archive import ArchiveReader
 from taskledger.retention.archive_format import encode_row
 from taskledger.retention.archive_sql import line_expression, part_line
-from taskledger.retention.policy import parse_policy
+from taskledger.retention.policy.load import parse_policy
+from taskledger.retention.policy.tables import RECORD_TABLES
 from taskledger.retention.restore import restore
-from taskledger.retention.tables import RECORD_TABLES
 from taskledger.store.models import Agent, Base, Run
 from tests.retention.engine_helpers import populated, run_policy
 from tests.retention.restore_helpers import data_tables, table_hashes

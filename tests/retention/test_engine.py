@@ -18,10 +18,11 @@ from taskledger.retention.archive import ArchiveReader, ArchiveWriter, verify
 from taskledger.retention.executor import Executor, PlanExceeded
 from taskledger.retention.holds import HeldSet
 from taskledger.retention.planner import Plan, build_plan
-from taskledger.retention.policy import PRESETS, parse_policy
+from taskledger.retention.policy.load import parse_policy
+from taskledger.retention.policy.presets import PRESETS
+from taskledger.retention.policy.tables import is_scrub_marker
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
 from taskledger.retention.stores import ArchiveStorageError, ArchiveTarget, open_store
-from taskledger.retention.tables import is_scrub_marker
 from taskledger.store.models import (
     Acknowledgement,
     AgentConnection,

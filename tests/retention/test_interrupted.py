@@ -24,7 +24,7 @@ from taskledger.retention.audit import open_audit, record
 from taskledger.retention.deletes import prune_runs_before
 from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.lock import ADVISORY_KEY, LockHeld, runner_lock
-from taskledger.retention.policy import parse_policy
+from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore import restore
 from taskledger.retention.stores import ArchiveError, ArchiveTarget
 from taskledger.store.models import RetentionLease, RetentionRun, Run

@@ -16,7 +16,7 @@ from taskledger.cli import cli
 from taskledger.retention.audit import open_audit
 from taskledger.retention.lock import LockHeld
 from taskledger.retention.plans import PlanSpent, claim_plan
-from taskledger.retention.policy import PRESETS
+from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
 from taskledger.retention.scheduler import Scheduler
 from taskledger.retention.stores import ArchiveTarget

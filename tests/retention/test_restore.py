@@ -15,7 +15,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from taskledger.retention.archive import ArchiveReader, verify
-from taskledger.retention.policy import parse_policy
+from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore import RestoreReport, restore
 from taskledger.retention.restore_plan import RESTORABLE, UnknownTable
 from taskledger.retention.stores import ArchiveCorrupt

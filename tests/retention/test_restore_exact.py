@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from taskledger.retention.archive import ArchiveReader
 from taskledger.retention.archive_format import rows_of
-from taskledger.retention.policy import parse_policy
+from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore import restore
 from taskledger.store.models import (
     Acknowledgement,

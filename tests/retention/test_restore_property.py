@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from taskledger.retention.archive import ArchiveReader
-from taskledger.retention.policy import Policy, Rule, validate_policy
+from taskledger.retention.policy.rules import Policy, Rule, validate_policy
 from taskledger.retention.restore import restore
 from taskledger.store import Base
 from tests.retention.engine_helpers import populated, run_policy

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from taskledger.errors import SafeguardRefused
 from taskledger.retention.lock import LEASE, LockHeld, holder_is_gone, runner_lock
-from taskledger.retention.policy import PRESETS
+from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
 from taskledger.retention.stores import ArchiveTarget
 from taskledger.store.models import RetentionLease, RetentionRun, Run

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from taskledger.api.deps import PrincipalDep, StateDep
 from taskledger.api.routing import LedgerRoute
-from taskledger.retention.policy import load_policy
+from taskledger.retention.policy.load import load_policy
 from taskledger.retention.stats import collect_stats
 from taskledger.schemas.limits import QueryFlag
 from taskledger.services.access import require_admin

@@ -14,7 +14,9 @@ from taskledger.cli.base import EXIT_REFUSED, CliContext, emit_json, pass_ctx, p
 from taskledger.enums import RetentionTrigger
 from taskledger.retention.audit import list_audit
 from taskledger.retention.planner import PlanPreview
-from taskledger.retention.policy import PRESETS, Policy, load_policy
+from taskledger.retention.policy.load import load_policy
+from taskledger.retention.policy.presets import PRESETS
+from taskledger.retention.policy.rules import Policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
 from taskledger.retention.stores import ArchiveTarget
 from taskledger.store.engine import read_only

@@ -23,7 +23,8 @@ from taskledger.retention.deletes import (
     prune_runs_before,
 )
 from taskledger.retention.guard import SpikeGuard
-from taskledger.retention.policy import Policy, load_policy
+from taskledger.retention.policy.load import load_policy
+from taskledger.retention.policy.rules import Policy
 from taskledger.retention.stores import ArchiveTarget
 from taskledger.schemas.runs import RunFilters
 from taskledger.services import projects as projects_service

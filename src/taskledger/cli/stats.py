@@ -7,7 +7,7 @@ import click
 from rich.table import Table
 
 from taskledger.cli.base import CliContext, emit_json, pass_ctx
-from taskledger.retention.policy import load_policy
+from taskledger.retention.policy.load import load_policy
 from taskledger.retention.stats import BUCKETS, collect_stats
 
 

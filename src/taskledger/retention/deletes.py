@@ -30,9 +30,9 @@ from taskledger.retention.executor import Executor, Progress
 from taskledger.retention.guard import SpikeGuard, check_prune_caps
 from taskledger.retention.holds import active_holds
 from taskledger.retention.planner import Plan, RuleSelection
-from taskledger.retention.policy import Policy, Rule
+from taskledger.retention.policy.rules import Policy, Rule
+from taskledger.retention.policy.tables import get_table
 from taskledger.retention.stores import ArchiveTarget, open_store
-from taskledger.retention.tables import get_table
 from taskledger.store.engine import read_only
 from taskledger.store.migrate import current_revision
 from taskledger.store.models import Run

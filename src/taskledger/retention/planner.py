@@ -38,8 +38,8 @@ from sqlalchemy.orm import Session
 from taskledger.enums import TERMINAL_STATUSES
 from taskledger.retention.archive_format import compress_rows
 from taskledger.retention.holds import HeldSet
-from taskledger.retention.policy import Policy, PolicyError, Rule
-from taskledger.retention.tables import RetainedTable, get_table
+from taskledger.retention.policy.rules import Policy, PolicyError, Rule
+from taskledger.retention.policy.tables import RetainedTable, get_table
 from taskledger.services.projects import find_project
 from taskledger.settings import DEFAULT_GZIP_LEVEL
 from taskledger.store.models import Acknowledgement, Task, TaskDependency

@@ -27,7 +27,7 @@ from taskledger.enums import RetentionMode, RetentionTrigger
 from taskledger.errors import ConflictError, SafeguardRefused
 from taskledger.retention.audit import record
 from taskledger.retention.planner import PlanPreview
-from taskledger.retention.policy import Policy
+from taskledger.retention.policy.rules import Policy
 from taskledger.settings import DEFAULT_PLAN_TTL
 from taskledger.store.engine import read_only
 from taskledger.store.models import RetentionRun

@@ -39,9 +39,9 @@ from taskledger.retention.plans import (
     find_preview,
     record_refusal,
 )
-from taskledger.retention.policy import Policy
+from taskledger.retention.policy.rules import Policy
+from taskledger.retention.policy.tables import get_table
 from taskledger.retention.stores import ArchiveTarget, open_store
-from taskledger.retention.tables import get_table
 from taskledger.settings import DEFAULT_GZIP_LEVEL, DEFAULT_PLAN_TTL
 from taskledger.store.engine import read_only
 from taskledger.store.migrate import current_revision

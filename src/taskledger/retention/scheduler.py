@@ -20,7 +20,7 @@ from taskledger.enums import RetentionTrigger
 from taskledger.errors import ConfigurationError, TaskledgerError
 from taskledger.metrics import Metrics
 from taskledger.retention.lock import holder_identity
-from taskledger.retention.policy import load_policy
+from taskledger.retention.policy.load import load_policy
 from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
 from taskledger.retention.stores import ArchiveTarget
 from taskledger.settings import Settings

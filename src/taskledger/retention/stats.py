@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from taskledger.retention.holds import HeldSet, active_holds
 from taskledger.retention.planner import Plan
-from taskledger.retention.policy import Policy
+from taskledger.retention.policy.rules import Policy
+from taskledger.retention.policy.tables import TABLES
 from taskledger.retention.runner import make_plan
-from taskledger.retention.tables import TABLES
 from taskledger.store.models import RetentionRun
 from taskledger.store.types import as_utc, utcnow
 

@@ -17,7 +17,7 @@ from taskledger.enums import (
     TaskStatus,
     values,
 )
-from taskledger.retention.tables import (
+from taskledger.retention.policy.tables import (
     TABLES,
     canonical_json,
     get_table,

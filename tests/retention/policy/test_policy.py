@@ -15,23 +15,23 @@ from typing import Any, cast
 import pytest
 
 from taskledger.errors import ValidationFailed
-from taskledger.retention.policy import (
+from taskledger.retention.policy.load import load_policy, parse_policy, policy_from_dict
+from taskledger.retention.policy.presets import (
     PRESETS,
+    default_policy,
+    development_policy,
+    ops_policy,
+    scientific_policy,
+)
+from taskledger.retention.policy.rules import (
     RULE_KEYS,
     Action,
     Policy,
     PolicyError,
     Rule,
-    default_policy,
-    development_policy,
     format_duration,
-    load_policy,
-    ops_policy,
     parse_duration,
-    parse_policy,
-    policy_from_dict,
     policy_to_dict,
-    scientific_policy,
     validate_policy,
 )
 
@@ -563,7 +563,7 @@ def test_hash_is_a_sha256_hex_digest() -> None:
 
 def test_hash_is_stable_across_processes() -> None:
     code = (
-        "from taskledger.retention.policy import PRESETS\n"
+        "from taskledger.retention.policy.presets import PRESETS\n"
         "print(' '.join(PRESETS[n].policy_hash for n in sorted(PRESETS)))\n"
     )
     hashes = set()

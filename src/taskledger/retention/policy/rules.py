@@ -1,9 +1,8 @@
 """The retention policy model: ``Rule`` and ``Policy``, their validation, dict form and hash.
 
-Pure data and pure checks, with no I/O: ``taskledger.retention.policy`` reads policies from TOML
-and presets and is the module callers import; the planner and executor read these types. Every
-problem is reported at once, each message naming its rule, so an operator fixes a policy in one
-pass.
+Pure data and pure checks, with no I/O: :mod:`taskledger.retention.policy.load` reads policies
+from TOML and presets; the planner and executor read these types. Every problem is reported at
+once, each message naming its rule, so an operator fixes a policy in one pass.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from taskledger.errors import ValidationFailed
-from taskledger.retention.tables import TABLES, canonical_json
+from taskledger.retention.policy.tables import TABLES, canonical_json
 
 Action = Literal["delete", "scrub", "expire"]
 ACTIONS: tuple[Action, ...] = ("delete", "scrub", "expire")

@@ -1,0 +1,1 @@
+"""Retention policies: the rule model, where policies come from, the presets, the table registry."""
