@@ -641,7 +641,7 @@ def test_hash_changes_with_anything_that_changes_behaviour(different: str) -> No
 
 # --- documentation -------------------------------------------------------------------------------
 
-RETENTION_DOC = Path(__file__).resolve().parents[2] / "docs" / "retention.md"
+RETENTION_DOC = Path(__file__).resolve().parents[3] / "docs" / "retention.md"
 
 
 def test_the_documented_examples_behave_as_documented() -> None:
