@@ -156,7 +156,7 @@ def _plan_id(app: FastAPI) -> str:
 
 def _hold(app: FastAPI, world: World) -> int:
     from taskledger.enums import HoldScope
-    from taskledger.retention.holds import add_hold
+    from taskledger.retention.plan.holds import add_hold
     from tests.helpers import transaction
 
     with transaction(app) as session:

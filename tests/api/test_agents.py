@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from taskledger.enums import HoldScope
-from taskledger.retention import holds
 from taskledger.retention.archive import read_manifest, verify
+from taskledger.retention.plan import holds
 from taskledger.store.models import (
     Acknowledgement,
     Agent,

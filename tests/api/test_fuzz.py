@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from taskledger.enums import HoldScope
-from taskledger.retention.holds import add_hold
+from taskledger.retention.plan.holds import add_hold
 from tests.helpers import (
     bearer,
     login,

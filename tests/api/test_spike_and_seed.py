@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from taskledger.api import create_app
 from taskledger.enums import HoldScope
-from taskledger.retention import holds
 from taskledger.retention.archive import read_manifest
+from taskledger.retention.plan import holds
 from taskledger.settings import Settings
 from taskledger.store import make_session_factory
 from taskledger.store.models import DeletionEvent, RetentionRun, Run

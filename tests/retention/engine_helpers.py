@@ -10,14 +10,10 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.retention.executor import Progress
-from taskledger.retention.planner import PlanPreview
+from taskledger.retention.plan.plans import ConfirmedPlan
+from taskledger.retention.plan.preview import PlanPreview
 from taskledger.retention.policy.rules import Policy
-from taskledger.retention.runner import (
-    ConfirmedPlan,
-    ExecutionReport,
-    execute_policy,
-    preview_policy,
-)
+from taskledger.retention.runner import ExecutionReport, execute_policy, preview_policy
 from taskledger.retention.stores import ArchiveTarget
 from taskledger.services.generate import generate
 from taskledger.store import make_session_factory

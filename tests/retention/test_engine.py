@@ -13,15 +13,16 @@ from sqlalchemy.orm import Session
 
 from taskledger.enums import HoldScope
 from taskledger.errors import SafeguardRefused
-from taskledger.retention import holds
 from taskledger.retention.archive import ArchiveReader, ArchiveWriter, verify
 from taskledger.retention.executor import Executor, PlanExceeded
-from taskledger.retention.holds import HeldSet
-from taskledger.retention.planner import Plan, build_plan
+from taskledger.retention.plan import holds
+from taskledger.retention.plan.holds import HeldSet
+from taskledger.retention.plan.planner import Plan, build_plan
+from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.policy.tables import is_scrub_marker
-from taskledger.retention.runner import ConfirmedPlan, execute_policy, preview_policy
+from taskledger.retention.runner import execute_policy, preview_policy
 from taskledger.retention.stores import ArchiveStorageError, ArchiveTarget, open_store
 from taskledger.store.models import (
     Acknowledgement,

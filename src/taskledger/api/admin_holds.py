@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from taskledger.api.deps import CursorQuery, IntId, LimitQuery, PrincipalDep, SessionDep
 from taskledger.api.routing import LedgerRoute
-from taskledger.retention import holds
+from taskledger.retention.plan import holds
 from taskledger.schemas.limits import QueryFlag
 from taskledger.schemas.retention import HoldCreate, HoldPage, HoldRead
 from taskledger.services.access import require_admin

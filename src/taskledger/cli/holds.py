@@ -8,7 +8,7 @@ from rich.table import Table
 from taskledger.cli.base import CliContext, emit_json, pass_ctx
 from taskledger.cli.retention import cli_actor
 from taskledger.enums import HoldScope, values
-from taskledger.retention import holds as holds_service
+from taskledger.retention.plan import holds as holds_service
 from taskledger.store.engine import read_only
 from taskledger.store.models import RetentionHold
 

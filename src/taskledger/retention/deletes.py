@@ -28,8 +28,8 @@ from taskledger.retention.archive import ArchiveWriter
 from taskledger.retention.audit import close_audit, note_archive, open_audit
 from taskledger.retention.executor import Executor, Progress
 from taskledger.retention.guard import SpikeGuard, check_prune_caps
-from taskledger.retention.holds import active_holds
-from taskledger.retention.planner import Plan, RuleSelection
+from taskledger.retention.plan.holds import active_holds
+from taskledger.retention.plan.planner import Plan, RuleSelection
 from taskledger.retention.policy.rules import Policy, Rule
 from taskledger.retention.policy.tables import get_table
 from taskledger.retention.stores import ArchiveTarget, open_store

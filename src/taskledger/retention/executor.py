@@ -46,7 +46,7 @@ from taskledger.metrics import Metrics
 from taskledger.retention.archive import ArchiveWriter
 from taskledger.retention.archive_format import encode_row
 from taskledger.retention.archive_sql import line_expression, part_line
-from taskledger.retention.planner import Plan, RuleSelection
+from taskledger.retention.plan.planner import Plan, RuleSelection
 from taskledger.store.models import (
     Acknowledgement,
     AgentConnection,

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, delete, func, insert, select, text
 
 from taskledger.errors import SafeguardRefused
 from taskledger.retention.alerts import Alerter
-from taskledger.retention.planner import PlanPreview
+from taskledger.retention.plan.preview import PlanPreview
 from taskledger.retention.policy.rules import Policy
 from taskledger.store.models import DeletionEvent
 from taskledger.store.types import as_utc, utcnow

@@ -25,20 +25,16 @@ from taskledger.retention.archive import ArchiveWriter
 from taskledger.retention.audit import AuditHandle, close_audit, note_archive, open_audit, record
 from taskledger.retention.executor import Executor, Progress, RuleOutcome
 from taskledger.retention.guard import check_caps
-from taskledger.retention.holds import active_holds
 from taskledger.retention.lock import holder_identity, runner_lock
-from taskledger.retention.planner import Plan, PlanPreview, build_plan, preview, resolve_projects
-from taskledger.retention.plans import (
-    STALE_GROWTH,
+from taskledger.retention.plan.plans import (
     ConfirmedPlan,
     RecordedPreview,
     check_not_stale,
     check_usable,
     claim_plan,
-    confirm_plan,
-    find_preview,
     record_refusal,
 )
+from taskledger.retention.plan.preview import PlanPreview, make_plan, preview
 from taskledger.retention.policy.rules import Policy
 from taskledger.retention.policy.tables import get_table
 from taskledger.retention.stores import ArchiveTarget, open_store
@@ -47,19 +43,7 @@ from taskledger.store.engine import read_only
 from taskledger.store.migrate import current_revision
 from taskledger.store.types import as_utc, utcnow
 
-__all__ = [
-    "STALE_GROWTH",
-    "ConfirmedPlan",
-    "ExecutionReport",
-    "RecordedPreview",
-    "check_not_stale",
-    "confirm_plan",
-    "execute_policy",
-    "find_preview",
-    "make_plan",
-    "preview_policy",
-    "table_rows",
-]
+__all__ = ["ExecutionReport", "execute_policy", "preview_policy", "table_rows"]
 
 
 @dataclass
@@ -90,18 +74,6 @@ class ExecutionReport:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "rules": [r.to_dict() for r in self.rules],
         }
-
-
-def make_plan(session: Session, policy: Policy, now: datetime) -> Plan:
-    """The plan of ``policy`` at ``now``, with the holds and projects of this database."""
-    bind = session.get_bind()
-    return build_plan(
-        policy,
-        now,
-        held=active_holds(session),
-        project_ids=resolve_projects(session, policy),
-        dialect=bind.dialect.name,
-    )
 
 
 def preview_policy(

@@ -16,11 +16,11 @@ from sqlalchemy import Engine, Table, and_, bindparam, func, inspect, select, te
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from taskledger.retention.holds import HeldSet, active_holds
-from taskledger.retention.planner import Plan
+from taskledger.retention.plan.holds import HeldSet, active_holds
+from taskledger.retention.plan.planner import Plan
+from taskledger.retention.plan.preview import make_plan
 from taskledger.retention.policy.rules import Policy
 from taskledger.retention.policy.tables import TABLES
-from taskledger.retention.runner import make_plan
 from taskledger.store.models import RetentionRun
 from taskledger.store.types import as_utc, utcnow
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from taskledger.enums import RetentionMode, RetentionTrigger
 from taskledger.errors import ConflictError, SafeguardRefused
 from taskledger.retention.audit import record
-from taskledger.retention.planner import PlanPreview
+from taskledger.retention.plan.preview import PlanPreview
 from taskledger.retention.policy.rules import Policy
 from taskledger.settings import DEFAULT_PLAN_TTL
 from taskledger.store.engine import read_only

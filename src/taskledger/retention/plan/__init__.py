@@ -1,0 +1,1 @@
+"""Planning: the pure planner, the held set, previews and the single-use plans they confirm."""
