@@ -48,11 +48,11 @@ from benchlib import (
     print_table,
     seed_runs,
 )
+from taskledger.retention.archive.stores import ArchiveTarget
 from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.policy.rules import Policy
 from taskledger.retention.runner import execute_policy, preview_policy
-from taskledger.retention.stores import ArchiveTarget
 from taskledger.settings import DEFAULT_GZIP_LEVEL
 from taskledger.store import make_engine, make_session_factory
 from taskledger.store.models import Run

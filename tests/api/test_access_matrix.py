@@ -173,8 +173,8 @@ def _archive(app: FastAPI, world: World) -> str:
     """An archive under the app's archive root holding one run of project A."""
     from sqlalchemy import select
 
-    from taskledger.retention.archive import ArchiveWriter
-    from taskledger.retention.stores import open_store
+    from taskledger.retention.archive.stores import open_store
+    from taskledger.retention.archive.writer import ArchiveWriter
     from taskledger.store.models import Run
 
     run_pk = _run(app, world)

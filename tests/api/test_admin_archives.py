@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from taskledger.retention.stores import InvalidArchiveURI, confine
+from taskledger.retention.archive.stores import InvalidArchiveURI, confine
 from tests.conftest import ADMIN_KEY
 from tests.helpers import problem, state_of
 from tests.retention.engine_helpers import populated, run_policy

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from taskledger.enums import HoldScope
-from taskledger.retention.archive import read_manifest, verify
+from taskledger.retention.archive.reader import read_manifest, verify
 from taskledger.retention.plan import holds
 from taskledger.store.models import (
     Acknowledgement,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from taskledger.api import create_app
 from taskledger.enums import HoldScope
-from taskledger.retention.archive import read_manifest
+from taskledger.retention.archive.reader import read_manifest
 from taskledger.retention.plan import holds
 from taskledger.settings import Settings
 from taskledger.store import make_session_factory

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from taskledger.cli import cli
-from taskledger.retention.archive import read_manifest
+from taskledger.retention.archive.reader import read_manifest
 from taskledger.settings import Settings
 from taskledger.store.models import DeletionEvent, RetentionRun, Run
 from tests.retention.engine_helpers import count, old_and_new_runs

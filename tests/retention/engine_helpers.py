@@ -9,12 +9,12 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from taskledger.retention.archive.stores import ArchiveTarget
 from taskledger.retention.executor import Progress
 from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.plan.preview import PlanPreview
 from taskledger.retention.policy.rules import Policy
 from taskledger.retention.runner import ExecutionReport, execute_policy, preview_policy
-from taskledger.retention.stores import ArchiveTarget
 from taskledger.services.generate import generate
 from taskledger.store import make_session_factory
 from taskledger.store.models import Project, Run, User

@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from taskledger.retention.archive import list_archives, verify
-from taskledger.retention.archive_format import rows_of
+from taskledger.retention.archive.format import rows_of
+from taskledger.retention.archive.reader import list_archives, verify
 from taskledger.retention.restore import restore
 from taskledger.retention.restore_plan import table_info
 from taskledger.store.models import Base

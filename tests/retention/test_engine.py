@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 
 from taskledger.enums import HoldScope
 from taskledger.errors import SafeguardRefused
-from taskledger.retention.archive import ArchiveReader, ArchiveWriter, verify
+from taskledger.retention.archive.reader import ArchiveReader, verify
+from taskledger.retention.archive.stores import ArchiveStorageError, ArchiveTarget, open_store
+from taskledger.retention.archive.writer import ArchiveWriter
 from taskledger.retention.executor import Executor, PlanExceeded
 from taskledger.retention.plan import holds
 from taskledger.retention.plan.holds import HeldSet
@@ -23,7 +25,6 @@ from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.policy.tables import is_scrub_marker
 from taskledger.retention.runner import execute_policy, preview_policy
-from taskledger.retention.stores import ArchiveStorageError, ArchiveTarget, open_store
 from taskledger.store.models import (
     Acknowledgement,
     AgentConnection,

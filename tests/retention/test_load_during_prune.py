@@ -26,7 +26,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from taskledger.retention.archive import ArchiveReader, verify
+from taskledger.retention.archive.reader import ArchiveReader, verify
 from taskledger.services.generate import generate
 from taskledger.store import make_session_factory
 from taskledger.store.models import RetentionRun, Run

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
-from taskledger.retention.archive import ArchiveReader, verify
+from taskledger.retention.archive.reader import ArchiveReader, verify
+from taskledger.retention.archive.stores import ArchiveCorrupt
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore import RestoreReport, restore
 from taskledger.retention.restore_plan import RESTORABLE, UnknownTable
-from taskledger.retention.stores import ArchiveCorrupt
 from taskledger.store.models import Agent, ApiKey, RetentionRun, Run, Task
 from taskledger.store.types import utcnow
 from tests.retention.engine_helpers import populated, run_policy

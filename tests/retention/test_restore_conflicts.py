@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, insert, select
 
-from taskledger.retention.archive import ArchiveReader
+from taskledger.retention.archive.reader import ArchiveReader
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore import restore
 from taskledger.retention.restore_report import (

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import JSON, Engine, text
 from sqlalchemy.orm import Session
 
-from taskledger.retention.archive import ArchiveReader
-from taskledger.retention.archive_format import rows_of
+from taskledger.retention.archive.format import rows_of
+from taskledger.retention.archive.reader import ArchiveReader
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore import restore
 from taskledger.store.models import (

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from taskledger.retention.archive import ArchiveReader
+from taskledger.retention.archive.reader import ArchiveReader
 from taskledger.retention.policy.rules import Policy, Rule, validate_policy
 from taskledger.retention.restore import restore
 from taskledger.store import Base

@@ -10,8 +10,13 @@ from rich.table import Column, Table
 from taskledger.cli.base import EXIT_ERROR, CliContext, emit_json, pass_ctx, progress_bar
 from taskledger.cli.retention import cli_actor
 from taskledger.enums import RetentionTrigger
-from taskledger.retention.archive import ArchiveSummary, VerifyReport, list_archives, read_manifest
-from taskledger.retention.archive import verify as verify_archive
+from taskledger.retention.archive.reader import (
+    ArchiveSummary,
+    VerifyReport,
+    list_archives,
+    read_manifest,
+)
+from taskledger.retention.archive.reader import verify as verify_archive
 from taskledger.retention.restore import RESTORABLE, RestoreReport, restore
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from taskledger.cli.base import EXIT_REFUSED, CliContext, emit_json, pass_ctx, progress_bar
 from taskledger.enums import RetentionTrigger
+from taskledger.retention.archive.stores import ArchiveTarget
 from taskledger.retention.audit import list_audit
 from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.plan.preview import PlanPreview
@@ -19,7 +20,6 @@ from taskledger.retention.policy.load import load_policy
 from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.policy.rules import Policy
 from taskledger.retention.runner import execute_policy, preview_policy
-from taskledger.retention.stores import ArchiveTarget
 from taskledger.store.engine import read_only
 
 

@@ -16,6 +16,7 @@ from taskledger.cli.retention import cli_actor
 from taskledger.enums import RetentionTrigger, RunStatus, values
 from taskledger.errors import NotFoundError, SafeguardRefused
 from taskledger.retention.alerts import Alerter
+from taskledger.retention.archive.stores import ArchiveTarget
 from taskledger.retention.deletes import (
     PrunePreview,
     parse_cutoff,
@@ -25,7 +26,6 @@ from taskledger.retention.deletes import (
 from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.policy.load import load_policy
 from taskledger.retention.policy.rules import Policy
-from taskledger.retention.stores import ArchiveTarget
 from taskledger.schemas.runs import RunFilters
 from taskledger.services import projects as projects_service
 from taskledger.services import run_export, run_import

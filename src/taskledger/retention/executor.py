@@ -43,9 +43,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from taskledger.enums import AssigneeType
 from taskledger.errors import SafeguardRefused
 from taskledger.metrics import Metrics
-from taskledger.retention.archive import ArchiveWriter
-from taskledger.retention.archive_format import encode_row
-from taskledger.retention.archive_sql import line_expression, part_line
+from taskledger.retention.archive.format import encode_row
+from taskledger.retention.archive.sql_lines import line_expression, part_line
+from taskledger.retention.archive.writer import ArchiveWriter
 from taskledger.retention.plan.planner import Plan, RuleSelection
 from taskledger.store.models import (
     Acknowledgement,

@@ -30,7 +30,8 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select, text, tupl
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.enums import RetentionMode, RetentionTrigger
-from taskledger.retention.archive import ArchiveReader, PartInfo
+from taskledger.retention.archive.format import PartInfo
+from taskledger.retention.archive.reader import ArchiveReader
 from taskledger.retention.audit import AuditHandle, close_audit, open_audit
 from taskledger.retention.lock import holder_identity, runner_lock
 from taskledger.retention.restore_plan import (

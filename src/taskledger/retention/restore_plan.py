@@ -23,9 +23,9 @@ from sqlalchemy import Column, Table, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 
 from taskledger.errors import ValidationFailed
-from taskledger.retention.archive_format import decode_value
+from taskledger.retention.archive.format import decode_value
+from taskledger.retention.archive.stores import ArchiveCorrupt, ArchiveError
 from taskledger.retention.policy.tables import TABLES, ExpireSpec, is_scrub_marker
-from taskledger.retention.stores import ArchiveCorrupt, ArchiveError
 from taskledger.store.models import Base
 
 #: Tables archives hold besides the retained ones (``capture_side_effects``): the dependency

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskledger.retention.archive_format import key_text
+from taskledger.retention.archive.format import key_text
 
 #: Conflicts and revoked keys named per table; the counts cover every one of them.
 SHOWN_PER_TABLE = 20

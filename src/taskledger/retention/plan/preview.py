@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from taskledger.retention.archive_format import compress_rows
+from taskledger.retention.archive.format import compress_rows
 from taskledger.retention.plan.holds import active_holds
 from taskledger.retention.plan.planner import Plan, RuleSelection, build_plan
 from taskledger.retention.policy.rules import Policy, PolicyError

@@ -37,7 +37,7 @@ from functools import cached_property, partial
 from typing import Any
 from uuid import UUID
 
-from taskledger.retention.stores import ArchiveCorrupt, check_key
+from taskledger.retention.archive.stores import ArchiveCorrupt, check_key
 from taskledger.settings import DEFAULT_GZIP_LEVEL
 from taskledger.store.types import as_utc
 

@@ -20,23 +20,22 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from taskledger.retention.archive import (
+from taskledger.retention.archive.format import PartInfo, decode_value
+from taskledger.retention.archive.reader import (
     ArchiveReader,
-    ArchiveWriter,
-    PartInfo,
     iter_rows,
     list_archives,
     read_manifest,
     verify,
 )
-from taskledger.retention.archive_format import decode_value
-from taskledger.retention.stores import (
+from taskledger.retention.archive.stores import (
     ArchiveCorrupt,
     ArchiveError,
     ArchiveExists,
     ArchiveNotFound,
     open_store,
 )
+from taskledger.retention.archive.writer import ArchiveWriter
 
 STARTED = datetime(2026, 11, 28, 3, 15, tzinfo=UTC)
 

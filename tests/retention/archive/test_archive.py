@@ -11,27 +11,28 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("tests.retention.archive_cases")
+pytest.register_assert_rewrite("tests.retention.archive.archive_cases")
 
 from taskledger.errors import ConfigurationError  # noqa: E402
-from taskledger.retention.archive import ArchiveWriter, iter_rows  # noqa: E402
-from taskledger.retention.archive_format import (  # noqa: E402
+from taskledger.retention.archive.format import (  # noqa: E402
     MEMBER_BYTES,
     compress_lines,
     decode_value,
     encode_row,
     rows_of,
 )
-from taskledger.retention.stores import (  # noqa: E402
+from taskledger.retention.archive.reader import iter_rows  # noqa: E402
+from taskledger.retention.archive.s3 import S3Store  # noqa: E402
+from taskledger.retention.archive.stores import (  # noqa: E402
     ArchiveCorrupt,
     ArchiveError,
     ArchiveNotFound,
     InvalidArchiveURI,
     LocalStore,
-    S3Store,
     open_store,
 )
-from tests.retention.archive_cases import STARTED, ArchiveContract, sample_runs  # noqa: E402
+from taskledger.retention.archive.writer import ArchiveWriter  # noqa: E402
+from tests.retention.archive.archive_cases import STARTED, ArchiveContract, sample_runs  # noqa: E402
 
 
 @dataclass

@@ -12,18 +12,15 @@ from typing import Any
 
 import pytest
 
-pytest.register_assert_rewrite("tests.retention.archive_cases")
+pytest.register_assert_rewrite("tests.retention.archive.archive_cases")
 
 boto3 = pytest.importorskip("boto3")
 
-from taskledger.retention.archive import ArchiveWriter, verify  # noqa: E402
-from taskledger.retention.stores import (  # noqa: E402
-    ArchiveNotFound,
-    ArchiveStorageError,
-    S3Store,
-    open_store,
-)
-from tests.retention.archive_cases import STARTED, ArchiveContract, sample_runs  # noqa: E402
+from taskledger.retention.archive.reader import verify  # noqa: E402
+from taskledger.retention.archive.s3 import S3Store  # noqa: E402
+from taskledger.retention.archive.stores import ArchiveNotFound, ArchiveStorageError, open_store  # noqa: E402
+from taskledger.retention.archive.writer import ArchiveWriter  # noqa: E402
+from tests.retention.archive.archive_cases import STARTED, ArchiveContract, sample_runs  # noqa: E402
 from tests.retention.conftest import BUCKET, S3Server  # noqa: E402
 
 

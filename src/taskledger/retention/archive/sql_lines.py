@@ -1,5 +1,5 @@
 """Archive lines built by the database: one SQL expression per table that renders a row as the
-JSON line :func:`~taskledger.retention.archive_format.encode_row` would write.
+JSON line :func:`~taskledger.retention.archive.format.encode_row` would write.
 
 Fetching whole rows into Python objects, then encoding them back to JSON, is most of the cost
 of an archived batch. The database can do both in C: the executor selects each row's key and its
@@ -34,7 +34,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Text
 
-from taskledger.retention.archive_format import decode_line, encode_row
+from taskledger.retention.archive.format import decode_line, encode_row
 from taskledger.store.types import UTCDateTime
 
 # Each renders one column (its quoted name) as JSON text, 'null' when the value is NULL.

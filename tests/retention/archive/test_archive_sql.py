@@ -14,9 +14,9 @@ from sqlalchemy import Engine, Table, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from taskledger.retention.archive import ArchiveReader
-from taskledger.retention.archive_format import encode_row
-from taskledger.retention.archive_sql import line_expression, part_line
+from taskledger.retention.archive.format import encode_row
+from taskledger.retention.archive.reader import ArchiveReader
+from taskledger.retention.archive.sql_lines import line_expression, part_line
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.policy.tables import RECORD_TABLES
 from taskledger.retention.restore import restore

@@ -1,0 +1,1 @@
+"""Retention archives: where they are stored, their format, and writing and reading them."""
