@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from taskledger.cli import cli
-from taskledger.retention.restore_plan import CREDENTIALS, RESTORABLE
+from taskledger.retention.restore.judge import CREDENTIALS, RESTORABLE
 from taskledger.settings import Settings
 from taskledger.store.models import Base
 from taskledger.store.types import utcnow

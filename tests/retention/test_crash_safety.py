@@ -22,8 +22,8 @@ from sqlalchemy import Engine, select
 
 from taskledger.retention.archive.format import rows_of
 from taskledger.retention.archive.reader import list_archives, verify
-from taskledger.retention.restore import restore
-from taskledger.retention.restore_plan import table_info
+from taskledger.retention.restore.judge import table_info
+from taskledger.retention.restore.restore import restore
 from taskledger.store.models import Base
 from tests.retention.engine_helpers import populated
 from tests.retention.restore_helpers import MIXED_POLICY, table_hashes

@@ -26,7 +26,7 @@ from taskledger.retention.deletes import prune_runs_before
 from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.lock import ADVISORY_KEY, LockHeld, runner_lock
 from taskledger.retention.policy.load import parse_policy
-from taskledger.retention.restore import restore
+from taskledger.retention.restore.restore import restore
 from taskledger.store.models import RetentionLease, RetentionRun, Run
 from taskledger.store.types import utcnow
 from tests.retention.engine_helpers import old_and_new_runs, populated, run_policy, sessions_of

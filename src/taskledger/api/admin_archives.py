@@ -19,8 +19,8 @@ from taskledger.enums import RetentionTrigger
 from taskledger.errors import BadRequestError
 from taskledger.retention.archive.reader import ArchiveSummary, list_archives
 from taskledger.retention.archive.stores import confine
-from taskledger.retention.restore import restore
-from taskledger.retention.restore_plan import check_tables
+from taskledger.retention.restore.judge import check_tables
+from taskledger.retention.restore.restore import restore
 from taskledger.schemas.retention import ArchivePage, ArchiveRead, RestoreOut, RestoreRequest
 from taskledger.services.access import require_admin
 from taskledger.services.pagination import DEFAULT_LIMIT

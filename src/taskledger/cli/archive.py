@@ -17,7 +17,9 @@ from taskledger.retention.archive.reader import (
     read_manifest,
 )
 from taskledger.retention.archive.reader import verify as verify_archive
-from taskledger.retention.restore import RESTORABLE, RestoreReport, restore
+from taskledger.retention.restore.judge import RESTORABLE
+from taskledger.retention.restore.report import RestoreReport
+from taskledger.retention.restore.restore import restore
 
 
 @click.group()

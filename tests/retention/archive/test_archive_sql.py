@@ -19,7 +19,7 @@ from taskledger.retention.archive.reader import ArchiveReader
 from taskledger.retention.archive.sql_lines import line_expression, part_line
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.policy.tables import RECORD_TABLES
-from taskledger.retention.restore import restore
+from taskledger.retention.restore.restore import restore
 from taskledger.store.models import Agent, Base, Run
 from tests.retention.engine_helpers import populated, run_policy
 from tests.retention.restore_helpers import data_tables, table_hashes

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 from taskledger.retention.archive.reader import ArchiveReader, verify
 from taskledger.retention.archive.stores import ArchiveCorrupt
 from taskledger.retention.policy.load import parse_policy
-from taskledger.retention.restore import RestoreReport, restore
-from taskledger.retention.restore_plan import RESTORABLE, UnknownTable
+from taskledger.retention.restore.judge import RESTORABLE, UnknownTable
+from taskledger.retention.restore.report import RestoreReport
+from taskledger.retention.restore.restore import restore
 from taskledger.store.models import Agent, ApiKey, RetentionRun, Run, Task
 from taskledger.store.types import utcnow
 from tests.retention.engine_helpers import populated, run_policy

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from taskledger.retention.archive.format import rows_of
 from taskledger.retention.archive.reader import ArchiveReader
 from taskledger.retention.policy.load import parse_policy
-from taskledger.retention.restore import restore
+from taskledger.retention.restore.restore import restore
 from taskledger.store.models import (
     Acknowledgement,
     Agent,

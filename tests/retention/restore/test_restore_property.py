@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from taskledger.retention.archive.reader import ArchiveReader
 from taskledger.retention.policy.rules import Policy, Rule, validate_policy
-from taskledger.retention.restore import restore
+from taskledger.retention.restore.restore import restore
 from taskledger.store import Base
 from tests.retention.engine_helpers import populated, run_policy
 from tests.retention.restore_helpers import data_tables, table_hashes

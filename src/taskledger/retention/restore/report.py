@@ -1,7 +1,7 @@
 """What a restore reports: counts per table, the conflicts it left alone and the credentials it
 brought back revoked, each named (bounded), and the one-line summary.
 
-Built by :func:`taskledger.retention.restore.restore`; ``RestoreReport.to_dict`` is what
+Built by :func:`taskledger.retention.restore.restore.restore`; ``RestoreReport.to_dict`` is what
 ``taskledger restore --json``, ``POST /api/v1/admin/restore`` and the audit row
 (``retention_runs.counts``) carry, and ``RestoreReport.summary`` is the line the CLI prints.
 """

@@ -11,14 +11,14 @@ from sqlalchemy import Engine, insert, select
 
 from taskledger.retention.archive.reader import ArchiveReader
 from taskledger.retention.policy.load import parse_policy
-from taskledger.retention.restore import restore
-from taskledger.retention.restore_report import (
+from taskledger.retention.restore.report import (
     DIFFERENT_ROW,
     SHOWN_PER_TABLE,
     Conflict,
     RestoreReport,
     TableCounts,
 )
+from taskledger.retention.restore.restore import restore
 from taskledger.store.models import Run
 from tests.retention.engine_helpers import populated, run_policy
 

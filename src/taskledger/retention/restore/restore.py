@@ -8,12 +8,13 @@ executor), so memory stays flat however large the archive:
 - a row whose key is absent is inserted (``inserted``), unless a required parent is in neither
   the database nor the archive (``orphaned``, skipped); a nullable reference to a missing parent
   is left empty (``unattached``, still inserted);
-- a row whose key exists is judged by :func:`taskledger.retention.restore_plan.judge`: a scrubbed
+- a row whose key exists is judged by :func:`taskledger.retention.restore.judge.judge`: a scrubbed
   or expired (or unlinked) version gets its archived fields back (``restored``), an identical one
   is ``skipped``, one changed since is a ``conflict`` (skipped, left alone); so is a row another
   row's unique value keeps out. The report names each conflict with its key and why;
-- a credential (an API key, see ``CREDENTIALS``) is inserted revoked: a restore never brings a
-  key back to life. Keys that were live when archived are counted and named as ``revoked``.
+- a credential (an API key, see ``CREDENTIALS`` in :mod:`.judge`) is inserted revoked: a restore
+  never brings a key back to life. Keys that were live when archived are counted and named as
+  ``revoked``.
 
 Every archived row ends in exactly one of inserted, restored, skipped and orphaned. Running a
 restore twice inserts nothing the second time. The work is recorded in the audit log
@@ -34,9 +35,8 @@ from taskledger.retention.archive.format import PartInfo
 from taskledger.retention.archive.reader import ArchiveReader
 from taskledger.retention.audit import AuditHandle, close_audit, open_audit
 from taskledger.retention.lock import holder_identity, runner_lock
-from taskledger.retention.restore_plan import (
+from taskledger.retention.restore.judge import (
     CONFLICT,
-    CREDENTIALS,
     PARTIAL_ACTIONS,
     RESTORABLE,
     SAME,
@@ -48,7 +48,7 @@ from taskledger.retention.restore_plan import (
     part_order,
     table_info,
 )
-from taskledger.retention.restore_report import (
+from taskledger.retention.restore.report import (
     DIFFERENT_ROW,
     Conflict,
     RestoreReport,
@@ -60,8 +60,6 @@ from taskledger.store.types import utcnow
 
 #: Called with (table, archived rows handled) after each batch.
 Progress = Callable[[str, int], None]
-
-__all__ = ["CREDENTIALS", "RESTORABLE", "Progress", "RestoreReport", "TableCounts", "restore"]
 
 
 def restore(

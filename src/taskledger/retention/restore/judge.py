@@ -1,8 +1,8 @@
 """What restore knows about each table it may write, and how it judges an archived row.
 
-Pure functions over the SQLAlchemy tables (no I/O): :mod:`taskledger.retention.restore` reads
-archives and the database and asks this module which tables come first, how to turn an archived
-row back into column values, and what to do with a row whose key already exists.
+Pure functions over the SQLAlchemy tables (no I/O): :mod:`taskledger.retention.restore.restore`
+reads archives and the database and asks this module which tables come first, how to turn an
+archived row back into column values, and what to do with a row whose key already exists.
 
 A row whose key exists is compared with the archived one. Identical is ``same``. When every
 difference is one that retention itself makes — a scrub marker where the archive has the
