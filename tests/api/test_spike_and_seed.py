@@ -188,7 +188,7 @@ def test_a_seed_prune_over_the_spike_limit_succeeds_alerts_and_fills_the_window(
         _client(settings, engine) as other,
     ):
         assert state_of(pruner.app).spike_guard.max_rows == 1000  # type: ignore[arg-type]
-        with caplog.at_level(logging.WARNING, logger="taskledger.retention.alerts"):
+        with caplog.at_level(logging.WARNING, logger="taskledger.retention.safeguards.alerts"):
             done = _prune(pruner, cutoff)
         assert done.status_code == 200, done.text
         assert done.json() == {"deleted": 1500, "cutoff": cutoff.isoformat()}

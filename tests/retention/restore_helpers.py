@@ -10,13 +10,13 @@ from pathlib import Path
 
 from sqlalchemy import Engine, insert, select
 
-from taskledger.retention.alerts import Alerter
 from taskledger.retention.archive.format import encode_row
 from taskledger.retention.archive.stores import ArchiveTarget
 from taskledger.retention.deletes import DeleteReport, delete_records
-from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.policy.rules import Policy
+from taskledger.retention.safeguards.alerts import Alerter
+from taskledger.retention.safeguards.guard import SpikeGuard
 from taskledger.store import make_session_factory
 from taskledger.store.models import Base
 

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from taskledger.retention.archive.reader import ArchiveReader, verify
-from taskledger.retention.lock import holder_identity, runner_lock
+from taskledger.retention.safeguards.lock import holder_identity, runner_lock
 from taskledger.retention.scheduler import claim_tick
 from taskledger.store.models import RetentionRun, Run
 from taskledger.store.types import utcnow

@@ -17,16 +17,16 @@ from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from taskledger.enums import RetentionTrigger
-from taskledger.retention.alerts import Alerter
 from taskledger.retention.archive.format import PART_NAME, encode_row, rows_of
 from taskledger.retention.archive.reader import ArchiveReader, read_manifest
 from taskledger.retention.archive.stores import ArchiveError, ArchiveTarget
 from taskledger.retention.audit import open_audit, record
 from taskledger.retention.deletes import prune_runs_before
-from taskledger.retention.guard import SpikeGuard
-from taskledger.retention.lock import ADVISORY_KEY, LockHeld, runner_lock
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore.restore import restore
+from taskledger.retention.safeguards.alerts import Alerter
+from taskledger.retention.safeguards.guard import SpikeGuard
+from taskledger.retention.safeguards.lock import ADVISORY_KEY, LockHeld, runner_lock
 from taskledger.store.models import RetentionLease, RetentionRun, Run
 from taskledger.store.types import utcnow
 from tests.retention.engine_helpers import old_and_new_runs, populated, run_policy, sessions_of

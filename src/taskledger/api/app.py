@@ -35,8 +35,8 @@ from taskledger.api.openapi import install_openapi
 from taskledger.api.routing import MethodIndex
 from taskledger.api.state import AppState
 from taskledger.metrics import Metrics
-from taskledger.retention.alerts import Alerter
-from taskledger.retention.guard import SpikeGuard
+from taskledger.retention.safeguards.alerts import Alerter
+from taskledger.retention.safeguards.guard import SpikeGuard
 from taskledger.retention.scheduler import Scheduler
 from taskledger.services import passwords
 from taskledger.services.bootstrap import ensure_initial_admin, resolve_secret_key

@@ -8,9 +8,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.metrics import Metrics
-from taskledger.retention.alerts import Alerter
 from taskledger.retention.archive.stores import ArchiveTarget
-from taskledger.retention.guard import SpikeGuard
+from taskledger.retention.safeguards.alerts import Alerter
+from taskledger.retention.safeguards.guard import SpikeGuard
 from taskledger.services.login_throttle import LoginThrottle
 from taskledger.settings import Settings
 

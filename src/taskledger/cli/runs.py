@@ -15,7 +15,6 @@ from taskledger.cli.base import EXIT_REFUSED, CliContext, emit_json, pass_ctx, p
 from taskledger.cli.retention import cli_actor
 from taskledger.enums import RetentionTrigger, RunStatus, values
 from taskledger.errors import NotFoundError, SafeguardRefused
-from taskledger.retention.alerts import Alerter
 from taskledger.retention.archive.stores import ArchiveTarget
 from taskledger.retention.deletes import (
     PrunePreview,
@@ -23,9 +22,10 @@ from taskledger.retention.deletes import (
     preview_prune,
     prune_runs_before,
 )
-from taskledger.retention.guard import SpikeGuard
 from taskledger.retention.policy.load import load_policy
 from taskledger.retention.policy.rules import Policy
+from taskledger.retention.safeguards.alerts import Alerter
+from taskledger.retention.safeguards.guard import SpikeGuard
 from taskledger.schemas.runs import RunFilters
 from taskledger.services import projects as projects_service
 from taskledger.services import run_export, run_import

@@ -28,11 +28,11 @@ from taskledger.retention.archive.stores import ArchiveTarget, open_store
 from taskledger.retention.archive.writer import ArchiveWriter
 from taskledger.retention.audit import close_audit, note_archive, open_audit
 from taskledger.retention.executor import Executor, Progress
-from taskledger.retention.guard import SpikeGuard, check_prune_caps
 from taskledger.retention.plan.holds import active_holds
 from taskledger.retention.plan.planner import Plan, RuleSelection
 from taskledger.retention.policy.rules import Policy, Rule
 from taskledger.retention.policy.tables import get_table
+from taskledger.retention.safeguards.guard import SpikeGuard, check_prune_caps
 from taskledger.store.engine import read_only
 from taskledger.store.migrate import current_revision
 from taskledger.store.models import Run

@@ -25,8 +25,6 @@ from taskledger.retention.archive.stores import ArchiveTarget, open_store
 from taskledger.retention.archive.writer import ArchiveWriter
 from taskledger.retention.audit import AuditHandle, close_audit, note_archive, open_audit, record
 from taskledger.retention.executor import Executor, Progress, RuleOutcome
-from taskledger.retention.guard import check_caps
-from taskledger.retention.lock import holder_identity, runner_lock
 from taskledger.retention.plan.plans import (
     ConfirmedPlan,
     RecordedPreview,
@@ -38,6 +36,8 @@ from taskledger.retention.plan.plans import (
 from taskledger.retention.plan.preview import PlanPreview, make_plan, preview
 from taskledger.retention.policy.rules import Policy
 from taskledger.retention.policy.tables import get_table
+from taskledger.retention.safeguards.guard import check_caps
+from taskledger.retention.safeguards.lock import holder_identity, runner_lock
 from taskledger.settings import DEFAULT_GZIP_LEVEL, DEFAULT_PLAN_TTL
 from taskledger.store.engine import read_only
 from taskledger.store.migrate import current_revision

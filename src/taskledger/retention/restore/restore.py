@@ -34,7 +34,6 @@ from taskledger.enums import RetentionMode, RetentionTrigger
 from taskledger.retention.archive.format import PartInfo
 from taskledger.retention.archive.reader import ArchiveReader
 from taskledger.retention.audit import AuditHandle, close_audit, open_audit
-from taskledger.retention.lock import holder_identity, runner_lock
 from taskledger.retention.restore.judge import (
     CONFLICT,
     PARTIAL_ACTIONS,
@@ -55,6 +54,7 @@ from taskledger.retention.restore.report import (
     TableCounts,
     unique_clash,
 )
+from taskledger.retention.safeguards.lock import holder_identity, runner_lock
 from taskledger.store.engine import make_session_factory
 from taskledger.store.types import utcnow
 

@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, func, insert, select, text
 
 from taskledger.errors import SafeguardRefused
-from taskledger.retention.alerts import Alerter
 from taskledger.retention.plan.preview import PlanPreview
 from taskledger.retention.policy.rules import Policy
+from taskledger.retention.safeguards.alerts import Alerter
 from taskledger.store.models import DeletionEvent
 from taskledger.store.types import as_utc, utcnow
 

@@ -1,0 +1,1 @@
+"""Safeguards: caps, the deletion-spike window and its alerts, the single-runner lock."""
