@@ -49,10 +49,10 @@ from benchlib import (
     seed_runs,
 )
 from taskledger.retention.archive.stores import ArchiveTarget
+from taskledger.retention.execute.runner import execute_policy, preview_policy
 from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.policy.rules import Policy
-from taskledger.retention.runner import execute_policy, preview_policy
 from taskledger.settings import DEFAULT_GZIP_LEVEL
 from taskledger.store import make_engine, make_session_factory
 from taskledger.store.models import Run

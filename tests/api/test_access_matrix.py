@@ -146,8 +146,8 @@ def _for_project(*, json: Any = None, query: bool = False) -> Builder:
 
 
 def _plan_id(app: FastAPI) -> str:
+    from taskledger.retention.execute.runner import preview_policy
     from taskledger.retention.policy.presets import PRESETS
-    from taskledger.retention.runner import preview_policy
 
     return preview_policy(
         state_of(app).session_factory, PRESETS["ops"], actor="matrix", trigger="api"

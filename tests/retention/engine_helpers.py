@@ -10,11 +10,11 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.retention.archive.stores import ArchiveTarget
-from taskledger.retention.executor import Progress
+from taskledger.retention.execute.executor import Progress
+from taskledger.retention.execute.runner import ExecutionReport, execute_policy, preview_policy
 from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.plan.preview import PlanPreview
 from taskledger.retention.policy.rules import Policy
-from taskledger.retention.runner import ExecutionReport, execute_policy, preview_policy
 from taskledger.services.generate import generate
 from taskledger.store import make_session_factory
 from taskledger.store.models import Project, Run, User

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, insert, select
 
 from taskledger.retention.archive.format import encode_row
 from taskledger.retention.archive.stores import ArchiveTarget
-from taskledger.retention.deletes import DeleteReport, delete_records
+from taskledger.retention.execute.deletes import DeleteReport, delete_records
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.policy.rules import Policy
 from taskledger.retention.safeguards.alerts import Alerter

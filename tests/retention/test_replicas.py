@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
-from taskledger.retention.deletes import PRUNE_NAME
+from taskledger.retention.execute.deletes import PRUNE_NAME
 from taskledger.store.engine import for_writing
 from taskledger.store.models import DeletionEvent, Run
 from taskledger.store.types import utcnow

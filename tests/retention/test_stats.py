@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from taskledger.cli import cli
 from taskledger.enums import HoldScope
+from taskledger.retention.execute.runner import preview_policy
 from taskledger.retention.plan import holds
 from taskledger.retention.policy.presets import PRESETS
-from taskledger.retention.runner import preview_policy
 from taskledger.retention.stats import BUCKETS, collect_stats
 from taskledger.settings import Settings
 from taskledger.store import make_session_factory

@@ -13,11 +13,11 @@ from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDe
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import RetentionMode, RetentionTrigger
 from taskledger.retention.audit import list_audit
+from taskledger.retention.execute.runner import execute_policy, preview_policy
 from taskledger.retention.plan.plans import confirm_plan
 from taskledger.retention.policy.load import load_policy, parse_policy
 from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.policy.rules import Policy, PolicyError
-from taskledger.retention.runner import execute_policy, preview_policy
 from taskledger.schemas.base import ErrorMessage
 from taskledger.schemas.retention import (
     ExecuteRequest,

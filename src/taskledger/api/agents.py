@@ -18,7 +18,7 @@ from taskledger.api.deps import (
 )
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import AgentStatus, Scope
-from taskledger.retention.deletes import delete_records
+from taskledger.retention.execute.deletes import delete_records
 from taskledger.schemas.agents import AgentCreate, AgentPage, AgentRead, AgentUpdate
 from taskledger.schemas.limits import QueryFlag
 from taskledger.services import agents

@@ -26,7 +26,7 @@ from taskledger.api.deps import (
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import RetentionTrigger, RunStatus, Scope
 from taskledger.errors import PermissionDenied
-from taskledger.retention.deletes import parse_cutoff, prune_runs_before
+from taskledger.retention.execute.deletes import parse_cutoff, prune_runs_before
 from taskledger.retention.policy.load import load_policy
 from taskledger.schemas.base import ErrorMessage, ReadModel
 from taskledger.schemas.limits import UtcDatetime

@@ -25,7 +25,7 @@ from taskledger.api.deps import (
 from taskledger.api.routing import LedgerRoute
 from taskledger.api.state import AppState
 from taskledger.enums import RunStatus, Scope
-from taskledger.retention.deletes import delete_records
+from taskledger.retention.execute.deletes import delete_records
 from taskledger.schemas.base import StrictModel
 from taskledger.schemas.limits import UtcDatetime
 from taskledger.schemas.runs import BatchResult, RunCreate, RunFilters, RunPage, RunRead, RunUpdate

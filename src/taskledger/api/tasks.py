@@ -19,7 +19,7 @@ from taskledger.api.deps import (
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import Scope, TaskStatus
 from taskledger.errors import ConflictError
-from taskledger.retention.deletes import delete_records
+from taskledger.retention.execute.deletes import delete_records
 from taskledger.schemas.limits import AwareDatetime
 from taskledger.schemas.tasks import (
     TaskAssign,

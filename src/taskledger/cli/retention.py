@@ -14,12 +14,12 @@ from taskledger.cli.base import EXIT_REFUSED, CliContext, emit_json, pass_ctx, p
 from taskledger.enums import RetentionTrigger
 from taskledger.retention.archive.stores import ArchiveTarget
 from taskledger.retention.audit import list_audit
+from taskledger.retention.execute.runner import execute_policy, preview_policy
 from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.plan.preview import PlanPreview
 from taskledger.retention.policy.load import load_policy
 from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.policy.rules import Policy
-from taskledger.retention.runner import execute_policy, preview_policy
 from taskledger.store.engine import read_only
 
 

@@ -16,7 +16,7 @@ from taskledger.cli.retention import cli_actor
 from taskledger.enums import RetentionTrigger, RunStatus, values
 from taskledger.errors import NotFoundError, SafeguardRefused
 from taskledger.retention.archive.stores import ArchiveTarget
-from taskledger.retention.deletes import (
+from taskledger.retention.execute.deletes import (
     PrunePreview,
     parse_cutoff,
     preview_prune,

@@ -20,9 +20,9 @@ from taskledger.enums import RetentionTrigger
 from taskledger.errors import ConfigurationError, TaskledgerError
 from taskledger.metrics import Metrics
 from taskledger.retention.archive.stores import ArchiveTarget
+from taskledger.retention.execute.runner import execute_policy, preview_policy
 from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.policy.load import load_policy
-from taskledger.retention.runner import execute_policy, preview_policy
 from taskledger.retention.safeguards.lock import holder_identity
 from taskledger.settings import Settings
 from taskledger.store.engine import for_writing

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from taskledger.cli import cli
 from taskledger.retention.archive.stores import ArchiveTarget
 from taskledger.retention.audit import open_audit
+from taskledger.retention.execute.runner import execute_policy, preview_policy
 from taskledger.retention.plan.plans import ConfirmedPlan, PlanSpent, claim_plan
 from taskledger.retention.policy.presets import PRESETS
-from taskledger.retention.runner import execute_policy, preview_policy
 from taskledger.retention.safeguards.lock import LockHeld
 from taskledger.retention.scheduler import Scheduler
 from taskledger.settings import Settings

@@ -11,9 +11,9 @@ from sqlalchemy import Engine
 
 from taskledger.retention.archive.reader import verify
 from taskledger.retention.archive.stores import ArchiveTarget
+from taskledger.retention.execute.runner import execute_policy, preview_policy
 from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.restore.restore import restore
-from taskledger.retention.runner import execute_policy, preview_policy
 from taskledger.store import make_engine, make_session_factory
 from tests.conftest import PG_ADMIN_URL, _truncate_all
 from tests.retention.conftest import BUCKET, S3Server

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from taskledger.errors import SafeguardRefused
 from taskledger.retention.archive.stores import ArchiveTarget
+from taskledger.retention.execute.runner import execute_policy, preview_policy
 from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.policy.presets import PRESETS
-from taskledger.retention.runner import execute_policy, preview_policy
 from taskledger.retention.safeguards.lock import LEASE, LockHeld, holder_is_gone, runner_lock
 from taskledger.store.models import RetentionLease, RetentionRun, Run
 from taskledger.store.types import utcnow

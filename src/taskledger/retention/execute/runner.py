@@ -24,7 +24,7 @@ from taskledger.metrics import Metrics
 from taskledger.retention.archive.stores import ArchiveTarget, open_store
 from taskledger.retention.archive.writer import ArchiveWriter
 from taskledger.retention.audit import AuditHandle, close_audit, note_archive, open_audit, record
-from taskledger.retention.executor import Executor, Progress, RuleOutcome
+from taskledger.retention.execute.executor import Executor, Progress, RuleOutcome
 from taskledger.retention.plan.plans import (
     ConfirmedPlan,
     RecordedPreview,

@@ -16,7 +16,8 @@ from taskledger.errors import SafeguardRefused
 from taskledger.retention.archive.reader import ArchiveReader, verify
 from taskledger.retention.archive.stores import ArchiveStorageError, ArchiveTarget, open_store
 from taskledger.retention.archive.writer import ArchiveWriter
-from taskledger.retention.executor import Executor, PlanExceeded
+from taskledger.retention.execute.executor import Executor, PlanExceeded
+from taskledger.retention.execute.runner import execute_policy, preview_policy
 from taskledger.retention.plan import holds
 from taskledger.retention.plan.holds import HeldSet
 from taskledger.retention.plan.planner import Plan, build_plan
@@ -24,7 +25,6 @@ from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.policy.tables import is_scrub_marker
-from taskledger.retention.runner import execute_policy, preview_policy
 from taskledger.store.models import (
     Acknowledgement,
     AgentConnection,

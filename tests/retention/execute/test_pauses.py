@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from taskledger.retention.executor import (
+from taskledger.retention.execute.sqlite_pacing import (
     SQLITE_LONG_PAUSE,
     SQLITE_STARVED_AFTER,
     SQLITE_WINDOW_EVERY,
     SQLITE_WRITERS_GONE,
     SQLITE_YIELD,
-    _BetweenBatches,
+    BetweenBatches,
     pause_for,
 )
 from taskledger.store import make_engine
@@ -73,7 +73,7 @@ def test_between_batches_on_a_real_file_opens_a_window_and_notes_it(tmp_path: Pa
     the next window is counted from its end."""
     engine = make_engine(f"sqlite:///{tmp_path / 'pauses.db'}")
     try:
-        with engine.connect() as conn, _BetweenBatches(conn) as between:
+        with engine.connect() as conn, BetweenBatches(conn) as between:
             opened = between.window_at
             between.batch_done(1000, 0.0)
             assert between.window_at == opened  # not due yet: no window
@@ -96,7 +96,7 @@ def test_a_window_cut_short_by_another_writer_still_counts(tmp_path: Path) -> No
     try:
         with engine.begin() as conn:
             conn.execute(text("CREATE TABLE t (x INTEGER)"))
-        with engine.connect() as conn, _BetweenBatches(conn) as between:
+        with engine.connect() as conn, BetweenBatches(conn) as between:
             assert between.checkpointer is not None
             checkpoint = between.checkpointer.started
 

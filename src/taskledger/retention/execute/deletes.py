@@ -27,7 +27,7 @@ from taskledger.metrics import Metrics
 from taskledger.retention.archive.stores import ArchiveTarget, open_store
 from taskledger.retention.archive.writer import ArchiveWriter
 from taskledger.retention.audit import close_audit, note_archive, open_audit
-from taskledger.retention.executor import Executor, Progress
+from taskledger.retention.execute.executor import Executor, Progress
 from taskledger.retention.plan.holds import active_holds
 from taskledger.retention.plan.planner import Plan, RuleSelection
 from taskledger.retention.policy.rules import Policy, Rule

@@ -21,7 +21,7 @@ from taskledger.retention.archive.format import PART_NAME, encode_row, rows_of
 from taskledger.retention.archive.reader import ArchiveReader, read_manifest
 from taskledger.retention.archive.stores import ArchiveError, ArchiveTarget
 from taskledger.retention.audit import open_audit, record
-from taskledger.retention.deletes import prune_runs_before
+from taskledger.retention.execute.deletes import prune_runs_before
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore.restore import restore
 from taskledger.retention.safeguards.alerts import Alerter
