@@ -48,9 +48,10 @@ from benchlib import (
     print_table,
     seed_runs,
 )
+from taskledger.enums import RetentionTrigger
 from taskledger.retention.archive.stores import ArchiveTarget
+from taskledger.retention.execute.request import RetentionRequest, Safeguards
 from taskledger.retention.execute.runner import execute_policy, preview_policy
-from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.policy.rules import Policy
 from taskledger.settings import DEFAULT_GZIP_LEVEL
@@ -95,20 +96,16 @@ def engine_prune(
     """Preview and execute ``policy`` as ``taskledger retention run --yes --force`` does."""
     sessions = make_session_factory(engine)
     with tempfile.TemporaryDirectory(prefix="taskledger-bench-archive-") as archive:
-        previewed = preview_policy(
-            sessions, policy, actor="bench", trigger="cli", now=now, gzip_level=gzip_level
-        )
-        report = execute_policy(
-            engine,
-            sessions,
-            policy,
-            ConfirmedPlan.from_preview(previewed),
+        request = RetentionRequest(
             actor="bench",
-            trigger="cli",
-            archive=ArchiveTarget(archive, gzip_level=gzip_level),
-            force=True,
+            trigger=RetentionTrigger.CLI,
             reason="benchmark: half of the table is past the cutoff",
+            policy=policy,
+            archive=ArchiveTarget(archive, gzip_level=gzip_level),
+            safeguards=Safeguards(force=True),
         )
+        previewed = preview_policy(sessions, request, now=now)
+        report = execute_policy(engine, sessions, request.confirming(previewed))
     assert report.outcome == "ok", report.outcome
     return report.affected
 

@@ -146,12 +146,19 @@ def _for_project(*, json: Any = None, query: bool = False) -> Builder:
 
 
 def _plan_id(app: FastAPI) -> str:
+    from taskledger.enums import RetentionTrigger
+    from taskledger.retention.execute.request import RetentionRequest
     from taskledger.retention.execute.runner import preview_policy
     from taskledger.retention.policy.presets import PRESETS
 
-    return preview_policy(
-        state_of(app).session_factory, PRESETS["ops"], actor="matrix", trigger="api"
-    ).plan_id
+    state = state_of(app)
+    request = RetentionRequest(
+        actor="matrix",
+        trigger=RetentionTrigger.API,
+        policy=PRESETS["ops"],
+        archive=state.archive_target,
+    )
+    return preview_policy(state.session_factory, request).plan_id
 
 
 def _hold(app: FastAPI, world: World) -> int:

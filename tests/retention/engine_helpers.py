@@ -9,10 +9,11 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from taskledger.enums import RetentionTrigger
 from taskledger.retention.archive.stores import ArchiveTarget
 from taskledger.retention.execute.executor import Progress
+from taskledger.retention.execute.request import RetentionRequest, Safeguards
 from taskledger.retention.execute.runner import ExecutionReport, execute_policy, preview_policy
-from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.plan.preview import PlanPreview
 from taskledger.retention.policy.rules import Policy
 from taskledger.services.generate import generate
@@ -46,19 +47,17 @@ def run_policy(
 ) -> tuple[PlanPreview, ExecutionReport]:
     """Preview and execute ``policy``; forced by default, as test data is mostly old."""
     sessions = make_session_factory(engine)
-    previewed = preview_policy(sessions, policy, actor="test", trigger="cli", now=now)
-    report = execute_policy(
-        engine,
-        sessions,
-        policy,
-        ConfirmedPlan.from_preview(previewed),
+    request = RetentionRequest(
         actor="test",
-        trigger="cli",
-        archive=ArchiveTarget(str(archive_root), gzip_level=gzip_level),
-        force=force,
+        trigger=RetentionTrigger.CLI,
         reason="test data is old" if force else None,
+        policy=policy,
+        archive=ArchiveTarget(str(archive_root), gzip_level=gzip_level),
+        safeguards=Safeguards(force=force),
         progress=progress,
     )
+    previewed = preview_policy(sessions, request, now=now)
+    report = execute_policy(engine, sessions, request.confirming(previewed))
     return previewed, report
 
 

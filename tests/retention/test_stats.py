@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
@@ -11,7 +12,9 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from taskledger.cli import cli
-from taskledger.enums import HoldScope
+from taskledger.enums import HoldScope, RetentionTrigger
+from taskledger.retention.archive.stores import ArchiveTarget
+from taskledger.retention.execute.request import RetentionRequest
 from taskledger.retention.execute.runner import preview_policy
 from taskledger.retention.plan import holds
 from taskledger.retention.policy.presets import PRESETS
@@ -32,7 +35,7 @@ def _sql_time(engine: Engine, moment):  # type: ignore[no-untyped-def]
     )
 
 
-def test_stats_match_independent_sql(engine: Engine) -> None:
+def test_stats_match_independent_sql(engine: Engine, tmp_path: Path) -> None:
     project_id = populated(engine, runs=3000, days=500)
     with make_session_factory(engine).begin() as session:
         holds.add_hold(
@@ -64,9 +67,13 @@ def test_stats_match_independent_sql(engine: Engine) -> None:
     with Session(engine) as session:
         assert runs.oldest == session.scalar(select(func.min(Run.started_at)))
         assert runs.newest == session.scalar(select(func.max(Run.started_at)))
-    preview = preview_policy(
-        sessions_of(engine), PRESETS["default"], actor="t", trigger="cli", now=now
+    request = RetentionRequest(
+        actor="t",
+        trigger=RetentionTrigger.CLI,
+        policy=PRESETS["default"],
+        archive=ArchiveTarget(str(tmp_path)),
     )
+    preview = preview_policy(sessions_of(engine), request, now=now)
     for table in report.tables:
         assert table.eligible == sum(r.matched for r in preview.rules if r.table == table.table)
     assert runs.eligible > 0

@@ -13,8 +13,8 @@ from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDe
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import RetentionMode, RetentionTrigger
 from taskledger.retention.audit import list_audit
+from taskledger.retention.execute.request import RetentionRequest, Safeguards
 from taskledger.retention.execute.runner import execute_policy, preview_policy
-from taskledger.retention.plan.plans import confirm_plan
 from taskledger.retention.policy.load import load_policy, parse_policy
 from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.policy.rules import Policy, PolicyError
@@ -50,14 +50,13 @@ def preview(body: PolicySource, principal: PrincipalDep, state: StateDep) -> Pre
     """What the policy would do, rule by rule; changes nothing. Returns the `plan_id` that
     `execute` needs."""
     require_admin(principal)
-    policy = policy_from(body, state.settings)
-    result = preview_policy(
-        state.session_factory,
-        policy,
+    request = RetentionRequest(
         actor=principal.actor,
         trigger=RetentionTrigger.API,
-        gzip_level=state.archive_target.gzip_level,
+        policy=policy_from(body, state.settings),
+        archive=state.archive_target,
     )
+    result = preview_policy(state.session_factory, request)
     return PreviewOut.model_validate(result.to_dict())
 
 
@@ -81,29 +80,16 @@ def execute(body: ExecuteRequest, principal: PrincipalDep, state: StateDep) -> E
 
     A plan runs once, within `TASKLEDGER_RETENTION_PLAN_TTL` of its preview."""
     require_admin(principal)
-    policy = policy_from(body, state.settings)
-    confirmed = confirm_plan(
-        state.session_factory,
-        body.confirm,
-        policy,
+    request = RetentionRequest(
         actor=principal.actor,
         trigger=RetentionTrigger.API,
-        ttl=state.settings.retention_plan_ttl,
-    )
-    report = execute_policy(
-        state.engine,
-        state.session_factory,
-        policy,
-        confirmed,
-        actor=principal.actor,
-        trigger=RetentionTrigger.API,
-        archive=state.archive_target,
-        metrics=state.metrics,
         reason=body.reason,
-        force=body.force,
-        dry_run_only=state.settings.retention_dry_run_only,
-        plan_ttl=state.settings.retention_plan_ttl,
+        policy=policy_from(body, state.settings),
+        archive=state.archive_target,
+        safeguards=Safeguards.from_settings(state.settings, plan=body.confirm, force=body.force),
+        metrics=state.metrics,
     )
+    report = execute_policy(state.engine, state.session_factory, request)
     return ExecutionOut.model_validate(report.to_dict())
 
 

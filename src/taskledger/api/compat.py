@@ -27,6 +27,7 @@ from taskledger.api.routing import LedgerRoute
 from taskledger.enums import RetentionTrigger, RunStatus, Scope
 from taskledger.errors import PermissionDenied
 from taskledger.retention.execute.deletes import parse_cutoff, prune_runs_before
+from taskledger.retention.execute.request import RetentionRequest, Safeguards
 from taskledger.retention.policy.load import load_policy
 from taskledger.schemas.base import ErrorMessage, ReadModel
 from taskledger.schemas.limits import UtcDatetime
@@ -221,15 +222,13 @@ def prune_before(
     bounded by the caps of the policy in force, archived first, audited (trigger ``endpoint``),
     counted in the spike window (alerting when it goes over) but never refused by it. Needs
     ``X-Admin-Key``."""
-    report = prune_runs_before(
-        state.engine,
-        state.session_factory,
-        cutoff=date,
+    request = RetentionRequest(
         actor=principal.actor,
         trigger=RetentionTrigger.ENDPOINT,
         policy=load_policy(state.settings.retention_policy),
-        guard=state.spike_guard,
-        target=state.archive_target,
+        archive=state.archive_target,
+        safeguards=Safeguards(spike_guard=state.spike_guard),
         metrics=state.metrics,
     )
+    report = prune_runs_before(state.engine, state.session_factory, request, cutoff=date)
     return PruneResult(deleted=report.deleted, cutoff=date.isoformat())

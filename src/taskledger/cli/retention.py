@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import click
@@ -14,8 +15,8 @@ from taskledger.cli.base import EXIT_REFUSED, CliContext, emit_json, pass_ctx, p
 from taskledger.enums import RetentionTrigger
 from taskledger.retention.archive.stores import ArchiveTarget
 from taskledger.retention.audit import list_audit
+from taskledger.retention.execute.request import RetentionRequest, Safeguards
 from taskledger.retention.execute.runner import execute_policy, preview_policy
-from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.plan.preview import PlanPreview
 from taskledger.retention.policy.load import load_policy
 from taskledger.retention.policy.presets import PRESETS
@@ -100,14 +101,13 @@ def preview_cmd(
     obj: CliContext, preset: str | None, policy_file: str | None, as_json: bool
 ) -> None:
     """Show what the policy would do, rule by rule. Changes nothing (but is audited)."""
-    policy = choose_policy(obj, preset, policy_file)
-    result = preview_policy(
-        obj.sessions(),
-        policy,
+    request = RetentionRequest(
         actor=cli_actor(),
         trigger=RetentionTrigger.CLI,
-        gzip_level=obj.settings.archive_gzip_level,
+        policy=choose_policy(obj, preset, policy_file),
+        archive=ArchiveTarget.from_settings(obj.settings),
     )
+    result = preview_policy(obj.sessions(), request)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -135,16 +135,16 @@ def run_cmd(
     as_json: bool,
 ) -> None:
     """Preview, confirm, then archive and delete, scrub or expire, batch by batch."""
-    policy = choose_policy(obj, preset, policy_file)
-    sessions = obj.sessions()
-    archive = ArchiveTarget.from_settings(obj.settings)
-    result = preview_policy(
-        sessions,
-        policy,
+    request = RetentionRequest(
         actor=cli_actor(),
         trigger=RetentionTrigger.CLI,
-        gzip_level=archive.gzip_level,
+        reason=reason,
+        policy=choose_policy(obj, preset, policy_file),
+        archive=ArchiveTarget.from_settings(obj.settings),
+        safeguards=Safeguards.from_settings(obj.settings, force=force),
     )
+    sessions = obj.sessions()
+    result = preview_policy(sessions, request)
     if not as_json:
         render_preview(obj, result)
     if not yes:
@@ -157,20 +157,8 @@ def run_cmd(
     show = sys.stderr.isatty() and not as_json
     with progress_bar(show) as bar:
         task = bar.add_task("rows", total=result.total)
-        report = execute_policy(
-            obj.engine,
-            sessions,
-            policy,
-            ConfirmedPlan.from_preview(result),
-            actor=cli_actor(),
-            trigger=RetentionTrigger.CLI,
-            archive=archive,
-            progress=lambda _rule, n: bar.advance(task, n),
-            force=force,
-            reason=reason,
-            dry_run_only=obj.settings.retention_dry_run_only,
-            plan_ttl=obj.settings.retention_plan_ttl,
-        )
+        confirmed = replace(request.confirming(result), progress=lambda _r, n: bar.advance(task, n))
+        report = execute_policy(obj.engine, sessions, confirmed)
     if as_json:
         emit_json(report.to_dict())
         return

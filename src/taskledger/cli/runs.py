@@ -22,6 +22,7 @@ from taskledger.retention.execute.deletes import (
     preview_prune,
     prune_runs_before,
 )
+from taskledger.retention.execute.request import RetentionRequest, Safeguards
 from taskledger.retention.policy.load import load_policy
 from taskledger.retention.policy.rules import Policy
 from taskledger.retention.safeguards.alerts import Alerter
@@ -251,19 +252,16 @@ def prune(
     try:
         with progress_bar(show) as bar:
             task = bar.add_task("runs", total=counted.matched)
-            report = prune_runs_before(
-                obj.engine,
-                sessions,
-                cutoff=cutoff,
+            request = RetentionRequest(
                 actor=cli_actor(),
                 trigger=RetentionTrigger.CLI,
-                policy=policy,
-                guard=guard,
-                target=ArchiveTarget.from_settings(obj.settings),
-                force=force,
                 reason=reason,
+                policy=policy,
+                archive=ArchiveTarget.from_settings(obj.settings),
+                safeguards=Safeguards(force=force, spike_guard=guard),
                 progress=lambda _rule, n: bar.advance(task, n),
             )
+            report = prune_runs_before(obj.engine, sessions, request, cutoff=cutoff)
     finally:
         alerter.close()  # deliver a spike alert before exiting
     result = {

@@ -20,8 +20,8 @@ from taskledger.enums import RetentionTrigger
 from taskledger.errors import ConfigurationError, TaskledgerError
 from taskledger.metrics import Metrics
 from taskledger.retention.archive.stores import ArchiveTarget
+from taskledger.retention.execute.request import RetentionRequest, Safeguards
 from taskledger.retention.execute.runner import execute_policy, preview_policy
-from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.policy.load import load_policy
 from taskledger.retention.safeguards.lock import holder_identity
 from taskledger.settings import Settings
@@ -104,30 +104,18 @@ class Scheduler:
 
     def run_tick(self, tick: datetime) -> None:
         """Preview and execute the policy in force, as trigger ``schedule``."""
-        actor = f"schedule:{self.holder}"
-        policy = load_policy(self.settings.retention_policy)
-        archive = ArchiveTarget.from_settings(self.settings)
-        previewed = preview_policy(
-            self.sessions,
-            policy,
-            actor=actor,
+        request = RetentionRequest(
+            actor=f"schedule:{self.holder}",
             trigger=RetentionTrigger.SCHEDULE,
-            gzip_level=archive.gzip_level,
+            reason=f"scheduled tick {tick.isoformat()}",
+            policy=load_policy(self.settings.retention_policy),
+            archive=ArchiveTarget.from_settings(self.settings),
+            safeguards=Safeguards.from_settings(self.settings),
+            metrics=self.metrics,
         )
+        previewed = preview_policy(self.sessions, request)
         try:
-            report = execute_policy(
-                self.engine,
-                self.sessions,
-                policy,
-                ConfirmedPlan.from_preview(previewed),
-                actor=actor,
-                trigger=RetentionTrigger.SCHEDULE,
-                archive=archive,
-                metrics=self.metrics,
-                reason=f"scheduled tick {tick.isoformat()}",
-                dry_run_only=self.settings.retention_dry_run_only,
-                plan_ttl=self.settings.retention_plan_ttl,
-            )
+            report = execute_policy(self.engine, self.sessions, request.confirming(previewed))
         except TaskledgerError as exc:
             log.warning("scheduled retention at %s refused: %s", tick.isoformat(), exc.detail)
             return

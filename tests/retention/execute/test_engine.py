@@ -11,17 +11,17 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from taskledger.enums import HoldScope
+from taskledger.enums import HoldScope, RetentionTrigger
 from taskledger.errors import SafeguardRefused
 from taskledger.retention.archive.reader import ArchiveReader, verify
 from taskledger.retention.archive.stores import ArchiveStorageError, ArchiveTarget, open_store
 from taskledger.retention.archive.writer import ArchiveWriter
 from taskledger.retention.execute.executor import Executor, PlanExceeded
+from taskledger.retention.execute.request import RetentionRequest
 from taskledger.retention.execute.runner import execute_policy, preview_policy
 from taskledger.retention.plan import holds
 from taskledger.retention.plan.holds import HeldSet
 from taskledger.retention.plan.planner import Plan, build_plan
-from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.policy.tables import is_scrub_marker
@@ -60,7 +60,15 @@ def test_preview_is_exact_and_everything_is_archived(
     # Nothing is left to do, once rows that the run itself made eligible (instructions whose
     # acknowledgements it deleted) have had their turn.
     run_policy(engine, PRESETS[preset], tmp_path)
-    again = preview_policy(sessions_of(engine), PRESETS[preset], actor="t", trigger="cli")
+    again = preview_policy(
+        sessions_of(engine),
+        RetentionRequest(
+            actor="t",
+            trigger=RetentionTrigger.CLI,
+            policy=PRESETS[preset],
+            archive=ArchiveTarget(str(tmp_path)),
+        ),
+    )
     assert sum(r.matched for r in again.rules) == 0
 
 
@@ -269,21 +277,16 @@ def test_a_stale_plan_is_refused(engine: Engine, tmp_path: Path) -> None:
     populated(engine, runs=500, days=200)
     policy = PRESETS["ops"]
     sessions = sessions_of(engine)
-    previewed = preview_policy(sessions, policy, actor="t", trigger="api")
+    request = RetentionRequest(
+        actor="t", trigger=RetentionTrigger.API, policy=policy, archive=ArchiveTarget(str(tmp_path))
+    )
+    previewed = preview_policy(sessions, request)
     completed = next(r for r in previewed.rules if r.name == "runs-completed")
     # Many more runs come of age than the preview showed.
     with Session(engine) as session, session.begin():
         session.execute(update(Run).values(started_at=utcnow() - timedelta(days=300)))
     with pytest.raises(SafeguardRefused, match="stale"):
-        execute_policy(
-            engine,
-            sessions,
-            policy,
-            ConfirmedPlan.from_preview(previewed),
-            actor="t",
-            trigger="api",
-            archive=ArchiveTarget(str(tmp_path)),
-        )
+        execute_policy(engine, sessions, request.confirming(previewed))
     with Session(engine) as session:
         audit = session.scalars(select(RetentionRun).where(RetentionRun.mode == "execute")).one()
     assert audit.outcome == "refused" and "stale" in (audit.error or "")

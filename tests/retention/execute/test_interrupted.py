@@ -22,6 +22,7 @@ from taskledger.retention.archive.reader import ArchiveReader, read_manifest
 from taskledger.retention.archive.stores import ArchiveError, ArchiveTarget
 from taskledger.retention.audit import open_audit, record
 from taskledger.retention.execute.deletes import prune_runs_before
+from taskledger.retention.execute.request import RetentionRequest, Safeguards
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore.restore import restore
 from taskledger.retention.safeguards.alerts import Alerter
@@ -279,21 +280,17 @@ def test_a_prune_names_its_archive_while_running(engine: Engine, tmp_path: Path)
             current = session.scalars(select(RetentionRun)).one()
             seen.append((current.outcome, current.archive_uri))
 
-    report = prune_runs_before(
-        engine,
-        sessions,
-        cutoff=cutoff,
+    guard = SpikeGuard(
+        engine, max_rows=10_000, window_seconds=60, alerter=Alerter(webhook_url=None, metrics=None)
+    )
+    request = RetentionRequest(
         actor="test",
         trigger=RetentionTrigger.ENDPOINT,
         policy=parse_policy("", default_name="empty"),
-        guard=SpikeGuard(
-            engine,
-            max_rows=10_000,
-            window_seconds=60,
-            alerter=Alerter(webhook_url=None, metrics=None),
-        ),
-        target=ArchiveTarget(str(tmp_path / "archives")),
+        archive=ArchiveTarget(str(tmp_path / "archives")),
+        safeguards=Safeguards(spike_guard=guard),
         progress=look,
     )
+    report = prune_runs_before(engine, sessions, request, cutoff=cutoff)
     assert report.deleted == 2500 and report.archive_uri and len(seen) > 1
     assert set(seen) == {("running", report.archive_uri)}

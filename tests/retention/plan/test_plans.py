@@ -13,11 +13,14 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from taskledger.cli import cli
+from taskledger.enums import RetentionTrigger
 from taskledger.retention.archive.stores import ArchiveTarget
 from taskledger.retention.audit import open_audit
+from taskledger.retention.execute.request import RetentionRequest, Safeguards
 from taskledger.retention.execute.runner import execute_policy, preview_policy
 from taskledger.retention.plan.plans import ConfirmedPlan, PlanSpent, claim_plan
 from taskledger.retention.policy.presets import PRESETS
+from taskledger.retention.policy.rules import Policy
 from taskledger.retention.safeguards.lock import LockHeld
 from taskledger.retention.scheduler import Scheduler
 from taskledger.settings import Settings
@@ -26,6 +29,19 @@ from taskledger.store.types import utcnow
 from tests.retention.engine_helpers import count, populated, sessions_of
 
 RACERS = 6
+
+
+def _request(  # type: ignore[no-untyped-def]
+    policy: Policy, archive_root: Path, *, reason=None, force=False
+) -> RetentionRequest:
+    return RetentionRequest(
+        actor="t",
+        trigger=RetentionTrigger.API,
+        reason=reason,
+        policy=policy,
+        archive=ArchiveTarget(str(archive_root)),
+        safeguards=Safeguards(force=force),
+    )
 
 
 def _race(target, args_of):  # type: ignore[no-untyped-def]
@@ -48,9 +64,9 @@ def _race(target, args_of):  # type: ignore[no-untyped-def]
     return results
 
 
-def test_racing_claims_of_one_plan_let_exactly_one_through(engine: Engine) -> None:
+def test_racing_claims_of_one_plan_let_exactly_one_through(engine: Engine, tmp_path: Path) -> None:
     sessions = sessions_of(engine)
-    previewed = preview_policy(sessions, PRESETS["ops"], actor="t", trigger="api")
+    previewed = preview_policy(sessions, _request(PRESETS["ops"], tmp_path))
     confirmed = ConfirmedPlan.from_preview(previewed)
     executions = [
         open_audit(sessions, actor="t", trigger="api", mode="execute").id for _ in range(RACERS)
@@ -71,23 +87,13 @@ def test_racing_claims_of_one_plan_let_exactly_one_through(engine: Engine) -> No
 def test_racing_executions_of_one_plan_execute_once(engine: Engine, tmp_path: Path) -> None:
     populated(engine, runs=600, days=300)
     sessions = sessions_of(engine)
-    policy = PRESETS["ops"]
-    previewed = preview_policy(sessions, policy, actor="t", trigger="api")
-    confirmed = ConfirmedPlan.from_preview(previewed)
+    request = _request(PRESETS["ops"], tmp_path / "archives", reason="race", force=True)
+    previewed = preview_policy(sessions, request)
+    confirmed = request.confirming(previewed)
     before = count(engine, Run)
 
     def execute() -> str:
-        return execute_policy(
-            engine,
-            sessions,
-            policy,
-            confirmed,
-            actor="t",
-            trigger="api",
-            archive=ArchiveTarget(str(tmp_path / "archives")),
-            force=True,
-            reason="race",
-        ).outcome
+        return execute_policy(engine, sessions, confirmed).outcome
 
     results = _race(execute, lambda i: ())
     assert results.count("ok") == 1, results

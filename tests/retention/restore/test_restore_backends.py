@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from taskledger.enums import RetentionTrigger
 from taskledger.retention.archive.reader import verify
 from taskledger.retention.archive.stores import ArchiveTarget
+from taskledger.retention.execute.request import RetentionRequest, Safeguards
 from taskledger.retention.execute.runner import execute_policy, preview_policy
-from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.restore.restore import restore
 from taskledger.store import make_engine, make_session_factory
 from tests.conftest import PG_ADMIN_URL, _truncate_all
@@ -60,18 +61,16 @@ def test_s3_archive_verify_and_restore(engine: Engine, s3_server: S3Server, tmp_
     original = table_hashes(engine)
     sessions = make_session_factory(engine)
     policy = mixed_policy()
-    previewed = preview_policy(sessions, policy, actor="test", trigger="cli")
-    report = execute_policy(
-        engine,
-        sessions,
-        policy,
-        ConfirmedPlan.from_preview(previewed),
+    request = RetentionRequest(
         actor="test",
-        trigger="cli",
-        archive=ArchiveTarget(f"s3://{BUCKET}/restore/{tmp_path.name}", s3_server.endpoint_url),
-        force=True,
+        trigger=RetentionTrigger.CLI,
         reason="test data is old",
+        policy=policy,
+        archive=ArchiveTarget(f"s3://{BUCKET}/restore/{tmp_path.name}", s3_server.endpoint_url),
+        safeguards=Safeguards(force=True),
     )
+    previewed = preview_policy(sessions, request)
+    report = execute_policy(engine, sessions, request.confirming(previewed))
     uri = report.archive_uri
     assert uri is not None and uri.startswith(f"s3://{BUCKET}/restore/")
     assert verify(uri, s3_endpoint_url=s3_server.endpoint_url).ok

@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
+from taskledger.enums import RetentionTrigger
 from taskledger.errors import SafeguardRefused
 from taskledger.retention.archive.stores import ArchiveTarget
+from taskledger.retention.execute.request import RetentionRequest, Safeguards
 from taskledger.retention.execute.runner import execute_policy, preview_policy
-from taskledger.retention.plan.plans import ConfirmedPlan
 from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.safeguards.lock import LEASE, LockHeld, holder_is_gone, runner_lock
 from taskledger.store.models import RetentionLease, RetentionRun, Run
@@ -26,19 +27,20 @@ from taskledger.store.types import utcnow
 from tests.retention.engine_helpers import count, populated, sessions_of
 
 
-def _execute(engine: Engine, policy, tmp_path: Path, **options):  # type: ignore[no-untyped-def]
+def _execute(  # type: ignore[no-untyped-def]
+    engine: Engine, policy, tmp_path: Path, *, reason=None, **safeguards
+):
     sessions = sessions_of(engine)
-    previewed = preview_policy(sessions, policy, actor="t", trigger="cli")
-    return previewed, execute_policy(
-        engine,
-        sessions,
-        policy,
-        ConfirmedPlan.from_preview(previewed),
+    request = RetentionRequest(
         actor="t",
-        trigger="cli",
+        trigger=RetentionTrigger.CLI,
+        reason=reason,
+        policy=policy,
         archive=ArchiveTarget(str(tmp_path)),
-        **options,
+        safeguards=Safeguards(**safeguards),
     )
+    previewed = preview_policy(sessions, request)
+    return previewed, execute_policy(engine, sessions, request.confirming(previewed))
 
 
 def _last_execute(engine: Engine) -> RetentionRun:

@@ -28,6 +28,7 @@ from taskledger.retention.archive.stores import ArchiveTarget, open_store
 from taskledger.retention.archive.writer import ArchiveWriter
 from taskledger.retention.audit import close_audit, note_archive, open_audit
 from taskledger.retention.execute.executor import Executor, Progress
+from taskledger.retention.execute.request import RetentionRequest
 from taskledger.retention.plan.holds import active_holds
 from taskledger.retention.plan.planner import Plan, RuleSelection
 from taskledger.retention.policy.rules import Policy, Rule
@@ -263,24 +264,12 @@ def prune_command(cutoff: datetime) -> str:
 
 
 def prune_runs_before(
-    engine: Engine,
-    sessions: sessionmaker[Session],
-    *,
-    cutoff: datetime,
-    actor: str,
-    trigger: RetentionTrigger,
-    policy: Policy,
-    guard: SpikeGuard,
-    target: ArchiveTarget,
-    force: bool = False,
-    reason: str | None = None,
-    metrics: Metrics | None = None,
-    progress: Progress | None = None,
+    engine: Engine, sessions: sessionmaker[Session], request: RetentionRequest, *, cutoff: datetime
 ) -> DeleteReport:
     """Delete every unheld run (of any project) started before ``cutoff``, as an
-    admin-confirmed retention run: within the caps of ``policy`` (``force`` with a ``reason``
-    lifts them), counted in the spike window (alerting when it goes over) but never refused by
-    it, archived first, audited.
+    admin-confirmed retention run: within the caps of the request's policy (``force`` with a
+    ``reason`` lifts them), counted in the request's spike window (alerting when it goes over)
+    but never refused by it, archived first, audited.
 
     The runs counted are the ones deleted: rows written after the count (whose keys are
     higher, as keys are never reused) are left for the next prune, so the caps checked hold.
@@ -288,6 +277,9 @@ def prune_runs_before(
     Raises:
         CapRefused: Over ``max_rows_per_run`` or ``max_table_fraction`` (audited ``refused``).
     """
+    policy, safeguards, guard = request.policy, request.safeguards, request.safeguards.spike_guard
+    if guard is None:
+        raise ValueError("a prune is counted in the spike window: set safeguards.spike_guard")
     counted = preview_prune(sessions, cutoff)
     with read_only(sessions)() as session:
         held = active_holds(session)
@@ -296,9 +288,9 @@ def prune_runs_before(
         condition = and_(condition, Run.id <= counted.last_id)
 
     def gate() -> None:
-        counted.check_caps(policy, force=force, reason=reason)
+        counted.check_caps(policy, force=safeguards.force, reason=request.reason)
         if counted.matched:
-            guard.record(counted.matched, source=PRUNE_NAME, actor=actor)
+            guard.record(counted.matched, source=PRUNE_NAME, actor=request.actor)
 
     return archived_delete(
         engine,
@@ -307,18 +299,18 @@ def prune_runs_before(
         condition=condition,
         expected=counted.matched,
         name=PRUNE_NAME,
-        actor=actor,
-        trigger=trigger,
+        actor=request.actor,
+        trigger=request.trigger,
         gate=gate,
-        target=target,
-        metrics=metrics,
-        progress=progress,
-        reason=reason,
+        target=request.archive,
+        metrics=request.metrics,
+        progress=request.progress,
+        reason=request.reason,
         audit_extra={
             **counted.to_dict(),
             "policy": policy.name,
             "max_rows_per_run": policy.max_rows_per_run,
             "max_table_fraction": policy.max_table_fraction,
-            "forced": force,
+            "forced": safeguards.force,
         },
     )

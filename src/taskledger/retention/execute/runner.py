@@ -1,9 +1,10 @@
 """Retention as a whole: preview a policy, then execute the very plan that was previewed.
 
-This is what the CLI, the API and the scheduler call. Every preview and every execution writes
-an audit row; an execution needs a preview to confirm (its ``plan_id``, single-use and
-short-lived: see :mod:`.plans`), re-checks the counts against it, archives to the configured
-store, and records what it did. The audit row names the lock holder and the archive as soon as
+This is what the CLI, the API and the scheduler call, each with one
+:class:`~taskledger.retention.execute.request.RetentionRequest`. Every preview and every
+execution writes an audit row; an execution needs a preview to confirm (its ``plan_id``,
+single-use and short-lived: see :mod:`taskledger.retention.plan.plans`), re-checks the counts
+against it, archives to the request's target, and records what it did. The audit row names the lock holder and the archive as soon as
 each is known, and is closed while the lock is still held, so a runner killed at any point
 leaves a row the next runner can mark ``interrupted``, pointing at its archive.
 """
@@ -18,27 +19,26 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from taskledger.enums import RetentionMode, RetentionTrigger
+from taskledger.enums import RetentionMode
 from taskledger.errors import SafeguardRefused
-from taskledger.metrics import Metrics
-from taskledger.retention.archive.stores import ArchiveTarget, open_store
+from taskledger.retention.archive.stores import open_store
 from taskledger.retention.archive.writer import ArchiveWriter
 from taskledger.retention.audit import AuditHandle, close_audit, note_archive, open_audit, record
-from taskledger.retention.execute.executor import Executor, Progress, RuleOutcome
+from taskledger.retention.execute.executor import Executor, RuleOutcome
+from taskledger.retention.execute.request import RetentionRequest
 from taskledger.retention.plan.plans import (
     ConfirmedPlan,
     RecordedPreview,
     check_not_stale,
     check_usable,
     claim_plan,
+    confirm_plan,
     record_refusal,
 )
-from taskledger.retention.plan.preview import PlanPreview, make_plan, preview
-from taskledger.retention.policy.rules import Policy
+from taskledger.retention.plan.preview import PlanPreview, preview_at
 from taskledger.retention.policy.tables import get_table
 from taskledger.retention.safeguards.guard import check_caps
 from taskledger.retention.safeguards.lock import holder_identity, runner_lock
-from taskledger.settings import DEFAULT_GZIP_LEVEL, DEFAULT_PLAN_TTL
 from taskledger.store.engine import read_only
 from taskledger.store.migrate import current_revision
 from taskledger.store.types import as_utc, utcnow
@@ -77,29 +77,25 @@ class ExecutionReport:
 
 
 def preview_policy(
-    sessions: sessionmaker[Session],
-    policy: Policy,
-    *,
-    actor: str,
-    trigger: RetentionTrigger | str,
-    now: datetime | None = None,
-    gzip_level: int = DEFAULT_GZIP_LEVEL,
+    sessions: sessionmaker[Session], request: RetentionRequest, *, now: datetime | None = None
 ) -> RecordedPreview:
-    """Preview ``policy`` (changes nothing) and record the preview in the audit log; archive
-    sizes are estimated at ``gzip_level``, the level the execution would archive at."""
+    """Preview the request's policy at ``now`` (default: now) and record the preview in the
+    audit log; changes nothing else. Archive sizes are estimated at the request's gzip level,
+    the level the execution would archive at."""
     moment = as_utc(now) if now else utcnow()
     with read_only(sessions).begin() as session:
-        result = preview(session, make_plan(session, policy, moment), gzip_level=gzip_level)
-    handle = open_audit(
+        result = preview_at(session, request.policy, moment, gzip_level=request.archive.gzip_level)
+    handle = record(
         sessions,
-        actor=actor,
-        trigger=trigger,
+        actor=request.actor,
+        trigger=request.trigger,
         mode=RetentionMode.PREVIEW,
-        policy_name=policy.name,
-        policy_hash=policy.policy_hash,
+        outcome="ok",
+        counts=result.to_dict(),
+        policy_name=request.policy.name,
+        policy_hash=request.policy.policy_hash,
         plan_id=result.plan_id,
     )
-    close_audit(sessions, handle, outcome="ok", counts=result.to_dict())
     return RecordedPreview(
         plan=result.plan,
         rules=result.rules,
@@ -109,50 +105,33 @@ def preview_policy(
 
 
 def execute_policy(
-    engine: Engine,
-    sessions: sessionmaker[Session],
-    policy: Policy,
-    confirmed: ConfirmedPlan,
-    *,
-    actor: str,
-    trigger: RetentionTrigger | str,
-    archive: ArchiveTarget,
-    metrics: Metrics | None = None,
-    progress: Progress | None = None,
-    reason: str | None = None,
-    force: bool = False,
-    dry_run_only: bool = False,
-    plan_ttl: int = DEFAULT_PLAN_TTL,
+    engine: Engine, sessions: sessionmaker[Session], request: RetentionRequest
 ) -> ExecutionReport:
-    """Execute the plan that ``confirmed`` names, at the moment it was previewed.
+    """Execute the plan the request's safeguards name, at the moment it was previewed.
 
-    Under the single-runner lock, the counts are taken again first: a plan whose counts grew by
-    more than 10 % is refused as stale. Rows that came of age since the preview are left for the
-    next run, so the execution does what was confirmed. Then the caps apply
-    (``max_rows_per_run``, ``max_table_fraction`` unless ``force`` with a ``reason``), and the
-    plan is claimed: a plan runs once, within ``plan_ttl`` seconds of its preview. Every refusal
-    is recorded in the audit row. With ``dry_run_only`` the execution becomes an audited
-    preview, which claims nothing (a spent or expired plan is still refused).
+    Under the single-runner lock, in this order, each once: **plan** (the counts are taken
+    again at the preview's moment; rows that came of age since are left for the next run, so
+    the execution does what was confirmed), **guard** (a plan whose counts grew by more than
+    10 % is refused as stale; then the caps: ``max_rows_per_run``, ``max_table_fraction``
+    unless ``force`` with a ``reason``; then the plan is claimed: a plan runs once, within the
+    plan TTL of its preview), **execute** (batch by batch, archiving first), **audit** (the
+    row opened before the lock is closed with the outcome). Every refusal is recorded in the
+    audit row. With ``dry_run_only`` the execution becomes an audited preview, which claims
+    nothing (a spent or expired plan is still refused).
     """
-    if dry_run_only:
-        return _dry_run(
-            sessions,
-            policy,
-            confirmed,
-            actor=actor,
-            trigger=trigger,
-            gzip_level=archive.gzip_level,
-            plan_ttl=plan_ttl,
-        )
+    confirmed = _confirmed(sessions, request)
+    if request.safeguards.dry_run_only:
+        return _dry_run(sessions, request, confirmed)
+    policy = request.policy
     handle = open_audit(
         sessions,
-        actor=actor,
-        trigger=trigger,
+        actor=request.actor,
+        trigger=request.trigger,
         mode=RetentionMode.EXECUTE,
         policy_name=policy.name,
         policy_hash=policy.policy_hash,
         plan_id=confirmed.plan_id,
-        reason=reason,
+        reason=request.reason,
     )
     report = ExecutionReport(
         retention_run_id=handle.id,
@@ -163,75 +142,90 @@ def execute_policy(
         started_at=handle.started_at,
     )
     started = time.perf_counter()
-    closed = False
+    holder = f"{request.actor} ({holder_identity()})"
     try:
-        with runner_lock(engine, holder=f"{actor} ({holder_identity()})", audit_id=handle.id):
-            # Closed under the lock: a runner killed after it let go of the lock would leave
-            # a row no later runner can tell from a live one.
+        with runner_lock(engine, holder=holder, audit_id=handle.id):
+            failure: BaseException | None = None
             try:
                 with read_only(sessions).begin() as session:
-                    plan = make_plan(session, policy, confirmed.now)
-                    current = preview(session, plan, gzip_level=archive.gzip_level)
+                    current = preview_at(
+                        session, policy, confirmed.now, gzip_level=request.archive.gzip_level
+                    )
                     rows = table_rows(session, {r.table for r in current.rules})
-                check_not_stale(confirmed, current)
-                check_caps(policy, current, rows, force=force, reason=reason)
-                claim_plan(engine, confirmed, handle.id, ttl=plan_ttl)
-                report.rules = _execute(
-                    engine, sessions, policy, current, handle, archive, metrics, progress, report
-                )
+                _guard(engine, request, confirmed, current, rows, handle)
+                _execute(engine, sessions, request, current, handle, report)
             except BaseException as exc:
-                closed = True
-                _close_for(sessions, handle, report, exc)
+                failure = exc
                 raise
-            closed = True
-            _close(sessions, handle, report, "ok")
+            finally:
+                # Closed under the lock: a runner killed after it let go of the lock would
+                # leave a row no later runner can tell from a live one.
+                _close(sessions, handle, report, failure)
     except BaseException as exc:
-        if not closed:  # the lock itself refused or failed
-            _close_for(sessions, handle, report, exc)
+        if report.finished_at is None:  # the lock itself refused or failed: the row is open
+            _close(sessions, handle, report, exc)
         raise
-    if metrics is not None:
-        metrics.retention_duration.observe(time.perf_counter() - started)
-        metrics.retention_last_success.set(time.time())
+    if request.metrics is not None:
+        request.metrics.retention_duration.observe(time.perf_counter() - started)
+        request.metrics.retention_last_success.set(time.time())
     return report
 
 
-def _close_for(
-    sessions: sessionmaker[Session],
+def _confirmed(sessions: sessionmaker[Session], request: RetentionRequest) -> ConfirmedPlan:
+    """The plan the request consumes; one named by its ``plan_id`` is looked up in the audit
+    log, and a refusal there is recorded."""
+    plan = request.safeguards.plan
+    if isinstance(plan, ConfirmedPlan):
+        return plan
+    if plan is None:
+        raise ValueError("an execution consumes a previewed plan: set safeguards.plan")
+    return confirm_plan(
+        sessions,
+        plan,
+        request.policy,
+        actor=request.actor,
+        trigger=request.trigger,
+        ttl=request.safeguards.plan_ttl,
+    )
+
+
+def _guard(
+    engine: Engine,
+    request: RetentionRequest,
+    confirmed: ConfirmedPlan,
+    current: PlanPreview,
+    rows: dict[str, int],
     handle: AuditHandle,
-    report: ExecutionReport,
-    exc: BaseException,
 ) -> None:
-    if isinstance(exc, SafeguardRefused):
-        _close(sessions, handle, report, "refused", error=str(exc.detail))
-    else:
-        _close(sessions, handle, report, "failed", error=f"{type(exc).__name__}: {exc}")
+    """Refuse a stale plan or one over the caps; otherwise claim it (from here it is spent)."""
+    check_not_stale(confirmed, current)
+    check_caps(request.policy, current, rows, force=request.safeguards.force, reason=request.reason)
+    claim_plan(engine, confirmed, handle.id, ttl=request.safeguards.plan_ttl)
 
 
 def _execute(
     engine: Engine,
     sessions: sessionmaker[Session],
-    policy: Policy,
+    request: RetentionRequest,
     current: PlanPreview,
     handle: AuditHandle,
-    target: ArchiveTarget,
-    metrics: Metrics | None,
-    progress: Progress | None,
     report: ExecutionReport,
-) -> list[RuleOutcome]:
-    writer = _writer(engine, policy, current, handle, target)
+) -> None:
+    writer = _writer(engine, request, current, handle)
     if writer is not None:
         note_archive(sessions, handle, writer.uri)
     try:
         executor = Executor(
-            engine, writer=writer, now=current.plan.now, metrics=metrics, progress=progress
+            engine,
+            writer=writer,
+            now=current.plan.now,
+            metrics=request.metrics,
+            progress=request.progress,
         )
         try:
-            outcomes = executor.run(
-                current.plan, expected={r.name: r.matched for r in current.rules}
-            )
+            executor.run(current.plan, expected={r.name: r.matched for r in current.rules})
             if writer is not None:
                 writer.finish()
-            return outcomes
         finally:
             # Also when the run stops part-way: the audit row shows what was done, and where
             # the archive of it is (an unfinished archive still lists every part written).
@@ -253,28 +247,24 @@ def table_rows(session: Session, tables: set[str]) -> dict[str, int]:
 
 
 def _dry_run(
-    sessions: sessionmaker[Session],
-    policy: Policy,
-    confirmed: ConfirmedPlan,
-    *,
-    actor: str,
-    trigger: RetentionTrigger | str,
-    gzip_level: int,
-    plan_ttl: int,
+    sessions: sessionmaker[Session], request: RetentionRequest, confirmed: ConfirmedPlan
 ) -> ExecutionReport:
     """TASKLEDGER_RETENTION_DRY_RUN_ONLY: the execution is previewed and audited, nothing else.
     The plan is not claimed (nothing is done with it), but a spent or expired one is refused."""
+    policy = request.policy
     try:
-        check_usable(sessions, confirmed, ttl=plan_ttl)
+        check_usable(sessions, confirmed, ttl=request.safeguards.plan_ttl)
     except SafeguardRefused as exc:
-        record_refusal(sessions, exc, policy, confirmed.plan_id, actor=actor, trigger=trigger)
+        record_refusal(
+            sessions, exc, policy, confirmed.plan_id, actor=request.actor, trigger=request.trigger
+        )
         raise
     with read_only(sessions).begin() as session:
-        current = preview(session, make_plan(session, policy, confirmed.now), gzip_level=gzip_level)
+        current = preview_at(session, policy, confirmed.now, gzip_level=request.archive.gzip_level)
     handle = record(
         sessions,
-        actor=actor,
-        trigger=trigger,
+        actor=request.actor,
+        trigger=request.trigger,
         mode=RetentionMode.PREVIEW,
         outcome="dry-run",
         counts=current.to_dict(),
@@ -301,20 +291,17 @@ def _dry_run(
 
 
 def _writer(
-    engine: Engine,
-    policy: Policy,
-    current: PlanPreview,
-    handle: AuditHandle,
-    target: ArchiveTarget,
+    engine: Engine, request: RetentionRequest, current: PlanPreview, handle: AuditHandle
 ) -> ArchiveWriter | None:
     if not any(r.archive and r.matched for r in current.rules):
         return None
+    target = request.archive
     return ArchiveWriter(
         open_store(target.url, s3_endpoint_url=target.s3_endpoint_url),
         run_id=handle.archive_run_id,
         started_at=handle.started_at,
-        policy_name=policy.name,
-        policy_hash=policy.policy_hash,
+        policy_name=request.policy.name,
+        policy_hash=request.policy.policy_hash,
         schema_revision=current_revision(engine),
         compresslevel=target.gzip_level,
     )
@@ -324,10 +311,15 @@ def _close(
     sessions: sessionmaker[Session],
     handle: AuditHandle,
     report: ExecutionReport,
-    outcome: str,
-    *,
-    error: str | None = None,
+    failure: BaseException | None = None,
 ) -> None:
+    """Close the execution's audit row: ``ok``, or ``refused`` by a safeguard, or ``failed``."""
+    if failure is None:
+        outcome, error = "ok", None
+    elif isinstance(failure, SafeguardRefused):
+        outcome, error = "refused", str(failure.detail)
+    else:
+        outcome, error = "failed", f"{type(failure).__name__}: {failure}"
     report.outcome = outcome
     report.finished_at = utcnow()
     counts = {"plan_id": report.plan_id, "rules": [r.to_dict() for r in report.rules]}

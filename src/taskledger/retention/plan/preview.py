@@ -197,3 +197,12 @@ def preview(session: Session, plan: Plan, *, gzip_level: int = DEFAULT_GZIP_LEVE
     """Every rule's preview, archive sizes at ``gzip_level``. Changes nothing."""
     rules = [preview_rule(session, s, gzip_level=gzip_level) for s in plan.selections]
     return PlanPreview(plan=plan, rules=rules)
+
+
+def preview_at(
+    session: Session, policy: Policy, now: datetime, *, gzip_level: int = DEFAULT_GZIP_LEVEL
+) -> PlanPreview:
+    """``policy`` planned at ``now`` against this database and previewed: the one call the
+    runner makes to the planner, for a preview and again (at the preview's moment) when the
+    plan is executed."""
+    return preview(session, make_plan(session, policy, now), gzip_level=gzip_level)
