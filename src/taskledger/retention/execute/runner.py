@@ -4,9 +4,10 @@ This is what the CLI, the API and the scheduler call, each with one
 :class:`~taskledger.retention.execute.request.RetentionRequest`. Every preview and every
 execution writes an audit row; an execution needs a preview to confirm (its ``plan_id``,
 single-use and short-lived: see :mod:`taskledger.retention.plan.plans`), re-checks the counts
-against it, archives to the request's target, and records what it did. The audit row names the lock holder and the archive as soon as
-each is known, and is closed while the lock is still held, so a runner killed at any point
-leaves a row the next runner can mark ``interrupted``, pointing at its archive.
+against it, archives to the request's target, and records what it did. The audit row names
+the lock holder and the archive as soon as each is known, and is closed while the lock is still
+held, so a runner killed at any point leaves a row the next runner can mark ``interrupted``,
+pointing at its archive.
 """
 
 from __future__ import annotations
