@@ -165,7 +165,7 @@ def run_cmd(
     for rule in report.rules:
         click.echo(
             f"{rule.name}: {rule.action} {rule.affected} {rule.table} rows"
-            + ("" if rule.archived else " (not archived)")
+            + ("" if rule.archive else " (not archived)")
         )
     click.echo(
         f"outcome {report.outcome}; audit row {report.retention_run_id}; "

@@ -77,7 +77,7 @@ class RuleOutcome:
     name: str
     table: str
     action: str
-    archived: bool
+    archive: bool
     matched: int = 0
     affected: int = 0
     batches: int = 0
@@ -89,7 +89,7 @@ class RuleOutcome:
             "name": self.name,
             "table": self.table,
             "action": self.action,
-            "archive": self.archived,
+            "archive": self.archive,
             "matched": self.matched,
             "affected": self.affected,
             "batches": self.batches,
@@ -208,7 +208,7 @@ class Executor:
                     name=selection.rule.name,
                     table=selection.table.name,
                     action=selection.rule.action,
-                    archived=selection.rule.archive,
+                    archive=selection.rule.archive,
                     matched=(expected or {}).get(selection.rule.name, 0),
                 )
                 outcomes.append(outcome)

@@ -275,7 +275,7 @@ def _dry_run(
     )
     rules = [
         RuleOutcome(
-            name=r.name, table=r.table, action=r.action, archived=r.archive, matched=r.matched
+            name=r.name, table=r.table, action=r.action, archive=r.archive, matched=r.matched
         )
         for r in current.rules
     ]
