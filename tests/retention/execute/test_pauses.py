@@ -75,11 +75,11 @@ def test_between_batches_on_a_real_file_opens_a_window_and_notes_it(tmp_path: Pa
     try:
         with engine.connect() as conn, BetweenBatches(conn) as between:
             opened = between.window_at
-            between.batch_done(1000, 0.0)
+            between.batch_done(0.0)
             assert between.window_at == opened  # not due yet: no window
             time.sleep(SQLITE_WINDOW_EVERY)
             before = time.monotonic()
-            between.batch_done(1000, 0.0)
+            between.batch_done(0.0)
             assert time.monotonic() - before >= SQLITE_LONG_PAUSE
             assert between.window_at >= before + SQLITE_LONG_PAUSE
             assert between.other_commit_at is None
@@ -112,7 +112,7 @@ def test_a_window_cut_short_by_another_writer_still_counts(tmp_path: Path) -> No
                 checkpoint.clear()
                 writer = threading.Thread(target=commit_once_the_pause_begins)
                 writer.start()
-                between.batch_done(1000, 0.0)
+                between.batch_done(0.0)
                 writer.join()
                 seen = between.other_commit_at
                 if seen is not None and seen > before and between.window_at > before:

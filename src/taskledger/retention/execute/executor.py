@@ -55,6 +55,8 @@ from taskledger.retention.execute.side_effects import (
 from taskledger.retention.execute.sqlite_pacing import BetweenBatches
 from taskledger.retention.plan.planner import Plan, RuleSelection
 
+#: Called after each batch with (rule name, rows handled); restore calls it with (table name,
+#: archived rows handled).
 Progress = Callable[[str, int], None]
 
 #: A rule may affect this share more rows than its plan counted before the run stops.
@@ -285,7 +287,7 @@ class Executor:
                         self._archive(selection, table, batch, extras)
                     affected = self._apply(conn, selection, table, batch.rows, keys)
             last = keys[-1]
-            between.batch_done(len(keys), time.perf_counter() - started)
+            between.batch_done(time.perf_counter() - started)
             outcome.batches += 1
             outcome.affected += affected
             for extra in extras:

@@ -82,7 +82,8 @@ class BetweenBatches:
         self.other_commit_at = time.monotonic()
         return True
 
-    def batch_done(self, rows: int, seconds: float) -> None:
+    def batch_done(self, seconds: float) -> None:
+        """Pause after a batch that took ``seconds`` (see :func:`pause_for`)."""
         if self.raw is None:
             return
         self._others_committed()

@@ -24,7 +24,7 @@ restore twice inserts nothing the second time. The work is recorded in the audit
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text, tuple_, update
@@ -34,6 +34,7 @@ from taskledger.enums import RetentionMode, RetentionTrigger
 from taskledger.retention.archive.format import PartInfo
 from taskledger.retention.archive.reader import ArchiveReader
 from taskledger.retention.audit import AuditHandle, close_audit, open_audit
+from taskledger.retention.execute.executor import Progress
 from taskledger.retention.restore.judge import (
     CONFLICT,
     PARTIAL_ACTIONS,
@@ -57,9 +58,6 @@ from taskledger.retention.restore.report import (
 from taskledger.retention.safeguards.lock import holder_identity, runner_lock
 from taskledger.store.engine import make_session_factory
 from taskledger.store.types import utcnow
-
-#: Called with (table, archived rows handled) after each batch.
-Progress = Callable[[str, int], None]
 
 
 def restore(
