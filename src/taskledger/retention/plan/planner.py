@@ -61,9 +61,7 @@ class RuleSelection:
     @property
     def age(self) -> ColumnElement[Any]:
         """The expression a row's age is measured on (with the table's fallback, if any)."""
-        column = self.column(self.rule.age_column)
-        fallback = self.table.age_fallbacks.get(self.rule.age_column)
-        return func.coalesce(column, self.column(fallback)) if fallback else column
+        return age_expression(self.rule, self.table)
 
 
 @dataclass(frozen=True)
@@ -73,6 +71,15 @@ class Plan:
     policy: Policy
     now: datetime
     selections: tuple[RuleSelection, ...]
+
+
+def age_expression(rule: Rule, table: RetainedTable) -> ColumnElement[Any]:
+    """What ``rule`` measures a row's age on: its age column, or the table's fallback for that
+    column when it is empty."""
+    c = table.model.__table__.c
+    column = c[rule.age_column]
+    fallback = table.age_fallbacks.get(rule.age_column)
+    return func.coalesce(column, c[fallback]) if fallback else column
 
 
 def _scrub_needed(table: RetainedTable, dialect: str) -> ColumnElement[bool]:
@@ -94,10 +101,7 @@ def _base(
     rule: Rule, table: RetainedTable, cutoff: datetime, project_ids: Mapping[str, Any], dialect: str
 ) -> ColumnElement[bool]:
     c = table.model.__table__.c
-    column = c[rule.age_column]
-    fallback = table.age_fallbacks.get(rule.age_column)
-    age = func.coalesce(column, c[fallback]) if fallback else column
-    conditions: list[ColumnElement[bool]] = [age < cutoff]
+    conditions: list[ColumnElement[bool]] = [age_expression(rule, table) < cutoff]
     statuses = rule.statuses
     if rule.action == "expire" and table.expire is not None:
         allowed = table.expire.from_statuses
