@@ -18,7 +18,6 @@ from taskledger.api.deps import (
 )
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import AgentStatus, Scope
-from taskledger.retention.execute.deletes import delete_records
 from taskledger.schemas.agents import AgentCreate, AgentPage, AgentRead, AgentUpdate
 from taskledger.schemas.limits import QueryFlag
 from taskledger.services import agents
@@ -97,14 +96,5 @@ def delete_agent(
     by the spike guard, and a hold on the agent or on any of its records refuses it (409)."""
     with session.begin():
         agents.get_agent(session, principal, agent_id, Scope.WRITE)
-    delete_records(
-        state.engine,
-        state.session_factory,
-        table="agents",
-        keys=[agent_id],
-        actor=principal.actor,
-        guard=state.spike_guard,
-        target=state.archive_target,
-        metrics=state.metrics,
-    )
+    state.delete_records("agents", [agent_id], actor=principal.actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

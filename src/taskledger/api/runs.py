@@ -25,7 +25,6 @@ from taskledger.api.deps import (
 from taskledger.api.routing import LedgerRoute
 from taskledger.api.state import AppState
 from taskledger.enums import RunStatus, Scope
-from taskledger.retention.execute.deletes import delete_records
 from taskledger.schemas.base import StrictModel
 from taskledger.schemas.limits import UtcDatetime
 from taskledger.schemas.runs import BatchResult, RunCreate, RunFilters, RunPage, RunRead, RunUpdate
@@ -222,14 +221,5 @@ def delete_run(
     """Delete a run: archived first, audited, counted by the spike guard; refused under a hold."""
     with session.begin():
         runs.get_run(session, principal, run_pk, Scope.WRITE)
-    delete_records(
-        state.engine,
-        state.session_factory,
-        table="runs",
-        keys=[run_pk],
-        actor=principal.actor,
-        guard=state.spike_guard,
-        target=state.archive_target,
-        metrics=state.metrics,
-    )
+    state.delete_records("runs", [run_pk], actor=principal.actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

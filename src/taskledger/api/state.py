@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.metrics import Metrics
 from taskledger.retention.archive.stores import ArchiveTarget
+from taskledger.retention.execute.deletes import DeleteReport, delete_records
 from taskledger.retention.safeguards.alerts import Alerter
 from taskledger.retention.safeguards.guard import SpikeGuard
 from taskledger.services.login_throttle import LoginThrottle
@@ -35,3 +38,19 @@ class AppState:
     @property
     def archive_target(self) -> ArchiveTarget:
         return ArchiveTarget.from_settings(self.settings)
+
+    def delete_records(self, table: str, keys: Sequence[Any], *, actor: str) -> DeleteReport:
+        """Delete records of ``table`` for a route, as every API delete goes: refused under a
+        hold (409), counted by the spike guard (429 when the window is full), archived first
+        to the archive root, and audited (see
+        :func:`taskledger.retention.execute.deletes.delete_records`)."""
+        return delete_records(
+            self.engine,
+            self.session_factory,
+            table=table,
+            keys=keys,
+            actor=actor,
+            guard=self.spike_guard,
+            target=self.archive_target,
+            metrics=self.metrics,
+        )

@@ -19,7 +19,6 @@ from taskledger.api.deps import (
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import Scope, TaskStatus
 from taskledger.errors import ConflictError
-from taskledger.retention.execute.deletes import delete_records
 from taskledger.schemas.limits import AwareDatetime
 from taskledger.schemas.tasks import (
     TaskAssign,
@@ -139,16 +138,7 @@ def delete_task(
     with session.begin():
         task = tasks.get_task(session, principal, task_id, Scope.WRITE)
         tasks.ensure_deletable(session, task=task)
-    report = delete_records(
-        state.engine,
-        state.session_factory,
-        table="tasks",
-        keys=[task_id],
-        actor=principal.actor,
-        guard=state.spike_guard,
-        target=state.archive_target,
-        metrics=state.metrics,
-    )
+    report = state.delete_records("tasks", [task_id], actor=principal.actor)
     if report.deleted == 0:
         raise ConflictError("The task changed meanwhile (something now depends on it); retry.")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
