@@ -21,7 +21,9 @@ from taskledger.retention.plan.preview import PlanPreview
 from taskledger.retention.policy.load import load_policy
 from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.policy.rules import Policy
+from taskledger.schemas.retention import RetentionRunRead
 from taskledger.store.engine import read_only
+from taskledger.store.models import RetentionRun
 
 
 def cli_actor() -> str:
@@ -173,6 +175,13 @@ def run_cmd(
     )
 
 
+def _audit_row(row: RetentionRun) -> dict[str, Any]:
+    """One audit row as ``retention runs --json`` prints it: the API's ``RetentionRunRead``,
+    its ``policy_name`` under the name this command documents, ``policy``."""
+    fields = RetentionRunRead.model_validate(row).model_dump()
+    return {("policy" if key == "policy_name" else key): value for key, value in fields.items()}
+
+
 @retention.command("runs")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -182,29 +191,7 @@ def runs_cmd(obj: CliContext, limit: int, as_json: bool) -> None:
     with read_only(obj.sessions())() as session:
         rows, _ = list_audit(session, limit=limit, cursor=None)
     if as_json:
-        emit_json(
-            [
-                {
-                    "id": r.id,
-                    "actor": r.actor,
-                    "trigger": r.trigger,
-                    "mode": r.mode,
-                    "policy": r.policy_name,
-                    "policy_hash": r.policy_hash,
-                    "plan_id": r.plan_id,
-                    "reason": r.reason,
-                    "counts": r.counts,
-                    "archive_uri": r.archive_uri,
-                    "started_at": r.started_at,
-                    "finished_at": r.finished_at,
-                    "outcome": r.outcome,
-                    "error": r.error,
-                    "holder": r.holder,
-                    "consumed_by": r.consumed_by,
-                }
-                for r in rows
-            ]
-        )
+        emit_json([_audit_row(r) for r in rows])
         return
     table = Table("id", "started", "mode", "trigger", "actor", "policy", "outcome", "archive")
     for r in rows:
