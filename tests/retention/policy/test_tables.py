@@ -22,7 +22,6 @@ from taskledger.retention.policy.tables import (
     canonical_json,
     get_table,
     is_scrub_marker,
-    restore_order,
     scrub_marker,
 )
 from taskledger.store.types import UTCDateTime
@@ -180,29 +179,6 @@ def test_parents_match_the_foreign_keys() -> None:
             for fk in table.model.__table__.foreign_keys
         }
         assert declared == actual, table.name
-
-
-def test_restore_order_puts_parents_first() -> None:
-    order = restore_order(TABLES)
-    assert order == list(TABLES)  # the registry is already in restore order
-    for name in order:
-        for parent in TABLES[name].parents:
-            if parent.table in TABLES:
-                assert order.index(parent.table) < order.index(name)
-    assert order.index("instructions") < order.index("acknowledgements")
-    assert order.index("tasks") < order.index("runs")
-    assert order.index("agent_sessions") < order.index("agent_connections")
-
-
-def test_restore_order_of_a_subset_and_of_unknown_tables() -> None:
-    assert restore_order(["acknowledgements", "runs", "instructions"]) == [
-        "runs",
-        "instructions",
-        "acknowledgements",
-    ]
-    assert restore_order([]) == []
-    with pytest.raises(KeyError, match="users"):
-        restore_order(["runs", "users"])
 
 
 def test_canonical_json_ignores_key_order_and_keeps_unicode() -> None:

@@ -8,7 +8,7 @@ place. It also builds the scrub marker that replaces payload-like fields.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -167,7 +167,8 @@ def _statuses(enum: type[StrEnum]) -> tuple[str, ...]:
     return tuple(values(enum))
 
 
-# The order of this mapping is the restore order (parents first); a test checks it.
+# Parents come before their children here too (a test checks it), though restore orders tables
+# by the models' foreign keys (taskledger.retention.restore.judge.RESTORABLE).
 TABLES: Mapping[str, RetainedTable] = MappingProxyType(
     {
         "tasks": RetainedTable(
@@ -283,32 +284,6 @@ def get_table(name: str) -> RetainedTable:
         KeyError: ``name`` is neither.
     """
     return RECORD_TABLES[name]
-
-
-def restore_order(names: Iterable[str]) -> list[str]:
-    """``names`` sorted so that every table comes after the retained tables it refers to.
-
-    Among tables free to go next, registry order decides, so the result never varies.
-
-    Raises:
-        KeyError: One of ``names`` is not a retained table.
-    """
-    wanted = set(names)
-    unknown = wanted - TABLES.keys()
-    if unknown:
-        raise KeyError(", ".join(sorted(unknown)))
-    placed: list[str] = []
-    pending = list(TABLES)
-    while pending:
-        # The registry has no cycles (a test proves it), so some table is always ready.
-        ready = next(
-            name
-            for name in pending
-            if all(p.table in placed for p in TABLES[name].parents if p.table in TABLES)
-        )
-        placed.append(ready)
-        pending.remove(ready)
-    return [name for name in placed if name in wanted]
 
 
 def canonical_json(value: Any) -> str:
