@@ -100,6 +100,35 @@ class RetentionMode(StrEnum):
     RESTORE = "restore"
 
 
+class RetentionOutcome(StrEnum):
+    """How the work an audit row (``retention_runs``) records ended, or that it has not."""
+
+    RUNNING = "running"
+    OK = "ok"
+    REFUSED = "refused"  # by a safeguard: a cap, the lock, a stale, spent or expired plan
+    FAILED = "failed"
+    DRY_RUN = "dry-run"  # previewed only: TASKLEDGER_RETENTION_DRY_RUN_ONLY, or restore --dry-run
+    INTERRUPTED = "interrupted"  # its runner died; the next runner to take the lock says so
+
+
+class PartAction(StrEnum):
+    """What happened to the rows of an archive part: the action of the rule that selected them,
+    or what a delete did to rows of another table."""
+
+    DELETE = "delete"
+    SCRUB = "scrub"
+    EXPIRE = "expire"
+    CASCADE = "cascade"  # taken with the deleted rows (ON DELETE CASCADE)
+    UNLINK = "unlink"  # kept, their reference to a deleted row emptied (ON DELETE SET NULL)
+
+
+class ExportFormat(StrEnum):
+    """The formats runs are exported in, and imported back from."""
+
+    CSV = "csv"
+    NDJSON = "ndjson"
+
+
 def values(enum: type[StrEnum]) -> list[str]:
     """The string values of ``enum``, in declaration order."""
     return [member.value for member in enum]

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from taskledger.enums import RetentionMode, RetentionTrigger
+from taskledger.enums import RetentionMode, RetentionOutcome, RetentionTrigger
 from taskledger.services.pagination import Keyset, paginate
 from taskledger.store.models import RetentionRun
 from taskledger.store.types import utcnow
@@ -60,7 +60,7 @@ def open_audit(
             plan_id=plan_id,
             reason=reason,
             started_at=now,
-            outcome="running",
+            outcome=RetentionOutcome.RUNNING.value,
         )
         session.add(row)
         session.flush()
@@ -71,7 +71,7 @@ def close_audit(
     sessions: sessionmaker[Session],
     handle: AuditHandle,
     *,
-    outcome: str,
+    outcome: RetentionOutcome | str,
     counts: Any = None,
     archive_uri: str | None = None,
     error: str | None = None,
@@ -83,7 +83,7 @@ def close_audit(
             update(RetentionRun)
             .where(RetentionRun.id == handle.id)
             .values(
-                outcome=outcome,
+                outcome=RetentionOutcome(outcome).value,
                 counts=counts,
                 archive_uri=archive_uri,
                 error=error,
@@ -127,11 +127,11 @@ def mark_interrupted(conn: Connection, holder: str, *, by: str, now: datetime) -
             update(RetentionRun)
             .where(
                 RetentionRun.holder == holder,
-                RetentionRun.outcome == "running",
+                RetentionRun.outcome == RetentionOutcome.RUNNING.value,
                 RetentionRun.mode == mode,
             )
             .values(
-                outcome="interrupted",
+                outcome=RetentionOutcome.INTERRUPTED.value,
                 finished_at=now,
                 error=message.format(holder=holder, by=by, at=now.isoformat(timespec="seconds")),
             )
@@ -150,7 +150,7 @@ def record(
     actor: str,
     trigger: RetentionTrigger | str,
     mode: RetentionMode | str,
-    outcome: str,
+    outcome: RetentionOutcome | str,
     counts: Any = None,
     archive_uri: str | None = None,
     error: str | None = None,

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, and_, false, func, not_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from taskledger.enums import RetentionMode, RetentionTrigger
+from taskledger.enums import RetentionMode, RetentionOutcome, RetentionTrigger
 from taskledger.errors import ConflictError, SafeguardRefused
 from taskledger.metrics import Metrics
 from taskledger.retention.archive.stores import ArchiveTarget, open_store
@@ -122,7 +122,9 @@ def archived_delete(
             if writer is not None:
                 writer.store.close()
     except SafeguardRefused as exc:
-        close_audit(sessions, handle, outcome="refused", counts=counts, error=str(exc.detail))
+        close_audit(
+            sessions, handle, outcome=RetentionOutcome.REFUSED, counts=counts, error=str(exc.detail)
+        )
         raise
     except Exception as exc:
         # The archive stays named: it lists every part written before the failure.
@@ -130,14 +132,16 @@ def archived_delete(
         close_audit(
             sessions,
             handle,
-            outcome="failed",
+            outcome=RetentionOutcome.FAILED,
             counts=counts,
             archive_uri=uri,
             error=f"{type(exc).__name__}: {exc}",
         )
         raise
     counts["rules"] = [outcome.to_dict()]
-    close_audit(sessions, handle, outcome="ok", counts=counts, archive_uri=archive_uri)
+    close_audit(
+        sessions, handle, outcome=RetentionOutcome.OK, counts=counts, archive_uri=archive_uri
+    )
     return DeleteReport(outcome.affected, archive_uri, handle.id)
 
 

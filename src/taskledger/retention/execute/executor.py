@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from taskledger.enums import PartAction
 from taskledger.errors import SafeguardRefused
 from taskledger.metrics import Metrics
 from taskledger.retention.archive.format import encode_row
@@ -291,7 +292,9 @@ class Executor:
             outcome.batches += 1
             outcome.affected += affected
             for extra in extras:
-                bucket = outcome.cascaded if extra.action == "cascade" else outcome.unlinked
+                bucket = (
+                    outcome.cascaded if extra.action is PartAction.CASCADE else outcome.unlinked
+                )
                 bucket[extra.table.name] = bucket.get(extra.table.name, 0) + len(extra.rows)
             self._count(selection, affected)
 

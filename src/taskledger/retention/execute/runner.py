@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from taskledger.enums import RetentionMode
+from taskledger.enums import RetentionMode, RetentionOutcome
 from taskledger.errors import SafeguardRefused
 from taskledger.retention.archive.stores import open_store
 from taskledger.retention.archive.writer import ArchiveWriter
@@ -54,7 +54,7 @@ class ExecutionReport:
     retention_run_id: int
     plan_id: str
     policy: str
-    outcome: str
+    outcome: RetentionOutcome
     archive_uri: str | None
     started_at: datetime
     finished_at: datetime | None = None
@@ -91,7 +91,7 @@ def preview_policy(
         actor=request.actor,
         trigger=request.trigger,
         mode=RetentionMode.PREVIEW,
-        outcome="ok",
+        outcome=RetentionOutcome.OK,
         counts=result.to_dict(),
         policy_name=request.policy.name,
         policy_hash=request.policy.policy_hash,
@@ -138,7 +138,7 @@ def execute_policy(
         retention_run_id=handle.id,
         plan_id=confirmed.plan_id,
         policy=policy.name,
-        outcome="running",
+        outcome=RetentionOutcome.RUNNING,
         archive_uri=None,
         started_at=handle.started_at,
     )
@@ -267,7 +267,7 @@ def _dry_run(
         actor=request.actor,
         trigger=request.trigger,
         mode=RetentionMode.PREVIEW,
-        outcome="dry-run",
+        outcome=RetentionOutcome.DRY_RUN,
         counts=current.to_dict(),
         policy_name=policy.name,
         policy_hash=policy.policy_hash,
@@ -283,7 +283,7 @@ def _dry_run(
         retention_run_id=handle.id,
         plan_id=confirmed.plan_id,
         policy=policy.name,
-        outcome="dry-run",
+        outcome=RetentionOutcome.DRY_RUN,
         archive_uri=None,
         started_at=handle.started_at,
         finished_at=utcnow(),
@@ -316,11 +316,11 @@ def _close(
 ) -> None:
     """Close the execution's audit row: ``ok``, or ``refused`` by a safeguard, or ``failed``."""
     if failure is None:
-        outcome, error = "ok", None
+        outcome, error = RetentionOutcome.OK, None
     elif isinstance(failure, SafeguardRefused):
-        outcome, error = "refused", str(failure.detail)
+        outcome, error = RetentionOutcome.REFUSED, str(failure.detail)
     else:
-        outcome, error = "failed", f"{type(failure).__name__}: {failure}"
+        outcome, error = RetentionOutcome.FAILED, f"{type(failure).__name__}: {failure}"
     report.outcome = outcome
     report.finished_at = utcnow()
     counts = {"plan_id": report.plan_id, "rules": [r.to_dict() for r in report.rules]}

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, select, update
 
-from taskledger.enums import AssigneeType
+from taskledger.enums import AssigneeType, PartAction
 from taskledger.store.models import (
     Acknowledgement,
     AgentConnection,
@@ -34,7 +34,7 @@ class SideEffect:
 
     table: Table
     rows: list[dict[str, Any]]
-    action: str  # "cascade" or "unlink"
+    action: PartAction  # CASCADE or UNLINK
     key_column: str
 
 
@@ -76,20 +76,22 @@ def capture_side_effects(conn: Connection, table: str, keys: Sequence[Any]) -> l
             .where(deps.c.task_id.in_(keys) | deps.c.depends_on_id.in_(keys))
             .order_by(deps.c.task_id, deps.c.depends_on_id),
         )
-        extras.append(SideEffect(deps, edges, "cascade", "task_id"))
+        extras.append(SideEffect(deps, edges, PartAction.CASCADE, "task_id"))
         extras.append(
-            SideEffect(table_of(Run), _unlink_rows(conn, Run, "task_id", keys), "unlink", "id")
+            SideEffect(
+                table_of(Run), _unlink_rows(conn, Run, "task_id", keys), PartAction.UNLINK, "id"
+            )
         )
     elif table == "agent_sessions":
         for model in (AgentConnection, Instruction):
             rows = _unlink_rows(conn, model, "session_id", keys)
-            extras.append(SideEffect(table_of(model), rows, "unlink", "id"))
+            extras.append(SideEffect(table_of(model), rows, PartAction.UNLINK, "id"))
     elif table == "instructions":
         acks = table_of(Acknowledgement)
         rows = fetch_rows(
             conn, select(acks).where(acks.c.instruction_id.in_(keys)).order_by(acks.c.id)
         )
-        extras.append(SideEffect(acks, rows, "cascade", "id"))
+        extras.append(SideEffect(acks, rows, PartAction.CASCADE, "id"))
     elif table == "agents":
         extras.extend(_agent_side_effects(conn, keys))
     return [extra for extra in extras if extra.rows]
@@ -102,7 +104,7 @@ def _agent_side_effects(conn: Connection, keys: Sequence[Any]) -> list[SideEffec
     for model in (ApiKey, AgentSession, AgentConnection):
         t = table_of(model)
         rows = fetch_rows(conn, select(t).where(t.c.agent_id.in_(keys)).order_by(t.c.id))
-        extras.append(SideEffect(t, rows, "cascade", "id"))
+        extras.append(SideEffect(t, rows, PartAction.CASCADE, "id"))
     sessions = select(AgentSession.id).where(AgentSession.agent_id.in_(keys))
     others = table_of(AgentConnection)
     extras.append(
@@ -114,7 +116,7 @@ def _agent_side_effects(conn: Connection, keys: Sequence[Any]) -> list[SideEffec
                 .where(others.c.session_id.in_(sessions), others.c.agent_id.not_in(keys))
                 .order_by(others.c.id),
             ),
-            "unlink",
+            PartAction.UNLINK,
             "id",
         )
     )
@@ -128,13 +130,13 @@ def _agent_side_effects(conn: Connection, keys: Sequence[Any]) -> list[SideEffec
                 .where(instructions.c.agent_id.in_(keys) | instructions.c.session_id.in_(sessions))
                 .order_by(instructions.c.id),
             ),
-            "unlink",
+            PartAction.UNLINK,
             "id",
         )
     )
     for attributed in (Run, Acknowledgement):
         rows = _unlink_rows(conn, attributed, "agent_id", keys)
-        extras.append(SideEffect(table_of(attributed), rows, "unlink", "id"))
+        extras.append(SideEffect(table_of(attributed), rows, PartAction.UNLINK, "id"))
     tasks = table_of(Task)
     assigned = fetch_rows(
         conn,
@@ -142,7 +144,7 @@ def _agent_side_effects(conn: Connection, keys: Sequence[Any]) -> list[SideEffec
         .where(*_assigned_to_agents(keys))
         .order_by(tasks.c.id),
     )
-    extras.append(SideEffect(tasks, assigned, "unlink", "id"))
+    extras.append(SideEffect(tasks, assigned, PartAction.UNLINK, "id"))
     return extras
 
 

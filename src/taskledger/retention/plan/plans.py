@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, exists, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from taskledger.enums import RetentionMode, RetentionTrigger
+from taskledger.enums import RetentionMode, RetentionOutcome, RetentionTrigger
 from taskledger.errors import ConflictError, SafeguardRefused
 from taskledger.retention.audit import record
 from taskledger.retention.plan.preview import PlanPreview
@@ -178,7 +178,7 @@ def record_refusal(
         actor=actor,
         trigger=trigger,
         mode=RetentionMode.EXECUTE,
-        outcome="refused",
+        outcome=RetentionOutcome.REFUSED,
         error=str(exc.detail),
         policy_name=policy.name,
         policy_hash=policy.policy_hash,

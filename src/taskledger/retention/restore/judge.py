@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Column, Table, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 
+from taskledger.enums import PartAction
 from taskledger.errors import ValidationFailed
 from taskledger.retention.archive.format import decode_value
 from taskledger.retention.archive.stores import ArchiveCorrupt, ArchiveError
@@ -47,7 +48,7 @@ RESTORABLE: tuple[str, ...] = tuple(
 )
 
 #: Parts whose rows hold only the key and the references a parent delete emptied.
-PARTIAL_ACTIONS = frozenset({"unlink"})
+PARTIAL_ACTIONS = frozenset({PartAction.UNLINK})
 
 
 class ArchiveIncompatible(ArchiveError):

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskledger.enums import RetentionOutcome
 from taskledger.retention.archive.format import key_text
 
 #: Conflicts and revoked keys named per table; the counts cover every one of them.
@@ -125,7 +126,7 @@ class RestoreReport:
     archive_run_id: str | None
     retention_run_id: int
     dry_run: bool
-    outcome: str = "running"
+    outcome: RetentionOutcome = RetentionOutcome.RUNNING
     tables: dict[str, TableCounts] = field(default_factory=dict)
 
     def total(self) -> TableCounts:

@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from taskledger.enums import RetentionMode, RetentionTrigger
+from taskledger.enums import RetentionMode, RetentionOutcome, RetentionTrigger
 from taskledger.retention.archive.format import PartInfo
 from taskledger.retention.archive.reader import ArchiveReader
 from taskledger.retention.audit import AuditHandle, close_audit, open_audit
@@ -125,13 +125,18 @@ def restore(
                     _Restore(engine, reader, report, dry_run, batch_size, progress).run(plan)
                 except Exception as exc:
                     closed = True
-                    _close(sessions, handle, report, "failed", error=_describe(exc))
+                    _close(sessions, handle, report, RetentionOutcome.FAILED, error=_describe(exc))
                     raise
                 closed = True
-                _close(sessions, handle, report, "dry-run" if dry_run else "ok")
+                _close(
+                    sessions,
+                    handle,
+                    report,
+                    RetentionOutcome.DRY_RUN if dry_run else RetentionOutcome.OK,
+                )
     except Exception as exc:
         if not closed:  # the archive could not be opened, or the lock refused
-            _close(sessions, handle, report, "failed", error=_describe(exc))
+            _close(sessions, handle, report, RetentionOutcome.FAILED, error=_describe(exc))
         raise
     return report
 
@@ -144,7 +149,7 @@ def _close(
     sessions: sessionmaker[Session],
     handle: AuditHandle,
     report: RestoreReport,
-    outcome: str,
+    outcome: RetentionOutcome,
     *,
     error: str | None = None,
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from taskledger.enums import HoldScope, RetentionMode, RetentionTrigger
+from taskledger.enums import HoldScope, RetentionMode, RetentionOutcome, RetentionTrigger
 from taskledger.store.models.base import NEVER_REUSE_KEYS, Base, one_of
 from taskledger.store.types import BigIntPK, JSONType, UTCDateTime, utcnow
 
@@ -54,7 +54,9 @@ class RetentionRun(Base):
         UTCDateTime, nullable=False, default=utcnow, index=True
     )
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    outcome: Mapped[str] = mapped_column(String(32), nullable=False, default="running")
+    outcome: Mapped[str] = mapped_column(
+        String(32), nullable=False, default=RetentionOutcome.RUNNING.value
+    )
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: Who held the single-runner lock for this work (executions and restores), so that the next
     #: runner can tell the row of a holder that died and mark it ``interrupted``.
