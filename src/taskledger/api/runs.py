@@ -24,7 +24,7 @@ from taskledger.api.deps import (
 )
 from taskledger.api.routing import LedgerRoute
 from taskledger.api.state import AppState
-from taskledger.enums import RunStatus, Scope
+from taskledger.enums import ExportFormat, RunStatus, Scope
 from taskledger.schemas.base import StrictModel
 from taskledger.schemas.limits import UtcDatetime
 from taskledger.schemas.runs import BatchResult, RunCreate, RunFilters, RunPage, RunRead, RunUpdate
@@ -130,7 +130,7 @@ def list_runs(
 
 
 def _export(
-    kind: str,
+    kind: ExportFormat,
     principal: Principal,
     session: Session,
     state: AppState,
@@ -143,7 +143,7 @@ def _export(
         pid = project.id
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     chunks: Iterator[str]
-    if kind == "csv":
+    if kind is ExportFormat.CSV:
         chunks = run_export.iter_csv(state.engine, pid, filters, limit=limit)
         media_type = "text/csv; charset=utf-8"
     else:
@@ -171,7 +171,7 @@ def export_csv(
 ) -> StreamingResponse:
     """Every matching run as CSV (RFC 4180, header row), streamed; cells that a spreadsheet
     would read as formulas get a leading quote."""
-    return _export("csv", principal, session, state, filters, project_id, limit)
+    return _export(ExportFormat.CSV, principal, session, state, filters, project_id, limit)
 
 
 @router.get(
@@ -188,7 +188,7 @@ def export_ndjson(
     limit: ExportLimit = None,
 ) -> StreamingResponse:
     """Every matching run as one JSON object per line, streamed."""
-    return _export("ndjson", principal, session, state, filters, project_id, limit)
+    return _export(ExportFormat.NDJSON, principal, session, state, filters, project_id, limit)
 
 
 @router.get("/runs/{run_pk}", response_model=RunRead)

@@ -13,7 +13,7 @@ from sqlalchemy import and_, func, select
 
 from taskledger.cli.base import EXIT_REFUSED, CliContext, emit_json, pass_ctx, progress_bar
 from taskledger.cli.retention import cli_actor
-from taskledger.enums import RetentionTrigger, RunStatus, values
+from taskledger.enums import ExportFormat, RetentionTrigger, RunStatus, values
 from taskledger.errors import NotFoundError, SafeguardRefused
 from taskledger.retention.archive.stores import ArchiveTarget
 from taskledger.retention.execute.deletes import (
@@ -52,7 +52,7 @@ def _project(obj: CliContext, name_or_id: str) -> Project:
 @runs.command("export")
 @click.option("--project", "project_ref", required=True, help="Project name or id.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "ndjson"]), default="csv", show_default=True
+    "--format", "fmt", type=click.Choice(values(ExportFormat)), default="csv", show_default=True
 )
 @click.option("--since", type=click.DateTime(), default=None, help="Started at or after (UTC).")
 @click.option("--until", type=click.DateTime(), default=None, help="Started before (UTC).")
@@ -101,10 +101,12 @@ def export(
         q=q,
     )
     if output is None:
-        _write(obj, project.id, filters, fmt, limit, sys.stdout, progress=False)
+        _write(obj, project.id, filters, ExportFormat(fmt), limit, sys.stdout, progress=False)
         return
     with output.open("w", encoding="utf-8", newline="") as handle:
-        written = _write(obj, project.id, filters, fmt, limit, handle, progress=sys.stderr.isatty())
+        written = _write(
+            obj, project.id, filters, ExportFormat(fmt), limit, handle, progress=sys.stderr.isatty()
+        )
     click.echo(f"wrote {written} runs to {output}", err=True)
 
 
@@ -112,7 +114,7 @@ def _write(
     obj: CliContext,
     project_id: uuid.UUID,
     filters: RunFilters,
-    fmt: str,
+    fmt: ExportFormat,
     limit: int | None,
     handle: IO[str],
     *,

@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import KeyedColumnElement
 
+from taskledger.enums import ExportFormat
 from taskledger.schemas.runs import RunFilters
 from taskledger.services.runs import filter_conditions
 from taskledger.store.models import Run
@@ -325,19 +326,19 @@ def export_chunks(
     engine: Engine,
     project_id: uuid.UUID,
     filters: RunFilters,
-    fmt: str,
+    fmt: ExportFormat,
     *,
     limit: int | None = None,
 ) -> Iterator[tuple[str, int]]:
-    """``(text, rows in it)`` per batch: RFC 4180 CSV with a header row (``fmt="csv"``), or one
-    JSON object per line with the run list's fields (``fmt="ndjson"``)."""
+    """``(text, rows in it)`` per batch: RFC 4180 CSV with a header row (``ExportFormat.CSV``),
+    or one JSON object per line with the run list's fields (``ExportFormat.NDJSON``)."""
     dialect = engine.dialect.name
-    if fmt == "csv":
+    if fmt is ExportFormat.CSV:
         yield ",".join(HEADER) + "\r\n", 0
         writer = _postgresql_csv if dialect == "postgresql" else _sqlite_csv
         yield from writer(engine, project_id, filters, limit=limit)
         return
-    if fmt != "ndjson":
+    if fmt is not ExportFormat.NDJSON:
         raise ValueError(f"unknown export format {fmt!r}")
     for lines in iter_batches(engine, project_id, filters, json_line(dialect), limit=limit):
         yield "\n".join(lines) + "\n", len(lines)
@@ -347,7 +348,7 @@ class ExportInterrupted(RuntimeError):
     """An export stopped before its end; what was sent of it is incomplete."""
 
 
-def _never_silent(chunks: Iterator[tuple[str, int]], fmt: str) -> Iterator[str]:
+def _never_silent(chunks: Iterator[tuple[str, int]], fmt: ExportFormat) -> Iterator[str]:
     """The text of ``chunks``; if reading fails part-way, the export does not just end.
 
     An NDJSON export gets a last line ``{"error": ...}``; then :class:`ExportInterrupted` is
@@ -361,7 +362,7 @@ def _never_silent(chunks: Iterator[tuple[str, int]], fmt: str) -> Iterator[str]:
             yield text
     except Exception as exc:
         log.error("the %s export failed after %d rows: %s", fmt, rows, exc, exc_info=exc)
-        if fmt == "ndjson":
+        if fmt is ExportFormat.NDJSON:
             message = f"The export failed after {rows} rows; it is incomplete."
             yield json.dumps({"error": message}) + "\n"
         raise ExportInterrupted(f"the {fmt} export failed after {rows} rows") from exc
@@ -371,12 +372,13 @@ def iter_csv(
     engine: Engine, project_id: uuid.UUID, filters: RunFilters, *, limit: int | None = None
 ) -> Iterator[str]:
     """The CSV export as chunks of text (see :func:`_never_silent` for a failure midway)."""
-    return _never_silent(export_chunks(engine, project_id, filters, "csv", limit=limit), "csv")
+    chunks = export_chunks(engine, project_id, filters, ExportFormat.CSV, limit=limit)
+    return _never_silent(chunks, ExportFormat.CSV)
 
 
 def iter_ndjson(
     engine: Engine, project_id: uuid.UUID, filters: RunFilters, *, limit: int | None = None
 ) -> Iterator[str]:
     """The NDJSON export as chunks of text (see :func:`_never_silent` for a failure midway)."""
-    chunks = export_chunks(engine, project_id, filters, "ndjson", limit=limit)
-    return _never_silent(chunks, "ndjson")
+    chunks = export_chunks(engine, project_id, filters, ExportFormat.NDJSON, limit=limit)
+    return _never_silent(chunks, ExportFormat.NDJSON)
