@@ -199,9 +199,10 @@ def change_status(session: Session, *, task: Task, status: TaskStatus, reopen: b
 def ensure_deletable(session: Session, *, task: Task) -> None:
     """Refuse (409, naming them) to delete a task that unfinished tasks depend on.
 
-    The delete itself goes through :func:`taskledger.retention.deletes.delete_records`, which
-    archives the task, its edges and the runs' links to it, audits it and applies the spike
-    guard; it re-checks this condition at the moment of deletion.
+    The delete itself goes through
+    :func:`taskledger.retention.execute.deletes.delete_records`, which archives the task, its
+    edges and the runs' links to it, audits it and applies the spike guard; it re-checks this
+    condition at the moment of deletion.
     """
     dependents = task_graph.active_dependents(session, task.id)
     if dependents:

@@ -10,9 +10,10 @@ in, and fail with 503 although the database was never stuck.
 So a process's own writers queue first, in arrival order (:class:`WriteQueue`, one per engine),
 and only the one at the head waits on SQLite's lock. Against writers of other processes it is
 then one writer, which is the case the retention executor's pauses are made for (see
-``retention/executor.py``). Read-only transactions (``DEFERRED``) never queue. The engine takes a
-turn when a write transaction begins and gives it back when it commits or rolls back, or when
-its connection goes back to the pool or is discarded (:mod:`taskledger.store.engine`).
+``retention/execute/sqlite_pacing.py``). Read-only transactions (``DEFERRED``) never queue. The
+engine takes a turn when a write transaction begins and gives it back when it commits or rolls
+back, or when its connection goes back to the pool or is discarded
+(:mod:`taskledger.store.engine`).
 
 Between processes, the head of each queue polls for SQLite's lock every millisecond or so
 (:func:`begin_polling`) instead of at SQLite's growing intervals. A queue hands its turn on at

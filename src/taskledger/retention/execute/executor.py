@@ -140,7 +140,7 @@ class _Batch:
             return cls([row[selection.table.key_column] for row in rows], rows)
         if lines:
             fetched = conn.execute(stmt).all()
-            # Rows the database did not render (see archive_sql) are encoded in Python.
+            # Rows the database did not render (see archive.sql_lines) are encoded in Python.
             unrendered = [key for key, line in fetched if line is None]
             python = {}
             if unrendered:
