@@ -1,1 +1,1 @@
-"""Retention: policy → pure planner → batched executor; archives, restore, holds, audit, guards."""
+"""Retention by stage: policy → plan (pure) → execute (batched); archive, restore, safeguards."""

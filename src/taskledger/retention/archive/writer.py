@@ -1,4 +1,4 @@
-"""Retention archives: the checksummed files rows are written to before they leave the database.
+"""Writing retention archives: the checksummed files rows go to before they leave the database.
 
 The retention executor writes one part per batch with :class:`ArchiveWriter`; ``archive list``,
 ``archive verify`` and ``restore`` read them back with :mod:`taskledger.retention.archive.reader`.
