@@ -148,18 +148,14 @@ def execute_policy(
         with runner_lock(engine, holder=holder, audit_id=handle.id):
             failure: BaseException | None = None
             try:
-                with read_only(sessions).begin() as session:
-                    current = preview_at(
-                        session, policy, confirmed.now, gzip_level=request.archive.gzip_level
-                    )
-                    rows = table_rows(session, {r.table for r in current.rules})
+                current, rows = _plan(sessions, request, confirmed)
                 _guard(engine, request, confirmed, current, rows, handle)
                 _execute(engine, sessions, request, current, handle, report)
             except BaseException as exc:
                 failure = exc
                 raise
             finally:
-                # Closed under the lock: a runner killed after it let go of the lock would
+                # The audit, under the lock: a runner killed after it let go of the lock would
                 # leave a row no later runner can tell from a live one.
                 _close(sessions, handle, report, failure)
     except BaseException as exc:
@@ -188,6 +184,17 @@ def _confirmed(sessions: sessionmaker[Session], request: RetentionRequest) -> Co
         trigger=request.trigger,
         ttl=request.safeguards.plan_ttl,
     )
+
+
+def _plan(
+    sessions: sessionmaker[Session], request: RetentionRequest, confirmed: ConfirmedPlan
+) -> tuple[PlanPreview, dict[str, int]]:
+    """The confirmed plan counted again at its moment, with the rows of its tables (for the
+    table-fraction cap)."""
+    with read_only(sessions).begin() as session:
+        gzip_level = request.archive.gzip_level
+        current = preview_at(session, request.policy, confirmed.now, gzip_level=gzip_level)
+        return current, table_rows(session, {r.table for r in current.rules})
 
 
 def _guard(
