@@ -141,7 +141,7 @@ def all_pages() -> list[Page]:
 
 
 def test_the_pages_exist() -> None:
-    expected = {"api.md", "cli.md", "configuration.md", "retention.md"}
+    expected = {"api.md", "cli.md", "configuration.md", "retention.md", "migrating.md"}
     assert expected <= {p.name for p in PAGES}
 
 
@@ -672,3 +672,22 @@ def test_links_between_pages_resolve() -> None:
                 if anchor not in anchors:
                     broken.append(f"{p.name}: {target}")
     assert broken == []
+
+
+# --- what the API itself tells a reader -----------------------------------------------------------
+
+
+def test_the_seed_routes_401_points_to_a_page_that_says_it() -> None:
+    """The 401 of /agents/tasks names a docs page, and a command, that exist; the page quotes
+    the message as it is."""
+    from taskledger.api.compat import KEY_GUIDANCE
+
+    pages = re.findall(r"docs/[\w-]+\.md", KEY_GUIDANCE)
+    assert pages == ["docs/migrating.md"]
+    assert (ROOT / pages[0]).exists()
+    invocations = list(_invocations(KEY_GUIDANCE.replace("`", "\n"), "KEY_GUIDANCE"))
+    assert invocations and [p for i in invocations if (p := _check(i))] == []
+    quoted = " ".join(
+        " ".join(b.text.split()) for b in page("migrating.md").blocks if b.info == "json"
+    )
+    assert " ".join(KEY_GUIDANCE.split()) in quoted
