@@ -637,7 +637,8 @@ def test_module_paths_exist(path: Path) -> None:
 
 
 def test_the_path_check_catches_stale_paths() -> None:
-    assert _stale_paths("see `retention/executor.py`", []) == [] or _exists("retention/executor.py")
+    assert _stale_paths("see `store/engine.py`, `src/taskledger/cli/base.py`", []) == []
+    assert _stale_paths("tests/conftest.py and `conftest.py`", []) == []
     assert _stale_paths("`taskledger/web/views.py`", []) == ["taskledger/web/views.py"]
     assert _stale_paths("src/taskledger/nowhere.py", []) == ["src/taskledger/nowhere.py"]
     assert _stale_paths("`retention/nowhere.py`", []) == ["retention/nowhere.py"]
