@@ -107,3 +107,10 @@ def test_the_assets_are_package_data() -> None:
 
 def _readme() -> str:
     return (STATIC_DIR / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"])
+def test_a_write_to_a_docs_page_names_the_methods_it_allows(client: TestClient, page: str) -> None:
+    response = client.post(page)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"

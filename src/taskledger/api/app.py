@@ -14,7 +14,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_oauth2_redirect_html,
 )
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.routing import APIRoute
+from starlette.routing import Route
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.responses import Response
@@ -171,9 +171,8 @@ def create_app(
     )
     for module in routers:
         app.include_router(module.router)
-    app.state.method_index = MethodIndex(
-        route for module in routers for route in module.router.routes if isinstance(route, APIRoute)
-    )
+    # Every route, the documentation pages included, so each 405 names what its path allows.
+    app.state.method_index = MethodIndex(route for route in app.routes if isinstance(route, Route))
     app.add_middleware(ValidUnicodeBody)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodySizeLimit)
