@@ -14,10 +14,10 @@ from fastapi.openapi.docs import (
     get_swagger_ui_oauth2_redirect_html,
 )
 from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import Scope
 
 from taskledger import __version__
@@ -172,7 +172,10 @@ def create_app(
     for module in routers:
         app.include_router(module.router)
     # Every route, the documentation pages included, so each 405 names what its path allows.
-    app.state.method_index = MethodIndex(route for route in app.routes if isinstance(route, Route))
+    # (FastAPI keeps included routers as one entry each in app.routes, so they are listed apart.)
+    pages = [route for route in app.routes if isinstance(route, Route)]
+    included = [route for module in routers for route in module.router.routes]
+    app.state.method_index = MethodIndex(r for r in pages + included if isinstance(r, Route))
     app.add_middleware(ValidUnicodeBody)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodySizeLimit)
