@@ -268,6 +268,27 @@ def test_a_seed_prune_respects_holds_on_projects_and_runs(
     assert count(engine, Run, Run.started_at < cutoff) == 301
 
 
+def test_a_seed_prune_in_dry_run_only_mode_deletes_nothing_and_is_audited(
+    settings: Settings, engine: Engine
+) -> None:
+    _, cutoff = old_and_new_runs(engine, old=300, new=700)
+    with _client(settings, engine, retention_dry_run_only=True) as client:
+        done = _prune(client, cutoff)
+    assert done.status_code == 200, done.text
+    assert done.json() == {
+        "deleted": 0,
+        "cutoff": cutoff.isoformat(),
+        "dry_run": True,
+        "would_delete": 300,
+    }
+    assert count(engine, Run) == 1000
+    with Session(engine) as session:
+        audit = session.scalars(select(RetentionRun)).one()
+        window = session.scalar(select(func.count()).select_from(DeletionEvent))
+    assert (audit.trigger, audit.outcome, audit.archive_uri) == ("endpoint", "dry-run", None)
+    assert audit.counts["matched"] == 300 and window == 0
+
+
 @pytest.mark.parametrize(
     "date",
     [

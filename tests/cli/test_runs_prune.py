@@ -75,6 +75,21 @@ def test_prune_within_the_caps_asks_first(settings: Settings, engine: Engine) ->
     assert "deleted 100 runs" in out and count(engine, Run) == 400
 
 
+def test_prune_in_dry_run_only_mode_deletes_nothing(settings: Settings, engine: Engine) -> None:
+    _, cutoff = old_and_new_runs(engine, old=100, new=400)
+    dry = {"TASKLEDGER_RETENTION_DRY_RUN_ONLY": "true"}
+    code, out, err = prune(settings, "--before", _stamp(cutoff), "--yes", **dry)
+    assert code == 0, err
+    assert "would delete 100 runs, deleted none" in out and count(engine, Run) == 500
+    code, out, err = prune(settings, "--before", _stamp(cutoff), "--yes", "--json", **dry)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["deleted"] == 0 and result["dry_run"] is True and result["would_delete"] == 100
+    with Session(engine) as session:
+        outcomes = session.scalars(select(RetentionRun.outcome)).all()
+    assert outcomes == ["dry-run", "dry-run"] and count(engine, Run) == 500
+
+
 def test_prune_takes_only_iso_timestamps_with_an_offset(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:

@@ -212,6 +212,10 @@ def seed_admin_key(
 class PruneResult(BaseModel):
     deleted: int
     cutoff: str
+    #: Present only when ``TASKLEDGER_RETENTION_DRY_RUN_ONLY`` is on: nothing was deleted, and
+    #: ``would_delete`` runs would have been (the seed's shape is otherwise unchanged).
+    dry_run: bool | None = None
+    would_delete: int | None = None
 
 
 PruneCutoff = Annotated[
@@ -229,6 +233,7 @@ PruneCutoff = Annotated[
 @router.delete(
     "/before",
     response_model=PruneResult,
+    response_model_exclude_none=True,
     responses={
         403: {"model": ErrorMessage, "description": "No, a wrong, or an unconfigured admin key"},
         409: {
@@ -254,8 +259,13 @@ def prune_before(
         trigger=RetentionTrigger.ENDPOINT,
         policy=load_policy(state.settings.retention_policy),
         archive=state.archive_target,
-        safeguards=Safeguards(spike_guard=state.spike_guard),
+        safeguards=Safeguards.from_settings(state.settings, spike_guard=state.spike_guard),
         metrics=state.metrics,
     )
     report = prune_runs_before(state.engine, state.session_factory, request, cutoff=date)
-    return PruneResult(deleted=report.deleted, cutoff=date.isoformat())
+    return PruneResult(
+        deleted=report.deleted,
+        cutoff=date.isoformat(),
+        dry_run=report.dry_run or None,
+        would_delete=report.would_delete if report.dry_run else None,
+    )

@@ -260,7 +260,7 @@ def prune(
                 reason=reason,
                 policy=policy,
                 archive=ArchiveTarget.from_settings(obj.settings),
-                safeguards=Safeguards(force=force, spike_guard=guard),
+                safeguards=Safeguards.from_settings(obj.settings, force=force, spike_guard=guard),
                 progress=lambda _rule, n: bar.advance(task, n),
             )
             report = prune_runs_before(obj.engine, sessions, request, cutoff=cutoff)
@@ -272,8 +272,15 @@ def prune(
         "archive_uri": report.archive_uri,
         "retention_run_id": report.retention_run_id,
     }
+    if report.dry_run:
+        result |= {"dry_run": True, "would_delete": report.would_delete}
     if as_json:
         emit_json(result)
+    elif report.dry_run:
+        click.echo(
+            f"dry run (TASKLEDGER_RETENTION_DRY_RUN_ONLY): would delete {report.would_delete} "
+            f"runs, deleted none; audit row {report.retention_run_id}"
+        )
     else:
         click.echo(
             f"deleted {report.deleted} runs; audit row {report.retention_run_id}; "

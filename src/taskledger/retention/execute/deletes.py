@@ -26,7 +26,7 @@ from taskledger.errors import ConflictError, SafeguardRefused
 from taskledger.metrics import Metrics
 from taskledger.retention.archive.stores import ArchiveTarget, open_store
 from taskledger.retention.archive.writer import ArchiveWriter
-from taskledger.retention.audit import close_audit, note_archive, open_audit
+from taskledger.retention.audit import close_audit, note_archive, open_audit, record
 from taskledger.retention.execute.executor import Executor, Progress
 from taskledger.retention.execute.request import RetentionRequest
 from taskledger.retention.plan.holds import active_holds
@@ -48,6 +48,9 @@ class DeleteReport:
     deleted: int
     archive_uri: str | None
     retention_run_id: int
+    #: ``TASKLEDGER_RETENTION_DRY_RUN_ONLY`` made it a preview: ``would_delete`` rows, none gone.
+    dry_run: bool = False
+    would_delete: int = 0
 
 
 def _selection(table: str, condition: ColumnElement[bool], name: str) -> RuleSelection:
@@ -273,7 +276,8 @@ def prune_runs_before(
     """Delete every unheld run (of any project) started before ``cutoff``, as an
     admin-confirmed retention run: within the caps of the request's policy (``force`` with a
     ``reason`` lifts them), counted in the request's spike window (alerting when it goes over)
-    but never refused by it, archived first, audited.
+    but never refused by it, archived first, audited. In dry-run-only mode (the request's
+    safeguards) nothing is deleted: the prune is audited as a ``dry-run`` preview.
 
     The runs counted are the ones deleted: rows written after the count (whose keys are
     higher, as keys are never reused) are left for the next prune, so the caps checked hold.
@@ -285,6 +289,32 @@ def prune_runs_before(
     if guard is None:
         raise ValueError("a prune is counted in the spike window: set safeguards.spike_guard")
     counted = preview_prune(sessions, cutoff)
+    extra = {
+        **counted.to_dict(),
+        "policy": policy.name,
+        "max_rows_per_run": policy.max_rows_per_run,
+        "max_table_fraction": policy.max_table_fraction,
+        "forced": safeguards.force,
+    }
+    if safeguards.dry_run_only:
+        # As every execution in dry-run-only mode: an audited preview that changes nothing.
+        handle = record(
+            sessions,
+            actor=request.actor,
+            trigger=request.trigger,
+            mode=RetentionMode.EXECUTE,
+            outcome=RetentionOutcome.DRY_RUN,
+            counts={**extra, "expected": counted.matched},
+            policy_name=PRUNE_NAME,
+            reason=request.reason,
+        )
+        return DeleteReport(
+            deleted=0,
+            archive_uri=None,
+            retention_run_id=handle.id,
+            dry_run=True,
+            would_delete=counted.matched,
+        )
     with read_only(sessions)() as session:
         held = active_holds(session)
     condition = and_(Run.started_at < cutoff, not_(held.held("runs")))
@@ -310,11 +340,5 @@ def prune_runs_before(
         metrics=request.metrics,
         progress=request.progress,
         reason=request.reason,
-        audit_extra={
-            **counted.to_dict(),
-            "policy": policy.name,
-            "max_rows_per_run": policy.max_rows_per_run,
-            "max_table_fraction": policy.max_table_fraction,
-            "forced": safeguards.force,
-        },
+        audit_extra=extra,
     )
