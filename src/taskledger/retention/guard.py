@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, func, insert, select, text
 
-from taskledger.errors import SafeguardRefused
+from taskledger.errors import ErrorKind, SafeguardRefused
 from taskledger.retention.alerts import Alerter
 from taskledger.retention.planner import PlanPreview
 from taskledger.retention.policy import Policy
@@ -34,12 +34,11 @@ SPIKE_LOCK_KEY = 7_341_001
 class SpikeRefused(SafeguardRefused):
     """Too many deletions in the window; retry later."""
 
-    status_code = 429
+    kind = ErrorKind.THROTTLED
 
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
-        self.headers = {"Retry-After": str(retry_after)}
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Column, Table, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 
-from taskledger.errors import ValidationFailed
+from taskledger.errors import ErrorKind, ValidationFailed
 from taskledger.retention.archive_format import decode_value
 from taskledger.retention.stores import ArchiveCorrupt, ArchiveError
 from taskledger.retention.tables import TABLES, ExpireSpec, is_scrub_marker
@@ -53,7 +53,7 @@ PARTIAL_ACTIONS = frozenset({"unlink"})
 class ArchiveIncompatible(ArchiveError):
     """The archive holds tables or columns this database does not have."""
 
-    status_code = 422
+    kind = ErrorKind.INVALID
 
 
 class UnknownTable(ValidationFailed):
