@@ -25,7 +25,7 @@ from taskledger.retention.alerts import Alerter
 from taskledger.retention.planner import PlanPreview
 from taskledger.retention.policy import Policy
 from taskledger.store.models import DeletionEvent
-from taskledger.store.types import as_utc, utcnow
+from taskledger.store.types import as_utc_or_none, utcnow
 
 #: Arbitrary but fixed: the advisory lock that serialises spike-window updates on PostgreSQL.
 SPIKE_LOCK_KEY = 7_341_001
@@ -56,7 +56,7 @@ class SpikeGuard:
         in_window, oldest, admitted = self._count(rows, source, actor, now, refuse=True)
         if admitted:
             return
-        oldest_at = _aware(oldest) or now
+        oldest_at = as_utc_or_none(oldest) or now
         retry = max(
             1, math.ceil((oldest_at + timedelta(seconds=self.window_seconds) - now).total_seconds())
         )
@@ -120,15 +120,6 @@ class SpikeGuard:
                 "at": now.isoformat(),
             }
         )
-
-
-def _aware(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return as_utc(value)
 
 
 def check_caps(

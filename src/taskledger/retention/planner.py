@@ -43,7 +43,7 @@ from taskledger.retention.tables import RetainedTable, get_table
 from taskledger.services.projects import find_project
 from taskledger.settings import DEFAULT_GZIP_LEVEL
 from taskledger.store.models import Acknowledgement, Task, TaskDependency
-from taskledger.store.types import as_utc
+from taskledger.store.types import as_utc, as_utc_or_none
 
 SAMPLE_IDS = 5
 _SIZE_SAMPLE = 200
@@ -311,7 +311,7 @@ def preview_rule(
         .where(selection.eligible)
     ).one()
     result.matched = int(matched or 0)
-    result.oldest, result.newest = _aware(oldest), _aware(newest)
+    result.oldest, result.newest = as_utc_or_none(oldest), as_utc_or_none(newest)
     result.held = _count(session, selection, selection.held) if selection.held is not None else 0
     if selection.protected is not None:
         result.protected = _count(session, selection, selection.protected)
@@ -337,14 +337,6 @@ def preview_rule(
             per_row = len(compress_rows(sample, compresslevel=gzip_level)) / len(sample)
             result.estimated_archive_bytes = int(per_row * result.matched)
     return result
-
-
-def _aware(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite aggregates over an expression come back as text
-        value = datetime.fromisoformat(value)
-    return as_utc(value)
 
 
 def preview(session: Session, plan: Plan, *, gzip_level: int = DEFAULT_GZIP_LEVEL) -> PlanPreview:

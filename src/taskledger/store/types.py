@@ -28,6 +28,21 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def as_utc_or_none(value: object) -> datetime | None:
+    """A timestamp read back from an aggregate (``MIN``, ``MAX``) as aware UTC, or ``None``.
+
+    SQLite returns an aggregate over an expression as ISO 8601 text rather than through the
+    column's type, so text is parsed; naive values are taken to be UTC, as by :func:`as_utc`.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a timestamp: {value!r}")
+    return as_utc(value)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp that is always stored as UTC and always read back timezone-aware."""
 
