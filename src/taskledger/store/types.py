@@ -15,6 +15,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from taskledger.store.engine import is_sqlite
+
 
 def utcnow() -> datetime:
     """The current time as an aware UTC datetime."""
@@ -55,7 +57,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
         aware = as_utc(value)
-        if dialect.name == "sqlite":
+        if is_sqlite(dialect):
             # SQLite stores text; naive UTC keeps lexical order equal to time order.
             return aware.replace(tzinfo=None)
         return aware
