@@ -19,12 +19,10 @@ from sqlalchemy.orm import Session
 
 from taskledger.api.state import AppState
 from taskledger.errors import AuthenticationError
-from taskledger.metrics import Metrics
 from taskledger.schemas.limits import MAX_INT64, QueryFlag, UtcDatetime
 from taskledger.services import api_keys, auth
 from taskledger.services.access import Principal
 from taskledger.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from taskledger.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +73,6 @@ def get_session(request: Request, state: StateDep) -> Iterator[Session]:
         yield session
 
 
-def get_settings(state: StateDep) -> Settings:
-    """The app's settings."""
-    return state.settings
-
-
-def get_metrics(state: StateDep) -> Metrics:
-    """The app's metrics."""
-    return state.metrics
-
-
 def get_principal(
     state: StateDep,
     background: BackgroundTasks,
@@ -123,8 +111,6 @@ def _touch_key(state: AppState, principal: Principal) -> None:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 LimitQuery = Annotated[
     int,
