@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from taskledger.api.deps import (
     CursorQuery,
     IntId,
     LimitQuery,
     PrincipalDep,
-    ProjectQuery,
     SessionDep,
 )
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import ConnectionStatus, Scope
+from taskledger.schemas.base import AddressedFilters
 from taskledger.schemas.connections import (
     ConnectionClose,
     ConnectionCreate,
@@ -51,22 +50,19 @@ def open_connection(
 def list_connections(
     principal: PrincipalDep,
     session: SessionDep,
-    project_id: ProjectQuery = None,
-    status: ConnectionStatus | None = None,
-    agent_id: uuid.UUID | None = None,
-    session_id: uuid.UUID | None = None,
+    where: Annotated[AddressedFilters[ConnectionStatus], Query()],
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> ConnectionPage:
     """The project's connections, oldest first."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(session, principal, where.project_id, Scope.READ)
         rows, next_cursor = connections.list_connections(
             session,
             project_id=project.id,
-            status=status,
-            agent_id=agent_id,
-            session_id=session_id,
+            status=where.status,
+            agent_id=where.agent_id,
+            session_id=where.session_id,
             limit=limit,
             cursor=cursor,
         )

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from taskledger.api.state import AppState
 from taskledger.errors import AuthenticationError
+from taskledger.schemas.base import PROJECT_QUERY
 from taskledger.schemas.limits import MAX_INT64, QueryFlag, UtcDatetime
 from taskledger.services import api_keys, auth
 from taskledger.services.access import Principal
@@ -127,7 +128,7 @@ CursorQuery = Annotated[
 NO_NUL = r"^[^\x00]*$"
 ProjectQuery = Annotated[
     uuid.UUID | None,
-    Query(description="The project to list; required for users, implied for API keys."),
+    Query(description=PROJECT_QUERY),
 ]
 #: An integer key in a path (runs, connections, holds): positive, within signed 64 bits.
 IntId = Annotated[int, Path(ge=1, le=MAX_INT64, description="An integer id.")]

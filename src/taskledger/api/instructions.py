@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
-from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, ProjectQuery, SessionDep
+from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import InstructionStatus, Scope
+from taskledger.schemas.base import AddressedFilters
 from taskledger.schemas.instructions import (
     AcknowledgementCreate,
     AcknowledgementPage,
@@ -40,22 +42,19 @@ def create_instruction(
 def list_instructions(
     principal: PrincipalDep,
     session: SessionDep,
-    project_id: ProjectQuery = None,
-    status: InstructionStatus | None = None,
-    agent_id: uuid.UUID | None = None,
-    session_id: uuid.UUID | None = None,
+    where: Annotated[AddressedFilters[InstructionStatus], Query()],
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> InstructionPage:
     """The project's instructions, oldest first."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(session, principal, where.project_id, Scope.READ)
         rows, next_cursor = instructions.list_instructions(
             session,
             project_id=project.id,
-            status=status,
-            agent_id=agent_id,
-            session_id=session_id,
+            status=where.status,
+            agent_id=where.agent_id,
+            session_id=where.session_id,
             limit=limit,
             cursor=cursor,
         )

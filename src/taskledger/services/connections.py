@@ -9,16 +9,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import case, exists, select, update
+from sqlalchemy import case, exists, update
 from sqlalchemy.orm import Session
 
-from taskledger.enums import AgentStatus, ConnectionStatus, Scope, SessionStatus
-from taskledger.errors import ConflictError, ValidationFailed
+from taskledger.enums import AgentStatus, ConnectionStatus, Scope
+from taskledger.errors import ConflictError
 from taskledger.schemas.connections import ConnectionCreate
 from taskledger.services.access import Principal
-from taskledger.services.pagination import Keyset, paginate
-from taskledger.services.scoping import load_for, require_in_project
-from taskledger.store.models import Agent, AgentConnection, AgentSession, Project
+from taskledger.services.addressing import check_addressee, list_addressed
+from taskledger.services.pagination import Keyset
+from taskledger.services.scoping import load_for
+from taskledger.store.models import Agent, AgentConnection, Project
 from taskledger.store.types import utcnow
 
 # Integer keys grow with insertion, so the key alone is a unique creation order.
@@ -53,15 +54,9 @@ def open_connection(
         ValidationFailed: the session belongs to another agent.
         ConflictError: the session has ended.
     """
-    require_in_project(session, Agent, data.agent_id, project.id, label="Agent")
-    if data.session_id is not None:
-        agent_session = require_in_project(
-            session, AgentSession, data.session_id, project.id, label="Session"
-        )
-        if agent_session.agent_id != data.agent_id:
-            raise ValidationFailed("The session belongs to another agent.")
-        if agent_session.status != SessionStatus.ACTIVE.value:
-            raise ConflictError(f"The session has ended ({agent_session.status}).")
+    check_addressee(
+        session=session, project=project, agent_id=data.agent_id, session_id=data.session_id
+    )
     now = utcnow()
     connection = AgentConnection(
         project_id=project.id,
@@ -87,20 +82,17 @@ def list_connections(
     cursor: str | None,
 ) -> tuple[list[AgentConnection], str | None]:
     """One page of the project's connections, oldest first."""
-    stmt = select(AgentConnection).where(AgentConnection.project_id == project_id)
-    if status is not None:
-        stmt = stmt.where(AgentConnection.status == status.value)
-    if agent_id is not None:
-        stmt = stmt.where(AgentConnection.agent_id == agent_id)
-    if session_id is not None:
-        stmt = stmt.where(AgentConnection.session_id == session_id)
-    filters = {
-        "project_id": str(project_id),
-        "status": status,
-        "agent_id": agent_id,
-        "session_id": session_id,
-    }
-    return paginate(session, stmt, CONNECTIONS_KEYSET, limit=limit, cursor=cursor, filters=filters)
+    return list_addressed(
+        session=session,
+        model=AgentConnection,
+        keyset=CONNECTIONS_KEYSET,
+        project_id=project_id,
+        status=status,
+        agent_id=agent_id,
+        session_id=session_id,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 def get_connection(
