@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Depends, Query, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, BeforeValidator
 
 from taskledger.api.deps import (
@@ -24,6 +24,7 @@ from taskledger.api.deps import (
     streamed,
 )
 from taskledger.api.routing import LedgerRoute
+from taskledger.api.runs import IdempotencyKey, record_run
 from taskledger.enums import RetentionTrigger, RunStatus, Scope
 from taskledger.errors import PermissionDenied
 from taskledger.retention.deletes import parse_cutoff, prune_runs_before
@@ -80,18 +81,10 @@ def create(
     principal: PrincipalDep,
     session: SessionDep,
     state: StateDep,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Record a run (``POST /api/v1/runs``)."""
-    with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        run, created = runs.create_run(session, project, body, idempotency_key=idempotency_key)
-        payload = AgentTask.model_validate(run).model_dump(mode="json")
-    if created:
-        state.metrics.runs_recorded.inc()
-    return JSONResponse(payload, status_code=201 if created else 200)
+    return record_run(body, principal, session, state, idempotency_key, shape=AgentTask)
 
 
 @router.patch("/{run_pk:int}", response_model=AgentTask)

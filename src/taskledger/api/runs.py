@@ -26,7 +26,7 @@ from taskledger.api.routing import LedgerRoute
 from taskledger.api.state import AppState
 from taskledger.enums import RunStatus, Scope
 from taskledger.retention.deletes import delete_records
-from taskledger.schemas.base import StrictModel
+from taskledger.schemas.base import ReadModel, StrictModel
 from taskledger.schemas.limits import UtcDatetime
 from taskledger.schemas.runs import BatchResult, RunCreate, RunFilters, RunPage, RunRead, RunUpdate
 from taskledger.services import run_batch, run_export, runs
@@ -66,6 +66,30 @@ def run_filters(
 
 
 FiltersDep = Annotated[RunFilters, Depends(run_filters)]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+]
+
+
+def record_run(
+    body: RunCreate,
+    principal: Principal,
+    session: Session,
+    state: AppState,
+    idempotency_key: str | None,
+    *,
+    shape: type[ReadModel],
+) -> JSONResponse:
+    """Record a run and answer it as ``shape``: 201, or 200 for a repeat of an idempotent
+    request. ``POST /api/v1/runs`` and the seed-compatible ``POST /agents/tasks/`` both do."""
+    with session.begin():
+        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
+        run, created = runs.create_run(session, project, body, idempotency_key=idempotency_key)
+        payload = shape.model_validate(run).model_dump(mode="json")
+    if created:
+        state.metrics.runs_recorded.inc()
+        return JSONResponse(payload, status_code=status.HTTP_201_CREATED)
+    return JSONResponse(payload, status_code=status.HTTP_200_OK)
 
 
 @router.post(
@@ -79,19 +103,10 @@ def create_run(
     principal: PrincipalDep,
     session: SessionDep,
     state: StateDep,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Record a run. With an idempotency key a repeat returns the original (200)."""
-    with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        run, created = runs.create_run(session, project, body, idempotency_key=idempotency_key)
-        payload = RunRead.model_validate(run).model_dump(mode="json")
-    if created:
-        state.metrics.runs_recorded.inc()
-        return JSONResponse(payload, status_code=status.HTTP_201_CREATED)
-    return JSONResponse(payload, status_code=status.HTTP_200_OK)
+    return record_run(body, principal, session, state, idempotency_key, shape=RunRead)
 
 
 class BatchBody(StrictModel):
