@@ -231,9 +231,10 @@ def create_run(
     return run, True
 
 
-def get_run(session: Session, principal: Principal, run_id: int, need: Scope) -> Run:
-    """A run the caller may access with ``need`` (404 when missing or not theirs)."""
-    run = session.get(Run, run_id)
+def get_run(session: Session, principal: Principal, run_pk: int, need: Scope) -> Run:
+    """The run whose key is ``run_pk``, if the caller may access it with ``need`` (404 when
+    missing or not theirs)."""
+    run = session.get(Run, run_pk)
     if run is None:
         raise NotFoundError("Run not found.")
     try:
