@@ -93,8 +93,8 @@ def update(
 ) -> AgentTask:
     """Update a run (``PATCH /api/v1/runs/{id}``)."""
     with session.begin():
-        run = runs.get_run(session, principal, run_pk, Scope.WRITE)
-        return AgentTask.model_validate(runs.update_run(session, run, body))
+        run = runs.get_run(session=session, principal=principal, run_pk=run_pk, need=Scope.WRITE)
+        return AgentTask.model_validate(runs.update_run(session=session, run=run, changes=body))
 
 
 @router.get("/", response_model=list[AgentTask])
@@ -106,8 +106,12 @@ def list_recent(
 ) -> list[AgentTask]:
     """The newest runs as a plain list (the legacy listing; use ``/paged`` to page)."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
-        rows, _ = runs.list_runs(session, project, RunFilters(), limit=limit, cursor=None)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
+        rows, _ = runs.list_runs(
+            session=session, project=project, filters=RunFilters(), limit=limit, cursor=None
+        )
         return [AgentTask.model_validate(r) for r in rows]
 
 
@@ -124,9 +128,15 @@ def paged(
 ) -> AgentTaskPage:
     """Keyset-paginated runs, newest first, filtered by since, status and task."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
         rows, next_cursor = runs.list_runs(
-            session, project, _filters(since, status, task), limit=limit, cursor=cursor
+            session=session,
+            project=project,
+            filters=_filters(since, status, task),
+            limit=limit,
+            cursor=cursor,
         )
         return AgentTaskPage(
             items=[AgentTask.model_validate(r) for r in rows], next_cursor=next_cursor
@@ -150,7 +160,9 @@ def paged_csv(
 ) -> StreamingResponse:
     """The filtered runs as CSV, streamed with no row cap (``limit`` optional)."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
         pid = project.id
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     return StreamingResponse(

@@ -41,8 +41,10 @@ def open_connection(
 ) -> ConnectionRead:
     """Open an `active` connection for an agent; this counts as its first heartbeat."""
     with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        connection = connections.open_connection(session, project=project, data=body)
+        project = resolve_project(
+            session=session, principal=principal, project_id=body.project_id, need=Scope.WRITE
+        )
+        connection = connections.open_connection(session=session, project=project, data=body)
         return ConnectionRead.model_validate(connection)
 
 
@@ -56,9 +58,11 @@ def list_connections(
 ) -> ConnectionPage:
     """The project's connections, oldest first."""
     with session.begin():
-        project = resolve_project(session, principal, where.project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=where.project_id, need=Scope.READ
+        )
         rows, next_cursor = connections.list_connections(
-            session,
+            session=session,
             project_id=project.id,
             status=where.status,
             agent_id=where.agent_id,
@@ -77,7 +81,9 @@ def get_connection(
 ) -> ConnectionRead:
     with session.begin():
         return ConnectionRead.model_validate(
-            connections.get_connection(session, principal, connection_id, Scope.READ)
+            connections.get_connection(
+                session=session, principal=principal, connection_id=connection_id, need=Scope.READ
+            )
         )
 
 
@@ -88,9 +94,13 @@ def heartbeat(
     """Record a heartbeat on the connection and its agent (`offline` agents become `online`)."""
     with session.begin():
         connection = connections.get_connection(
-            session, principal, connection_id, Scope.WRITE, lock=False
+            session=session,
+            principal=principal,
+            connection_id=connection_id,
+            need=Scope.WRITE,
+            lock=False,
         )
-        connections.heartbeat(session, connection=connection)
+        connections.heartbeat(session=session, connection=connection)
         return ConnectionRead.model_validate(connection)
 
 
@@ -100,6 +110,8 @@ def close_connection(
 ) -> ConnectionRead:
     """Close the connection with a reason; an `online` agent with no other goes `offline`."""
     with session.begin():
-        connection = connections.get_connection(session, principal, connection_id, Scope.WRITE)
-        connections.close_connection(session, connection=connection, reason=body.reason)
+        connection = connections.get_connection(
+            session=session, principal=principal, connection_id=connection_id, need=Scope.WRITE
+        )
+        connections.close_connection(session=session, connection=connection, reason=body.reason)
         return ConnectionRead.model_validate(connection)

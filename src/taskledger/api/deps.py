@@ -89,14 +89,14 @@ def get_principal(
         )
     if bearer and not api_keys.looks_like_api_key(bearer):
         with state.read_session_factory.begin() as session:
-            return auth.principal_from_token(session, bearer, secret=state.secret_key)
+            return auth.principal_from_token(session=session, token=bearer, secret=state.secret_key)
     raw_key = bearer or x_api_key
     if not raw_key:
         raise AuthenticationError("Not authenticated.")
     # Read-only, so that reads by key holders stay concurrent. The key's last use is written
     # after the response, in a transaction of its own, so a read never waits for the write lock.
     with state.read_session_factory.begin() as session:
-        principal, stale = api_keys.principal_from_key(session, raw_key)
+        principal, stale = api_keys.principal_from_key(session=session, raw=raw_key)
     if stale:
         background.add_task(_touch_key, state, principal)
     return principal
@@ -106,7 +106,7 @@ def _touch_key(state: AppState, principal: Principal) -> None:
     """Record a key's use; bookkeeping, so a database that cannot take it now only logs."""
     try:
         with state.session_factory.begin() as session:
-            api_keys.touch_key(session, principal)
+            api_keys.touch_key(session=session, principal=principal)
     except OperationalError as exc:
         log.warning("could not record the use of API key %s: %s", principal.key_prefix, exc)
 

@@ -33,8 +33,10 @@ def create_instruction(
 ) -> InstructionRead:
     """Send a `pending` instruction to an agent of the project."""
     with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        instruction = instructions.create_instruction(session, project=project, data=body)
+        project = resolve_project(
+            session=session, principal=principal, project_id=body.project_id, need=Scope.WRITE
+        )
+        instruction = instructions.create_instruction(session=session, project=project, data=body)
         return InstructionRead.model_validate(instruction)
 
 
@@ -48,9 +50,11 @@ def list_instructions(
 ) -> InstructionPage:
     """The project's instructions, oldest first."""
     with session.begin():
-        project = resolve_project(session, principal, where.project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=where.project_id, need=Scope.READ
+        )
         rows, next_cursor = instructions.list_instructions(
-            session,
+            session=session,
             project_id=project.id,
             status=where.status,
             agent_id=where.agent_id,
@@ -69,7 +73,9 @@ def get_instruction(
 ) -> InstructionRead:
     with session.begin():
         return InstructionRead.model_validate(
-            instructions.get_instruction(session, principal, instruction_id, Scope.READ)
+            instructions.get_instruction(
+                session=session, principal=principal, instruction_id=instruction_id, need=Scope.READ
+            )
         )
 
 
@@ -79,8 +85,10 @@ def update_instruction(
 ) -> InstructionRead:
     """Set the instruction's status and/or metadata."""
     with session.begin():
-        instruction = instructions.get_instruction(session, principal, instruction_id, Scope.WRITE)
-        instructions.update_instruction(session, instruction=instruction, changes=body)
+        instruction = instructions.get_instruction(
+            session=session, principal=principal, instruction_id=instruction_id, need=Scope.WRITE
+        )
+        instructions.update_instruction(session=session, instruction=instruction, changes=body)
         return InstructionRead.model_validate(instruction)
 
 
@@ -99,10 +107,14 @@ def acknowledge(
     """Record an acknowledgement; a key bound to an agent may answer only its own instructions."""
     with session.begin():
         instruction = instructions.get_instruction(
-            session, principal, instruction_id, Scope.WRITE, lock=False
+            session=session,
+            principal=principal,
+            instruction_id=instruction_id,
+            need=Scope.WRITE,
+            lock=False,
         )
         acknowledgement = instructions.acknowledge(
-            session, principal, instruction=instruction, data=body
+            session=session, principal=principal, instruction=instruction, data=body
         )
         return AcknowledgementRead.model_validate(acknowledgement)
 
@@ -117,9 +129,11 @@ def list_acknowledgements(
 ) -> AcknowledgementPage:
     """The instruction's acknowledgements, oldest first."""
     with session.begin():
-        instructions.get_instruction(session, principal, instruction_id, Scope.READ)
+        instructions.get_instruction(
+            session=session, principal=principal, instruction_id=instruction_id, need=Scope.READ
+        )
         rows, next_cursor = instructions.list_acknowledgements(
-            session, instruction_id=instruction_id, limit=limit, cursor=cursor
+            session=session, instruction_id=instruction_id, limit=limit, cursor=cursor
         )
         return AcknowledgementPage(
             items=[AcknowledgementRead.model_validate(a) for a in rows], next_cursor=next_cursor

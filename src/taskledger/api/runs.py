@@ -83,8 +83,12 @@ def record_run(
     """Record a run and answer it as ``shape``: 201, or 200 for a repeat of an idempotent
     request. ``POST /api/v1/runs`` and the seed-compatible ``POST /agents/tasks/`` both do."""
     with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        run, created = runs.create_run(session, project, body, idempotency_key=idempotency_key)
+        project = resolve_project(
+            session=session, principal=principal, project_id=body.project_id, need=Scope.WRITE
+        )
+        run, created = runs.create_run(
+            session=session, project=project, data=body, idempotency_key=idempotency_key
+        )
         payload = shape.model_validate(run).model_dump(mode="json")
     if created:
         state.metrics.runs_recorded.inc()
@@ -123,8 +127,10 @@ def ingest_batch(
 ) -> BatchResult:
     """Record up to 1000 runs in one transaction: all of them, or none and a 422 per item."""
     with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        result = run_batch.ingest_batch(session, project, body.runs)
+        project = resolve_project(
+            session=session, principal=principal, project_id=body.project_id, need=Scope.WRITE
+        )
+        result = run_batch.ingest_batch(session=session, project=project, raw=body.runs)
     state.metrics.runs_recorded.inc(result.created)
     return result
 
@@ -140,8 +146,12 @@ def list_runs(
 ) -> RunPage:
     """Runs newest first, filtered, keyset-paginated."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
-        rows, next_cursor = runs.list_runs(session, project, filters, limit=limit, cursor=cursor)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
+        rows, next_cursor = runs.list_runs(
+            session=session, project=project, filters=filters, limit=limit, cursor=cursor
+        )
         return RunPage(items=[RunRead.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -155,7 +165,9 @@ def _export(
     limit: int | None,
 ) -> StreamingResponse:
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
         pid = project.id
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     chunks: Iterator[str]
@@ -210,7 +222,9 @@ def export_ndjson(
 @router.get("/runs/{run_pk}", response_model=RunRead)
 def get_run(run_pk: IntId, principal: PrincipalDep, session: SessionDep) -> RunRead:
     with session.begin():
-        return RunRead.model_validate(runs.get_run(session, principal, run_pk, Scope.READ))
+        return RunRead.model_validate(
+            runs.get_run(session=session, principal=principal, run_pk=run_pk, need=Scope.READ)
+        )
 
 
 @router.patch("/runs/{run_pk}", response_model=RunRead)
@@ -219,8 +233,8 @@ def update_run(
 ) -> RunRead:
     """Change status, approval, approver, outputs or log excerpt (see the status rules)."""
     with session.begin():
-        run = runs.get_run(session, principal, run_pk, Scope.WRITE)
-        return RunRead.model_validate(runs.update_run(session, run, body))
+        run = runs.get_run(session=session, principal=principal, run_pk=run_pk, need=Scope.WRITE)
+        return RunRead.model_validate(runs.update_run(session=session, run=run, changes=body))
 
 
 @router.delete(
@@ -236,7 +250,7 @@ def delete_run(
 ) -> Response:
     """Delete a run: archived first, audited, counted by the spike guard; refused under a hold."""
     with session.begin():
-        runs.get_run(session, principal, run_pk, Scope.WRITE)
+        runs.get_run(session=session, principal=principal, run_pk=run_pk, need=Scope.WRITE)
     delete_records(
         state.engine,
         state.session_factory,

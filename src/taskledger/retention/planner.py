@@ -156,7 +156,7 @@ def resolve_projects(session: Session, policy: Policy) -> dict[str, uuid.UUID]:
     wanted = {name for rule in policy.rules for name in rule.projects or ()}
     found: dict[str, uuid.UUID] = {}
     for ref in sorted(wanted):
-        project = find_project(session, ref)
+        project = find_project(session=session, name_or_id=ref)
         if project is None:
             rules = [r.name for r in policy.rules if ref in (r.projects or ())]
             raise PolicyError([f"rule {rules[0]!r}: unknown project {ref!r}"])

@@ -32,11 +32,17 @@ def check_addressee(
         ValidationFailed: the session belongs to another agent.
         ConflictError: the session has ended.
     """
-    require_in_project(session, Agent, agent_id, project.id, label="Agent")
+    require_in_project(
+        session=session, model=Agent, row_id=agent_id, project_id=project.id, label="Agent"
+    )
     if session_id is None:
         return
     agent_session = require_in_project(
-        session, AgentSession, session_id, project.id, label="Session"
+        session=session,
+        model=AgentSession,
+        row_id=session_id,
+        project_id=project.id,
+        label="Session",
     )
     if agent_session.agent_id != agent_id:
         raise ValidationFailed("The session belongs to another agent.")
@@ -71,4 +77,6 @@ def list_addressed(
         "agent_id": agent_id,
         "session_id": session_id,
     }
-    return paginate(session, stmt, keyset, limit=limit, cursor=cursor, filters=filters)
+    return paginate(
+        session=session, stmt=stmt, keyset=keyset, limit=limit, cursor=cursor, filters=filters
+    )

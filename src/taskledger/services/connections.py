@@ -27,7 +27,7 @@ CONNECTIONS_KEYSET = Keyset("connections", (AgentConnection.id,), descending=Fal
 _ACTIVE = ConnectionStatus.ACTIVE.value
 
 
-def _agent_alive(session: Session, agent_id: uuid.UUID, now: datetime) -> None:
+def _agent_alive(*, session: Session, agent_id: uuid.UUID, now: datetime) -> None:
     """Record a sign of life of the agent: one UPDATE; an ``offline`` agent becomes ``online``."""
     session.execute(
         update(Agent)
@@ -45,7 +45,7 @@ def _agent_alive(session: Session, agent_id: uuid.UUID, now: datetime) -> None:
 
 
 def open_connection(
-    session: Session, *, project: Project, data: ConnectionCreate
+    *, session: Session, project: Project, data: ConnectionCreate
 ) -> AgentConnection:
     """Open an ``active`` connection for an agent of ``project``; opening counts as a heartbeat.
 
@@ -67,13 +67,13 @@ def open_connection(
     )
     session.add(connection)
     session.flush()
-    _agent_alive(session, data.agent_id, now)
+    _agent_alive(session=session, agent_id=data.agent_id, now=now)
     return connection
 
 
 def list_connections(
-    session: Session,
     *,
+    session: Session,
     project_id: uuid.UUID,
     status: ConnectionStatus | None = None,
     agent_id: uuid.UUID | None = None,
@@ -96,16 +96,22 @@ def list_connections(
 
 
 def get_connection(
+    *,
     session: Session,
     principal: Principal,
     connection_id: int,
     need: Scope,
-    *,
     lock: bool | None = None,
 ) -> AgentConnection:
     """The connection, if the caller may do ``need`` on it (404 when not theirs to see)."""
     return load_for(
-        session, principal, AgentConnection, connection_id, need, label="Connection", lock=lock
+        session=session,
+        principal=principal,
+        model=AgentConnection,
+        row_id=connection_id,
+        need=need,
+        label="Connection",
+        lock=lock,
     )
 
 
@@ -114,7 +120,7 @@ def _refuse_unless_active(connection: AgentConnection) -> None:
         raise ConflictError(f"The connection is {connection.status}; open a new one.")
 
 
-def heartbeat(session: Session, *, connection: AgentConnection) -> AgentConnection:
+def heartbeat(*, session: Session, connection: AgentConnection) -> AgentConnection:
     """Move ``last_heartbeat_at`` to now on the connection and on its agent.
 
     Raises:
@@ -131,12 +137,12 @@ def heartbeat(session: Session, *, connection: AgentConnection) -> AgentConnecti
     if result.rowcount == 0:  # type: ignore[attr-defined]
         session.refresh(connection)
         _refuse_unless_active(connection)
-    _agent_alive(session, connection.agent_id, now)
+    _agent_alive(session=session, agent_id=connection.agent_id, now=now)
     return connection
 
 
 def close_connection(
-    session: Session, *, connection: AgentConnection, reason: str
+    *, session: Session, connection: AgentConnection, reason: str
 ) -> AgentConnection:
     """Close an active connection with ``reason``; 409 when it is closed or timed out already.
 

@@ -29,7 +29,7 @@ ACKNOWLEDGEMENTS_KEYSET = Keyset("acknowledgements", (Acknowledgement.id,), desc
 
 
 def create_instruction(
-    session: Session, *, project: Project, data: InstructionCreate
+    *, session: Session, project: Project, data: InstructionCreate
 ) -> Instruction:
     """Send a ``pending`` instruction to an agent of ``project``.
 
@@ -56,8 +56,8 @@ def create_instruction(
 
 
 def list_instructions(
-    session: Session,
     *,
+    session: Session,
     project_id: uuid.UUID,
     status: InstructionStatus | None = None,
     agent_id: uuid.UUID | None = None,
@@ -80,21 +80,27 @@ def list_instructions(
 
 
 def get_instruction(
+    *,
     session: Session,
     principal: Principal,
     instruction_id: uuid.UUID,
     need: Scope,
-    *,
     lock: bool | None = None,
 ) -> Instruction:
     """The instruction, if the caller may do ``need`` on it (404 when not theirs to see)."""
     return load_for(
-        session, principal, Instruction, instruction_id, need, label="Instruction", lock=lock
+        session=session,
+        principal=principal,
+        model=Instruction,
+        row_id=instruction_id,
+        need=need,
+        label="Instruction",
+        lock=lock,
     )
 
 
 def update_instruction(
-    session: Session, *, instruction: Instruction, changes: InstructionUpdate
+    *, session: Session, instruction: Instruction, changes: InstructionUpdate
 ) -> Instruction:
     """Set the status and/or the metadata given in ``changes``.
 
@@ -111,9 +117,9 @@ def update_instruction(
 
 
 def acknowledge(
+    *,
     session: Session,
     principal: Principal,
-    *,
     instruction: Instruction,
     data: AcknowledgementCreate,
 ) -> Acknowledgement:
@@ -143,14 +149,14 @@ def acknowledge(
 
 
 def list_acknowledgements(
-    session: Session, *, instruction_id: uuid.UUID, limit: int, cursor: str | None
+    *, session: Session, instruction_id: uuid.UUID, limit: int, cursor: str | None
 ) -> tuple[list[Acknowledgement], str | None]:
     """One page of the instruction's acknowledgements, oldest first."""
     stmt = select(Acknowledgement).where(Acknowledgement.instruction_id == instruction_id)
     return paginate(
-        session,
-        stmt,
-        ACKNOWLEDGEMENTS_KEYSET,
+        session=session,
+        stmt=stmt,
+        keyset=ACKNOWLEDGEMENTS_KEYSET,
         limit=limit,
         cursor=cursor,
         filters={"instruction_id": str(instruction_id)},
