@@ -9,7 +9,7 @@ class (under ``taskledger.``); ``tests/test_errors.py`` checks it against the co
     class                       kind            module                  raised when
     TaskledgerError             INTERNAL        errors                  base of them all
     ├── ConfigurationError      INTERNAL        errors                  settings cannot be used
-    ├── NotFoundError           NOT_FOUND       errors                  no such record (visible)
+    ├── NotFoundError           NOT_FOUND       errors                  no such record, or hidden
     ├── ConflictError           CONFLICT        errors                  clashes with current state
     ├── ValidationFailed        INVALID         errors                  input not acceptable
     │   ├── PolicyError         INVALID         retention.rules         a policy cannot be used
