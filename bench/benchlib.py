@@ -146,9 +146,11 @@ def new_project(engine: Engine, name: str = "bench") -> uuid.UUID:
     """A project (and its owner) to put data in."""
     with make_session_factory(engine).begin() as session:
         owner = users_service.create_user(
-            session, email=f"{name}-{uuid.uuid4().hex[:6]}@bench.local", password="bench-password"
+            session=session,
+            email=f"{name}-{uuid.uuid4().hex[:6]}@bench.local",
+            password="bench-password",
         )
-        return projects_service.create_project(session, name=name, owner=owner).id
+        return projects_service.create_project(session=session, name=name, owner=owner).id
 
 
 def new_api_key(engine: Engine, project_id: uuid.UUID, *scopes: Scope) -> str:
@@ -157,7 +159,7 @@ def new_api_key(engine: Engine, project_id: uuid.UUID, *scopes: Scope) -> str:
         project = session.get(Project, project_id)
         assert project is not None
         _, secret = api_keys_service.create_key(
-            session,
+            session=session,
             project=project,
             name="bench",
             scopes=list(scopes or (Scope.WRITE,)),

@@ -78,7 +78,11 @@ def measure(engine: Engine, project_id: uuid.UUID, depths: list[int]) -> list[li
     def keyset_page(depth: int) -> None:
         with sessions() as session, session.begin():
             rows, _ = list_runs(
-                session, project, filters, limit=DEFAULT_LIMIT, cursor=cursors[depth]
+                session=session,
+                project=project,
+                filters=filters,
+                limit=DEFAULT_LIMIT,
+                cursor=cursors[depth],
             )
             assert len(rows) == DEFAULT_LIMIT
 
@@ -92,7 +96,13 @@ def measure(engine: Engine, project_id: uuid.UUID, depths: list[int]) -> list[li
         for depth in depths:
             keyset_ids = [
                 r.id
-                for r in list_runs(session, project, filters, limit=5, cursor=cursors[depth])[0]
+                for r in list_runs(
+                    session=session,
+                    project=project,
+                    filters=filters,
+                    limit=5,
+                    cursor=cursors[depth],
+                )[0]
             ]
             offset_ids = [r.id for r in session.scalars(by_offset(project_id, depth, 5))]
             assert keyset_ids == offset_ids, (depth, keyset_ids, offset_ids)

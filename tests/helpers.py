@@ -59,7 +59,7 @@ def transaction(app: FastAPI) -> Iterator[Session]:
 def make_user(app: FastAPI, email: str | None = None, *, superuser: bool = False) -> User:
     with transaction(app) as session:
         return users.create_user(
-            session,
+            session=session,
             email=email or f"user-{uuid.uuid4().hex[:8]}@example.com",
             password=PASSWORD,
             is_superuser=superuser,
@@ -69,7 +69,7 @@ def make_user(app: FastAPI, email: str | None = None, *, superuser: bool = False
 def make_project(app: FastAPI, owner: User, name: str | None = None) -> Project:
     with transaction(app) as session:
         return projects.create_project(
-            session, name=name or f"project-{uuid.uuid4().hex[:8]}", owner=owner
+            session=session, name=name or f"project-{uuid.uuid4().hex[:8]}", owner=owner
         )
 
 
@@ -78,7 +78,7 @@ def make_key(
 ) -> str:
     with transaction(app) as session:
         _, secret = api_keys.create_key(
-            session,
+            session=session,
             project=project,
             name=f"key-{'-'.join(scopes)}",
             scopes=[Scope(s) for s in scopes],
@@ -91,31 +91,31 @@ def make_key(
 def make_agent(app: FastAPI, project: Project, name: str | None = None, **fields: Any) -> Agent:
     with transaction(app) as session:
         data = AgentCreate(name=name or f"agent-{uuid.uuid4().hex[:8]}", **fields)
-        return agents.create_agent(session, project=project, data=data)
+        return agents.create_agent(session=session, project=project, data=data)
 
 
 def make_task(app: FastAPI, project: Project, title: str = "a task", **fields: Any) -> Task:
     with transaction(app) as session:
         data = TaskCreate(title=title, **fields)
-        return tasks.create_task(session, project=project, data=data, created_by=None)
+        return tasks.create_task(session=session, project=project, data=data, created_by=None)
 
 
 def make_session(app: FastAPI, project: Project, agent: Agent) -> AgentSession:
     with transaction(app) as session:
         data = SessionCreate(agent_id=agent.id)
-        return sessions.create_session(session, project=project, data=data)
+        return sessions.create_session(session=session, project=project, data=data)
 
 
 def make_connection(app: FastAPI, project: Project, agent: Agent) -> AgentConnection:
     with transaction(app) as session:
         data = ConnectionCreate(agent_id=agent.id)
-        return connections.open_connection(session, project=project, data=data)
+        return connections.open_connection(session=session, project=project, data=data)
 
 
 def make_instruction(app: FastAPI, project: Project, agent: Agent) -> Instruction:
     with transaction(app) as session:
         data = InstructionCreate(agent_id=agent.id, payload={"do": "something"})
-        return instructions.create_instruction(session, project=project, data=data)
+        return instructions.create_instruction(session=session, project=project, data=data)
 
 
 def login(client: TestClient, email: str, password: str = PASSWORD) -> str:
@@ -182,13 +182,15 @@ def project_with_key(engine: Engine) -> tuple[uuid.UUID, str]:
     """A new project and a read+write key of it, made through the services."""
     with make_session_factory(engine).begin() as session:
         owner = users.create_user(
-            session, email=f"owner-{uuid.uuid4().hex[:8]}@example.com", password="long enough"
+            session=session,
+            email=f"owner-{uuid.uuid4().hex[:8]}@example.com",
+            password="long enough",
         )
         project: Project = projects.create_project(
-            session, name=f"load-{uuid.uuid4().hex[:8]}", owner=owner
+            session=session, name=f"load-{uuid.uuid4().hex[:8]}", owner=owner
         )
         _, secret = api_keys.create_key(
-            session,
+            session=session,
             project=project,
             name="load",
             scopes=[Scope.READ, Scope.WRITE],

@@ -1,25 +1,75 @@
 """The exception tree shared by services, the retention engine, the API and the CLI.
 
-::
+Every error taskledger raises on purpose is a :class:`TaskledgerError`. Each class carries an
+:class:`ErrorKind`, what went wrong in the domain's terms, and nothing about HTTP or exit codes:
+``taskledger.api.errors`` maps each kind to a status in one table, and ``taskledger.cli.base``
+maps each kind to an exit code in another. The whole tree, with the kind and the module of each
+class (under ``taskledger.``); ``tests/test_errors.py`` checks it against the code::
 
-    TaskledgerError                 base of everything raised on purpose
-    ├── ConfigurationError          settings or files that cannot be used
-    ├── NotFoundError               the record does not exist (or is not visible) -> 404
-    ├── ConflictError               the request clashes with current state -> 409
-    ├── ValidationFailed            input is well-formed but not acceptable -> 422
-    ├── BadRequestError             malformed input such as a broken cursor -> 400
-    ├── AuthenticationError         who is calling could not be established -> 401
-    ├── PermissionDenied            the caller may not do this -> 403
-    └── SafeguardRefused            a cap, guard or lock refused the work -> 409 / CLI exit 3
+    class                       kind            module                      raised when
+    TaskledgerError             INTERNAL        errors                      base of them all
+    ├── ConfigurationError      INTERNAL        errors                      settings cannot be used
+    ├── NotFoundError           NOT_FOUND       errors                      no such record, or hidden
+    ├── ConflictError           CONFLICT        errors                      clashes with current state
+    ├── ValidationFailed        INVALID         errors                      input not acceptable
+    │   ├── PolicyError         INVALID         retention.policy.rules      a policy cannot be used
+    │   └── UnknownTable        INVALID         retention.restore.judge     restore cannot write it
+    ├── BadRequestError         BAD_REQUEST     errors                      malformed, e.g. a cursor
+    ├── AuthenticationError     UNAUTHENTICATED errors                      who is calling is unknown
+    ├── PermissionDenied        FORBIDDEN       errors                      the caller may not do this
+    ├── SafeguardRefused        REFUSED         errors                      a safeguard said no
+    │   ├── CapRefused          REFUSED         retention.safeguards.guard  over a cap of the policy
+    │   ├── SpikeRefused        THROTTLED       retention.safeguards.guard  deletion spike; retry later
+    │   ├── LockHeld            REFUSED         retention.safeguards.lock   another run holds the lock
+    │   ├── PlanSpent           REFUSED         retention.plan.plans        the plan ran already
+    │   ├── PlanExpired         REFUSED         retention.plan.plans        the preview is too old
+    │   ├── PlanExceeded        REFUSED         retention.execute.executor  more rows than planned
+    │   └── LoginThrottled      THROTTLED       services.login_throttle     too many failed logins
+    ├── PasswordCheckBusy       UNAVAILABLE     services.passwords          no password-check slot
+    └── ArchiveError            INTERNAL        retention.archive.stores    archive unusable as asked
+        ├── InvalidArchiveURI   INVALID         retention.archive.stores    also a ValidationFailed
+        ├── ArchiveNotFound     NOT_FOUND       retention.archive.stores    also a NotFoundError
+        ├── ArchiveExists       CONFLICT        retention.archive.stores    also a ConflictError
+        ├── ArchiveCorrupt      INVALID         retention.archive.stores    fails its checks
+        ├── ArchiveIncompatible INVALID         retention.restore.judge     tables this db lacks
+        └── ArchiveStorageError UNAVAILABLE     retention.archive.stores    disk or object store failed
 
-The API maps each class to its status code in one place (``taskledger.api.errors``); the CLI maps
-them to exit codes. Services raise these and nothing HTTP-specific.
+A class that also derives from a second class of the tree (``InvalidArchiveURI`` is an
+``ArchiveError`` and a ``ValidationFailed``) sets its kind itself rather than take the first
+base's. An error that says when to try again sets ``retry_after`` (seconds): the API sends it as
+``Retry-After``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class ErrorKind(StrEnum):
+    """What went wrong, in the domain's terms; the API and the CLI each map it once."""
+
+    #: Nothing the caller can change: a fault of the server, its setup or its data.
+    INTERNAL = "internal"
+    #: The record does not exist, or the caller may not know that it does.
+    NOT_FOUND = "not_found"
+    #: The request clashes with the current state of a record.
+    CONFLICT = "conflict"
+    #: The input is well-formed but not acceptable.
+    INVALID = "invalid"
+    #: The input is malformed (a broken cursor, say).
+    BAD_REQUEST = "bad_request"
+    #: Who is calling could not be established.
+    UNAUTHENTICATED = "unauthenticated"
+    #: The caller is known and may not do this.
+    FORBIDDEN = "forbidden"
+    #: A safeguard (a cap, a lock, a spent or stale plan) refused the work.
+    REFUSED = "refused"
+    #: A safeguard refused the work for now: too much of it lately; retry later.
+    THROTTLED = "throttled"
+    #: A resource the work needs (storage, a password-check slot) is not available now.
+    UNAVAILABLE = "unavailable"
 
 
 class TaskledgerError(Exception):
@@ -27,9 +77,14 @@ class TaskledgerError(Exception):
 
     Args:
         detail: Human-readable message, or a JSON-serialisable structure for the API's ``detail``.
+
+    Attributes:
+        kind: What went wrong; set by each class.
+        retry_after: Seconds after which the same request may succeed, when that is known.
     """
 
-    status_code = 500
+    kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL
+    retry_after: int | None = None
 
     def __init__(self, detail: Any = None) -> None:
         self.detail = detail if detail is not None else self.__class__.__doc__
@@ -39,19 +94,19 @@ class TaskledgerError(Exception):
 class ConfigurationError(TaskledgerError):
     """The configuration cannot be used."""
 
-    status_code = 500
+    kind = ErrorKind.INTERNAL
 
 
 class NotFoundError(TaskledgerError):
     """Not found."""
 
-    status_code = 404
+    kind = ErrorKind.NOT_FOUND
 
 
 class ConflictError(TaskledgerError):
     """The request conflicts with the current state."""
 
-    status_code = 409
+    kind = ErrorKind.CONFLICT
 
 
 class ValidationFailed(TaskledgerError):
@@ -63,7 +118,7 @@ class ValidationFailed(TaskledgerError):
         loc: Where in the request the problem is, e.g. ``("body", "finished_at")``.
     """
 
-    status_code = 422
+    kind = ErrorKind.INVALID
 
     def __init__(self, detail: Any = None, *, loc: Sequence[str | int] = ("body",)) -> None:
         super().__init__(detail)
@@ -86,23 +141,22 @@ def _item(loc: Sequence[str | int], msg: str) -> dict[str, Any]:
 class BadRequestError(TaskledgerError):
     """The request is malformed."""
 
-    status_code = 400
+    kind = ErrorKind.BAD_REQUEST
 
 
 class AuthenticationError(TaskledgerError):
     """Not authenticated."""
 
-    status_code = 401
-    headers = {"WWW-Authenticate": "Bearer"}
+    kind = ErrorKind.UNAUTHENTICATED
 
 
 class PermissionDenied(TaskledgerError):
     """Forbidden."""
 
-    status_code = 403
+    kind = ErrorKind.FORBIDDEN
 
 
 class SafeguardRefused(TaskledgerError):
     """A safeguard refused the operation."""
 
-    status_code = 409
+    kind = ErrorKind.REFUSED

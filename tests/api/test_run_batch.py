@@ -102,9 +102,9 @@ def test_a_key_recorded_meanwhile_is_found_on_the_second_look(
     lookups: list[set[str]] = []
     real = run_batch._known_keys
 
-    def blind_once(session: Any, project_id: Any, keys: set[str]) -> Any:
+    def blind_once(*, session: Any, project_id: Any, keys: set[str]) -> Any:
         lookups.append(keys)
-        return {} if len(lookups) == 1 else real(session, project_id, keys)
+        return {} if len(lookups) == 1 else real(session=session, project_id=project_id, keys=keys)
 
     monkeypatch.setattr(run_batch, "_known_keys", blind_once)
     response = client.post(

@@ -55,7 +55,7 @@ def _chain(session: Session, project: Project, length: int) -> list[uuid.UUID]:
 
 def _new(session: Session, project: Project, title: str, *deps: uuid.UUID) -> Task:
     return tasks.create_task(
-        session,
+        session=session,
         project=project,
         data=TaskCreate(title=title, dependencies=list(deps)),
         created_by=None,
@@ -70,7 +70,9 @@ def test_closing_a_10000_long_chain_is_refused_and_named(app: FastAPI, client: T
         first = session.get(Task, ids[0])
         assert first is not None
         with statements(session) as seen, pytest.raises(ConflictError) as refused:
-            tasks.update_task(session, task=first, changes=TaskUpdate(dependencies=[ids[-1]]))
+            tasks.update_task(
+                session=session, task=first, changes=TaskUpdate(dependencies=[ids[-1]])
+            )
     cycle = refused.value.detail["cycle"]
     assert cycle == [str(ids[0]), *(str(i) for i in reversed(ids))]
     assert len(cycle) == CHAIN + 1
@@ -83,9 +85,12 @@ def test_closing_a_10000_long_chain_is_refused_and_named(app: FastAPI, client: T
         first = session.get(Task, ids[0])
         assert first is not None
         head = _new(session, world.project, "head")
-        tasks.update_task(session, task=first, changes=TaskUpdate(dependencies=[head.id]))
+        tasks.update_task(session=session, task=first, changes=TaskUpdate(dependencies=[head.id]))
         assert task_graph.find_cycle(
-            session, project_id=world.project.id, task_id=head.id, new_dependencies=[tail.id]
+            session=session,
+            project_id=world.project.id,
+            task_id=head.id,
+            new_dependencies=[tail.id],
         ) == [
             head.id,
             tail.id,
@@ -112,30 +117,41 @@ def test_a_diamond_is_not_a_cycle(app: FastAPI, client: TestClient) -> None:
         bottom = _new(session, world.project, "bottom", left.id, right.id)
         # Re-stating the diamond's edges, or adding a shortcut across it, closes nothing.
         tasks.update_task(
-            session, task=bottom, changes=TaskUpdate(dependencies=[left.id, right.id, top.id])
+            session=session,
+            task=bottom,
+            changes=TaskUpdate(dependencies=[left.id, right.id, top.id]),
         )
         assert (
             task_graph.find_cycle(
-                session, project_id=world.project.id, task_id=bottom.id, new_dependencies=[top.id]
+                session=session,
+                project_id=world.project.id,
+                task_id=bottom.id,
+                new_dependencies=[top.id],
             )
             is None
         )
-        views = task_graph.dependency_views(session, [bottom.id, top.id])
+        views = task_graph.dependency_views(session=session, task_ids=[bottom.id, top.id])
         assert set(views[bottom.id].dependencies) == {left.id, right.id, top.id}
         assert views[top.id].dependencies == []
         # The top depending on the bottom closes one, through either side.
         cycle = task_graph.find_cycle(
-            session, project_id=world.project.id, task_id=top.id, new_dependencies=[bottom.id]
+            session=session,
+            project_id=world.project.id,
+            task_id=top.id,
+            new_dependencies=[bottom.id],
         )
         assert cycle is not None
         assert cycle[0] == cycle[-1] == top.id
         assert cycle[1] == bottom.id
         assert len(cycle) == 3  # the shortcut bottom -> top is the shortest way round
         tasks.update_task(
-            session, task=bottom, changes=TaskUpdate(dependencies=[left.id, right.id])
+            session=session, task=bottom, changes=TaskUpdate(dependencies=[left.id, right.id])
         )
         cycle = task_graph.find_cycle(
-            session, project_id=world.project.id, task_id=top.id, new_dependencies=[bottom.id]
+            session=session,
+            project_id=world.project.id,
+            task_id=top.id,
+            new_dependencies=[bottom.id],
         )
         assert cycle is not None
         assert cycle[:2] == [top.id, bottom.id] and cycle[2] in (left.id, right.id)
@@ -155,7 +171,7 @@ def test_wide_fan_in_stays_cheap(app: FastAPI, client: TestClient) -> None:
         with statements(session) as seen:
             assert (
                 task_graph.find_cycle(
-                    session,
+                    session=session,
                     project_id=world.project.id,
                     task_id=sink.id,
                     new_dependencies=[layers[-1][0]],
@@ -163,7 +179,7 @@ def test_wide_fan_in_stays_cheap(app: FastAPI, client: TestClient) -> None:
                 is None
             )
             cycle = task_graph.find_cycle(
-                session,
+                session=session,
                 project_id=world.project.id,
                 task_id=layers[0][0],
                 new_dependencies=[sink.id],

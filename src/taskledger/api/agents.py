@@ -36,8 +36,12 @@ router = APIRouter(prefix="/api/v1/agents", tags=["agents"], route_class=LedgerR
 def create_agent(body: AgentCreate, principal: PrincipalDep, session: SessionDep) -> AgentRead:
     """Register an agent; its name must be unique within the project."""
     with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        return AgentRead.model_validate(agents.create_agent(session, project=project, data=body))
+        project = resolve_project(
+            session=session, principal=principal, project_id=body.project_id, need=Scope.WRITE
+        )
+        return AgentRead.model_validate(
+            agents.create_agent(session=session, project=project, data=body)
+        )
 
 
 @router.get("", response_model=AgentPage)
@@ -53,9 +57,11 @@ def list_agents(
 ) -> AgentPage:
     """The project's agents, oldest first."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
         rows, next_cursor = agents.list_agents(
-            session,
+            session=session,
             project_id=project.id,
             status=status,
             is_active=is_active,
@@ -69,7 +75,11 @@ def list_agents(
 @router.get("/{agent_id}", response_model=AgentRead)
 def get_agent(agent_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> AgentRead:
     with session.begin():
-        return AgentRead.model_validate(agents.get_agent(session, principal, agent_id, Scope.READ))
+        return AgentRead.model_validate(
+            agents.get_agent(
+                session=session, principal=principal, agent_id=agent_id, need=Scope.READ
+            )
+        )
 
 
 @router.patch("/{agent_id}", response_model=AgentRead)
@@ -78,8 +88,12 @@ def update_agent(
 ) -> AgentRead:
     """Change any of the agent's fields; omitted fields stay as they are."""
     with session.begin():
-        agent = agents.get_agent(session, principal, agent_id, Scope.WRITE)
-        return AgentRead.model_validate(agents.update_agent(session, agent=agent, changes=body))
+        agent = agents.get_agent(
+            session=session, principal=principal, agent_id=agent_id, need=Scope.WRITE
+        )
+        return AgentRead.model_validate(
+            agents.update_agent(session=session, agent=agent, changes=body)
+        )
 
 
 @router.delete(
@@ -95,6 +109,6 @@ def delete_agent(
     Everything the delete takes or changes is archived first, the delete is audited and counted
     by the spike guard, and a hold on the agent or on any of its records refuses it (409)."""
     with session.begin():
-        agents.get_agent(session, principal, agent_id, Scope.WRITE)
+        agents.get_agent(session=session, principal=principal, agent_id=agent_id, need=Scope.WRITE)
     state.delete_records("agents", [agent_id], actor=principal.actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -25,9 +25,11 @@ def create_key(
 ) -> ApiKeyCreated:
     """Issue a key. The response holds the secret; it is never shown again."""
     with session.begin():
-        project = get_project_for(session, principal, project_id, Scope.ADMIN)
+        project = get_project_for(
+            session=session, principal=principal, project_id=project_id, need=Scope.ADMIN
+        )
         key, secret = api_keys.create_key(
-            session,
+            session=session,
             project=project,
             name=body.name,
             scopes=body.scopes,
@@ -47,9 +49,11 @@ def list_keys(
 ) -> ApiKeyPage:
     """The project's keys, without secrets (revoked ones show `revoked_at`)."""
     with session.begin():
-        get_project_for(session, principal, project_id, Scope.ADMIN)
+        get_project_for(
+            session=session, principal=principal, project_id=project_id, need=Scope.ADMIN
+        )
         rows, next_cursor = api_keys.list_keys(
-            session, project_id=project_id, limit=limit, cursor=cursor
+            session=session, project_id=project_id, limit=limit, cursor=cursor
         )
         return ApiKeyPage(
             items=[ApiKeyRead.model_validate(k) for k in rows], next_cursor=next_cursor
@@ -62,6 +66,8 @@ def revoke_key(
 ) -> Response:
     """Revoke a key; it stops authenticating at once. Revoking twice is harmless."""
     with session.begin():
-        get_project_for(session, principal, project_id, Scope.ADMIN)
-        api_keys.revoke_key(session, project_id=project_id, key_id=key_id)
+        get_project_for(
+            session=session, principal=principal, project_id=project_id, need=Scope.ADMIN
+        )
+        api_keys.revoke_key(session=session, project_id=project_id, key_id=key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

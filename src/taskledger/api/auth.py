@@ -64,7 +64,7 @@ def login(
     attempt = throttle.begin(form.username, request.client.host if request.client else None)
     try:
         with session.begin():
-            candidate = auth.find_login_user(session, form.username)
+            candidate = auth.find_login_user(session=session, email=form.username)
         # Outside the transaction: the check may wait for a slot, holding no connection.
         user = auth.check_password(candidate, form.password)
     except AuthenticationError:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, BeforeValidator
 
 from taskledger.api.deps import (
@@ -27,6 +27,7 @@ from taskledger.api.deps import (
     streamed,
 )
 from taskledger.api.routing import LedgerRoute
+from taskledger.api.runs import IdempotencyKey, record_run
 from taskledger.enums import RetentionTrigger, RunStatus, Scope
 from taskledger.errors import AuthenticationError, PermissionDenied
 from taskledger.retention.execute.deletes import parse_cutoff, prune_runs_before
@@ -108,18 +109,10 @@ def create(
     principal: SeedPrincipalDep,
     session: SessionDep,
     state: StateDep,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Record a run (``POST /api/v1/runs``)."""
-    with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        run, created = runs.create_run(session, project, body, idempotency_key=idempotency_key)
-        payload = AgentTask.model_validate(run).model_dump(mode="json")
-    if created:
-        state.metrics.runs_recorded.inc()
-    return JSONResponse(payload, status_code=201 if created else 200)
+    return record_run(body, principal, session, state, idempotency_key, shape=AgentTask)
 
 
 @router.patch("/{run_pk:int}", response_model=AgentTask)
@@ -128,8 +121,8 @@ def update(
 ) -> AgentTask:
     """Update a run (``PATCH /api/v1/runs/{id}``)."""
     with session.begin():
-        run = runs.get_run(session, principal, run_pk, Scope.WRITE)
-        return AgentTask.model_validate(runs.update_run(session, run, body))
+        run = runs.get_run(session=session, principal=principal, run_pk=run_pk, need=Scope.WRITE)
+        return AgentTask.model_validate(runs.update_run(session=session, run=run, changes=body))
 
 
 @router.get("/", response_model=list[AgentTask])
@@ -141,8 +134,12 @@ def list_recent(
 ) -> list[AgentTask]:
     """The newest runs as a plain list (the legacy listing; use ``/paged`` to page)."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
-        rows, _ = runs.list_runs(session, project, RunFilters(), limit=limit, cursor=None)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
+        rows, _ = runs.list_runs(
+            session=session, project=project, filters=RunFilters(), limit=limit, cursor=None
+        )
         return [AgentTask.model_validate(r) for r in rows]
 
 
@@ -159,9 +156,15 @@ def paged(
 ) -> AgentTaskPage:
     """Keyset-paginated runs, newest first, filtered by since, status and task."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
         rows, next_cursor = runs.list_runs(
-            session, project, _filters(since, status, task), limit=limit, cursor=cursor
+            session=session,
+            project=project,
+            filters=_filters(since, status, task),
+            limit=limit,
+            cursor=cursor,
         )
         return AgentTaskPage(
             items=[AgentTask.model_validate(r) for r in rows], next_cursor=next_cursor
@@ -185,7 +188,9 @@ def paged_csv(
 ) -> StreamingResponse:
     """The filtered runs as CSV, streamed with no row cap (``limit`` optional)."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
         pid = project.id
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     return StreamingResponse(

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from taskledger.api.deps import (
     CursorQuery,
     IntId,
     LimitQuery,
     PrincipalDep,
-    ProjectQuery,
     SessionDep,
 )
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import ConnectionStatus, Scope
+from taskledger.schemas.base import AddressedFilters
 from taskledger.schemas.connections import (
     ConnectionClose,
     ConnectionCreate,
@@ -42,8 +41,10 @@ def open_connection(
 ) -> ConnectionRead:
     """Open an `active` connection for an agent; this counts as its first heartbeat."""
     with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        connection = connections.open_connection(session, project=project, data=body)
+        project = resolve_project(
+            session=session, principal=principal, project_id=body.project_id, need=Scope.WRITE
+        )
+        connection = connections.open_connection(session=session, project=project, data=body)
         return ConnectionRead.model_validate(connection)
 
 
@@ -51,22 +52,21 @@ def open_connection(
 def list_connections(
     principal: PrincipalDep,
     session: SessionDep,
-    project_id: ProjectQuery = None,
-    status: ConnectionStatus | None = None,
-    agent_id: uuid.UUID | None = None,
-    session_id: uuid.UUID | None = None,
+    where: Annotated[AddressedFilters[ConnectionStatus], Query()],
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> ConnectionPage:
     """The project's connections, oldest first."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=where.project_id, need=Scope.READ
+        )
         rows, next_cursor = connections.list_connections(
-            session,
+            session=session,
             project_id=project.id,
-            status=status,
-            agent_id=agent_id,
-            session_id=session_id,
+            status=where.status,
+            agent_id=where.agent_id,
+            session_id=where.session_id,
             limit=limit,
             cursor=cursor,
         )
@@ -81,7 +81,9 @@ def get_connection(
 ) -> ConnectionRead:
     with session.begin():
         return ConnectionRead.model_validate(
-            connections.get_connection(session, principal, connection_id, Scope.READ)
+            connections.get_connection(
+                session=session, principal=principal, connection_id=connection_id, need=Scope.READ
+            )
         )
 
 
@@ -92,9 +94,13 @@ def heartbeat(
     """Record a heartbeat on the connection and its agent (`offline` agents become `online`)."""
     with session.begin():
         connection = connections.get_connection(
-            session, principal, connection_id, Scope.WRITE, lock=False
+            session=session,
+            principal=principal,
+            connection_id=connection_id,
+            need=Scope.WRITE,
+            lock=False,
         )
-        connections.heartbeat(session, connection=connection)
+        connections.heartbeat(session=session, connection=connection)
         return ConnectionRead.model_validate(connection)
 
 
@@ -104,6 +110,8 @@ def close_connection(
 ) -> ConnectionRead:
     """Close the connection with a reason; an `online` agent with no other goes `offline`."""
     with session.begin():
-        connection = connections.get_connection(session, principal, connection_id, Scope.WRITE)
-        connections.close_connection(session, connection=connection, reason=body.reason)
+        connection = connections.get_connection(
+            session=session, principal=principal, connection_id=connection_id, need=Scope.WRITE
+        )
+        connections.close_connection(session=session, connection=connection, reason=body.reason)
         return ConnectionRead.model_validate(connection)

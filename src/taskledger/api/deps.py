@@ -19,12 +19,11 @@ from sqlalchemy.orm import Session
 
 from taskledger.api.state import AppState
 from taskledger.errors import AuthenticationError
-from taskledger.metrics import Metrics
+from taskledger.schemas.base import PROJECT_QUERY
 from taskledger.schemas.limits import MAX_INT64, QueryFlag, UtcDatetime
 from taskledger.services import api_keys, auth
 from taskledger.services.access import Principal
 from taskledger.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from taskledger.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +74,6 @@ def get_session(request: Request, state: StateDep) -> Iterator[Session]:
         yield session
 
 
-def get_settings(state: StateDep) -> Settings:
-    """The app's settings."""
-    return state.settings
-
-
-def get_metrics(state: StateDep) -> Metrics:
-    """The app's metrics."""
-    return state.metrics
-
-
 def get_principal(
     state: StateDep,
     background: BackgroundTasks,
@@ -100,14 +89,14 @@ def get_principal(
         )
     if bearer and not api_keys.looks_like_api_key(bearer):
         with state.read_session_factory.begin() as session:
-            return auth.principal_from_token(session, bearer, secret=state.secret_key)
+            return auth.principal_from_token(session=session, token=bearer, secret=state.secret_key)
     raw_key = bearer or x_api_key
     if not raw_key:
         raise AuthenticationError("Not authenticated.")
     # Read-only, so that reads by key holders stay concurrent. The key's last use is written
     # after the response, in a transaction of its own, so a read never waits for the write lock.
     with state.read_session_factory.begin() as session:
-        principal, stale = api_keys.principal_from_key(session, raw_key)
+        principal, stale = api_keys.principal_from_key(session=session, raw=raw_key)
     if stale:
         background.add_task(_touch_key, state, principal)
     return principal
@@ -117,14 +106,12 @@ def _touch_key(state: AppState, principal: Principal) -> None:
     """Record a key's use; bookkeeping, so a database that cannot take it now only logs."""
     try:
         with state.session_factory.begin() as session:
-            api_keys.touch_key(session, principal)
+            api_keys.touch_key(session=session, principal=principal)
     except OperationalError as exc:
         log.warning("could not record the use of API key %s: %s", principal.key_prefix, exc)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 LimitQuery = Annotated[
     int,
@@ -141,7 +128,7 @@ CursorQuery = Annotated[
 NO_NUL = r"^[^\x00]*$"
 ProjectQuery = Annotated[
     uuid.UUID | None,
-    Query(description="The project to list; required for users, implied for API keys."),
+    Query(description=PROJECT_QUERY),
 ]
 #: An integer key in a path (runs, connections, holds): positive, within signed 64 bits.
 IntId = Annotated[int, Path(ge=1, le=MAX_INT64, description="An integer id.")]

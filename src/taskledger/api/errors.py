@@ -1,14 +1,22 @@
-"""Turns exceptions into ``{"detail": ...}`` responses: ours by class, anything else a bare 500.
+"""Turns exceptions into ``{"detail": ...}`` responses: ours by kind, anything else a bare 500.
+
+A :class:`~taskledger.errors.TaskledgerError` carries an :class:`~taskledger.errors.ErrorKind`;
+:data:`HTTP_STATUS` is the one table from kind to status. On top of the status: a 401 says
+``WWW-Authenticate: Bearer``, and an error that knows when to try again (``retry_after``) sends
+``Retry-After``. The database's own errors map here too: a lost uniqueness race is a 409, a value
+the database cannot hold a 422, a database busy or down a 503 with ``Retry-After``.
 
 A 500 never carries a traceback or internal message; the log gets the full exception. Every 422
 has one shape, the validation-error list ``[{"loc": [...], "msg": ..., "type": ...}]``, whether
 the schemas or a service refused the input; it never echoes the input back (a password, or a
-value nested too deeply to encode). A 405 names every method the path allows.
+value nested too deeply to encode). A 409 may carry an object as its ``detail`` (a cycle, the
+blockers of a task). A 405 names every method the path allows.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,21 +26,41 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
 from taskledger.api.routing import MethodIndex
-from taskledger.errors import TaskledgerError, ValidationFailed
+from taskledger.errors import ErrorKind, TaskledgerError, ValidationFailed
 
 log = logging.getLogger(__name__)
 
 
+#: The HTTP status of each kind of error: the one place that knows it.
+HTTP_STATUS: Mapping[ErrorKind, int] = {
+    ErrorKind.INTERNAL: 500,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.INVALID: 422,
+    ErrorKind.BAD_REQUEST: 400,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.REFUSED: 409,
+    ErrorKind.THROTTLED: 429,
+    ErrorKind.UNAVAILABLE: 503,
+}
+
+
 async def _taskledger_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TaskledgerError)
-    headers = getattr(exc, "headers", None)
+    status = HTTP_STATUS[exc.kind]
+    headers: dict[str, str] = {}
+    if exc.kind is ErrorKind.UNAUTHENTICATED:
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, ValidationFailed):
         detail: Any = exc.error_items()
-    elif exc.status_code == 422:  # the one shape of every 422
+    elif exc.kind is ErrorKind.INVALID:  # the one shape of every 422
         detail = [{"loc": ["body"], "msg": str(exc.detail), "type": "value_error"}]
     else:
         detail = exc.detail
-    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
 
 def _error_item(error: Any) -> dict[str, Any]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
-from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, ProjectQuery, SessionDep
+from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import InstructionStatus, Scope
+from taskledger.schemas.base import AddressedFilters
 from taskledger.schemas.instructions import (
     AcknowledgementCreate,
     AcknowledgementPage,
@@ -31,8 +33,10 @@ def create_instruction(
 ) -> InstructionRead:
     """Send a `pending` instruction to an agent of the project."""
     with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        instruction = instructions.create_instruction(session, project=project, data=body)
+        project = resolve_project(
+            session=session, principal=principal, project_id=body.project_id, need=Scope.WRITE
+        )
+        instruction = instructions.create_instruction(session=session, project=project, data=body)
         return InstructionRead.model_validate(instruction)
 
 
@@ -40,22 +44,21 @@ def create_instruction(
 def list_instructions(
     principal: PrincipalDep,
     session: SessionDep,
-    project_id: ProjectQuery = None,
-    status: InstructionStatus | None = None,
-    agent_id: uuid.UUID | None = None,
-    session_id: uuid.UUID | None = None,
+    where: Annotated[AddressedFilters[InstructionStatus], Query()],
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> InstructionPage:
     """The project's instructions, oldest first."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=where.project_id, need=Scope.READ
+        )
         rows, next_cursor = instructions.list_instructions(
-            session,
+            session=session,
             project_id=project.id,
-            status=status,
-            agent_id=agent_id,
-            session_id=session_id,
+            status=where.status,
+            agent_id=where.agent_id,
+            session_id=where.session_id,
             limit=limit,
             cursor=cursor,
         )
@@ -70,7 +73,9 @@ def get_instruction(
 ) -> InstructionRead:
     with session.begin():
         return InstructionRead.model_validate(
-            instructions.get_instruction(session, principal, instruction_id, Scope.READ)
+            instructions.get_instruction(
+                session=session, principal=principal, instruction_id=instruction_id, need=Scope.READ
+            )
         )
 
 
@@ -80,8 +85,10 @@ def update_instruction(
 ) -> InstructionRead:
     """Set the instruction's status and/or metadata."""
     with session.begin():
-        instruction = instructions.get_instruction(session, principal, instruction_id, Scope.WRITE)
-        instructions.update_instruction(session, instruction=instruction, changes=body)
+        instruction = instructions.get_instruction(
+            session=session, principal=principal, instruction_id=instruction_id, need=Scope.WRITE
+        )
+        instructions.update_instruction(session=session, instruction=instruction, changes=body)
         return InstructionRead.model_validate(instruction)
 
 
@@ -100,10 +107,14 @@ def acknowledge(
     """Record an acknowledgement; a key bound to an agent may answer only its own instructions."""
     with session.begin():
         instruction = instructions.get_instruction(
-            session, principal, instruction_id, Scope.WRITE, lock=False
+            session=session,
+            principal=principal,
+            instruction_id=instruction_id,
+            need=Scope.WRITE,
+            lock=False,
         )
         acknowledgement = instructions.acknowledge(
-            session, principal, instruction=instruction, data=body
+            session=session, principal=principal, instruction=instruction, data=body
         )
         return AcknowledgementRead.model_validate(acknowledgement)
 
@@ -118,9 +129,11 @@ def list_acknowledgements(
 ) -> AcknowledgementPage:
     """The instruction's acknowledgements, oldest first."""
     with session.begin():
-        instructions.get_instruction(session, principal, instruction_id, Scope.READ)
+        instructions.get_instruction(
+            session=session, principal=principal, instruction_id=instruction_id, need=Scope.READ
+        )
         rows, next_cursor = instructions.list_acknowledgements(
-            session, instruction_id=instruction_id, limit=limit, cursor=cursor
+            session=session, instruction_id=instruction_id, limit=limit, cursor=cursor
         )
         return AcknowledgementPage(
             items=[AcknowledgementRead.model_validate(a) for a in rows], next_cursor=next_cursor

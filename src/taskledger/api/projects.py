@@ -24,9 +24,9 @@ def create_project(
     require_user(principal)
     assert principal.user_id is not None
     with session.begin():
-        owner = users.get_user(session, principal.user_id)
+        owner = users.get_user(session=session, user_id=principal.user_id)
         return ProjectRead.model_validate(
-            projects.create_project(session, name=body.name, owner=owner)
+            projects.create_project(session=session, name=body.name, owner=owner)
         )
 
 
@@ -39,7 +39,9 @@ def list_projects(
 ) -> ProjectPage:
     """The projects the caller may see: all for superusers, owned ones for users, a key's own."""
     with session.begin():
-        rows, next_cursor = projects.list_projects(session, principal, limit=limit, cursor=cursor)
+        rows, next_cursor = projects.list_projects(
+            session=session, principal=principal, limit=limit, cursor=cursor
+        )
         return ProjectPage(
             items=[ProjectRead.model_validate(p) for p in rows], next_cursor=next_cursor
         )
@@ -48,7 +50,9 @@ def list_projects(
 @router.get("/{project_id}", response_model=ProjectRead)
 def get_project(project_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> ProjectRead:
     with session.begin():
-        return ProjectRead.model_validate(projects.get_project(session, principal, project_id))
+        return ProjectRead.model_validate(
+            projects.get_project(session=session, principal=principal, project_id=project_id)
+        )
 
 
 @router.patch("/{project_id}", response_model=ProjectRead)
@@ -57,7 +61,9 @@ def update_project(
 ) -> ProjectRead:
     """Rename the project or hand it to another user (owner or superuser)."""
     with session.begin():
-        project = projects.update_project(session, principal, project_id=project_id, changes=body)
+        project = projects.update_project(
+            session=session, principal=principal, project_id=project_id, changes=body
+        )
         return ProjectRead.model_validate(project)
 
 
@@ -69,5 +75,5 @@ def update_project(
 def delete_project(project_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> Response:
     """Delete an empty project (owner or superuser); one holding records is refused with 409."""
     with session.begin():
-        projects.delete_project(session, principal, project_id=project_id)
+        projects.delete_project(session=session, principal=principal, project_id=project_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -25,7 +25,7 @@ from taskledger.api.deps import (
 from taskledger.api.routing import LedgerRoute
 from taskledger.api.state import AppState
 from taskledger.enums import ExportFormat, RunStatus, Scope
-from taskledger.schemas.base import StrictModel
+from taskledger.schemas.base import ReadModel, StrictModel
 from taskledger.schemas.limits import UtcDatetime
 from taskledger.schemas.runs import BatchResult, RunCreate, RunFilters, RunPage, RunRead, RunUpdate
 from taskledger.services import run_batch, run_export, runs
@@ -65,6 +65,34 @@ def run_filters(
 
 
 FiltersDep = Annotated[RunFilters, Depends(run_filters)]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+]
+
+
+def record_run(
+    body: RunCreate,
+    principal: Principal,
+    session: Session,
+    state: AppState,
+    idempotency_key: str | None,
+    *,
+    shape: type[ReadModel],
+) -> JSONResponse:
+    """Record a run and answer it as ``shape``: 201, or 200 for a repeat of an idempotent
+    request. ``POST /api/v1/runs`` and the seed-compatible ``POST /agents/tasks/`` both do."""
+    with session.begin():
+        project = resolve_project(
+            session=session, principal=principal, project_id=body.project_id, need=Scope.WRITE
+        )
+        run, created = runs.create_run(
+            session=session, project=project, data=body, idempotency_key=idempotency_key
+        )
+        payload = shape.model_validate(run).model_dump(mode="json")
+    if created:
+        state.metrics.runs_recorded.inc()
+        return JSONResponse(payload, status_code=status.HTTP_201_CREATED)
+    return JSONResponse(payload, status_code=status.HTTP_200_OK)
 
 
 @router.post(
@@ -78,19 +106,10 @@ def create_run(
     principal: PrincipalDep,
     session: SessionDep,
     state: StateDep,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Record a run. With an idempotency key a repeat returns the original (200)."""
-    with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        run, created = runs.create_run(session, project, body, idempotency_key=idempotency_key)
-        payload = RunRead.model_validate(run).model_dump(mode="json")
-    if created:
-        state.metrics.runs_recorded.inc()
-        return JSONResponse(payload, status_code=status.HTTP_201_CREATED)
-    return JSONResponse(payload, status_code=status.HTTP_200_OK)
+    return record_run(body, principal, session, state, idempotency_key, shape=RunRead)
 
 
 class BatchBody(StrictModel):
@@ -107,8 +126,10 @@ def ingest_batch(
 ) -> BatchResult:
     """Record up to 1000 runs in one transaction: all of them, or none and a 422 per item."""
     with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        result = run_batch.ingest_batch(session, project, body.runs)
+        project = resolve_project(
+            session=session, principal=principal, project_id=body.project_id, need=Scope.WRITE
+        )
+        result = run_batch.ingest_batch(session=session, project=project, raw=body.runs)
     state.metrics.runs_recorded.inc(result.created)
     return result
 
@@ -124,8 +145,12 @@ def list_runs(
 ) -> RunPage:
     """Runs newest first, filtered, keyset-paginated."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
-        rows, next_cursor = runs.list_runs(session, project, filters, limit=limit, cursor=cursor)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
+        rows, next_cursor = runs.list_runs(
+            session=session, project=project, filters=filters, limit=limit, cursor=cursor
+        )
         return RunPage(items=[RunRead.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -139,7 +164,9 @@ def _export(
     limit: int | None,
 ) -> StreamingResponse:
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
         pid = project.id
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     chunks: Iterator[str]
@@ -194,7 +221,9 @@ def export_ndjson(
 @router.get("/runs/{run_pk}", response_model=RunRead)
 def get_run(run_pk: IntId, principal: PrincipalDep, session: SessionDep) -> RunRead:
     with session.begin():
-        return RunRead.model_validate(runs.get_run(session, principal, run_pk, Scope.READ))
+        return RunRead.model_validate(
+            runs.get_run(session=session, principal=principal, run_pk=run_pk, need=Scope.READ)
+        )
 
 
 @router.patch("/runs/{run_pk}", response_model=RunRead)
@@ -203,8 +232,8 @@ def update_run(
 ) -> RunRead:
     """Change status, approval, approver, outputs or log excerpt (see the status rules)."""
     with session.begin():
-        run = runs.get_run(session, principal, run_pk, Scope.WRITE)
-        return RunRead.model_validate(runs.update_run(session, run, body))
+        run = runs.get_run(session=session, principal=principal, run_pk=run_pk, need=Scope.WRITE)
+        return RunRead.model_validate(runs.update_run(session=session, run=run, changes=body))
 
 
 @router.delete(
@@ -220,6 +249,6 @@ def delete_run(
 ) -> Response:
     """Delete a run: archived first, audited, counted by the spike guard; refused under a hold."""
     with session.begin():
-        runs.get_run(session, principal, run_pk, Scope.WRITE)
+        runs.get_run(session=session, principal=principal, run_pk=run_pk, need=Scope.WRITE)
     state.delete_records("runs", [run_pk], actor=principal.actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -23,9 +23,11 @@ def create_session(
 ) -> SessionRead:
     """Start an `active` session for an agent of the project."""
     with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
+        project = resolve_project(
+            session=session, principal=principal, project_id=body.project_id, need=Scope.WRITE
+        )
         return SessionRead.model_validate(
-            sessions.create_session(session, project=project, data=body)
+            sessions.create_session(session=session, project=project, data=body)
         )
 
 
@@ -41,9 +43,11 @@ def list_sessions(
 ) -> SessionPage:
     """The project's sessions, oldest first."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
         rows, next_cursor = sessions.list_sessions(
-            session,
+            session=session,
             project_id=project.id,
             agent_id=agent_id,
             status=status,
@@ -59,7 +63,9 @@ def list_sessions(
 def get_session(session_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> SessionRead:
     with session.begin():
         return SessionRead.model_validate(
-            sessions.get_session(session, principal, session_id, Scope.READ)
+            sessions.get_session(
+                session=session, principal=principal, session_id=session_id, need=Scope.READ
+            )
         )
 
 
@@ -73,8 +79,10 @@ def end_session(
 ) -> SessionRead:
     """End the session as `completed`, `terminated` or `error`, at `ended_at` (default now)."""
     with session.begin():
-        agent_session = sessions.get_session(session, principal, session_id, Scope.WRITE)
+        agent_session = sessions.get_session(
+            session=session, principal=principal, session_id=session_id, need=Scope.WRITE
+        )
         sessions.end_session(
-            session, agent_session=agent_session, status=body.status, ended_at=body.ended_at
+            session=session, agent_session=agent_session, status=body.status, ended_at=body.ended_at
         )
         return SessionRead.model_validate(agent_session)

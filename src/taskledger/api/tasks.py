@@ -43,9 +43,13 @@ _CONFLICTS: dict[int | str, dict[str, Any]] = {
 def create_task(body: TaskCreate, principal: PrincipalDep, session: SessionDep) -> TaskRead:
     """Create a `pending` task; it may depend on tasks that are not complete yet."""
     with session.begin():
-        project = resolve_project(session, principal, body.project_id, Scope.WRITE)
-        task = tasks.create_task(session, project=project, data=body, created_by=principal.user_id)
-        return tasks.to_read(session, [task])[0]
+        project = resolve_project(
+            session=session, principal=principal, project_id=body.project_id, need=Scope.WRITE
+        )
+        task = tasks.create_task(
+            session=session, project=project, data=body, created_by=principal.user_id
+        )
+        return tasks.to_read(session=session, tasks=[task])[0]
 
 
 @router.get("", response_model=TaskPage)
@@ -67,9 +71,11 @@ def list_tasks(
 ) -> TaskPage:
     """The project's tasks, oldest first, each with `dependencies` and `blocked_by`."""
     with session.begin():
-        project = resolve_project(session, principal, project_id, Scope.READ)
+        project = resolve_project(
+            session=session, principal=principal, project_id=project_id, need=Scope.READ
+        )
         rows, next_cursor = tasks.list_tasks(
-            session,
+            session=session,
             project_id=project.id,
             statuses=status or (),
             assigned_to=assigned_to,
@@ -79,14 +85,16 @@ def list_tasks(
             limit=limit,
             cursor=cursor,
         )
-        return TaskPage(items=tasks.to_read(session, rows), next_cursor=next_cursor)
+        return TaskPage(items=tasks.to_read(session=session, tasks=rows), next_cursor=next_cursor)
 
 
 @router.get("/{task_id}", response_model=TaskRead)
 def get_task(task_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> TaskRead:
     with session.begin():
-        task = tasks.get_task(session, principal, task_id, Scope.READ)
-        return tasks.to_read(session, [task])[0]
+        task = tasks.get_task(
+            session=session, principal=principal, task_id=task_id, need=Scope.READ
+        )
+        return tasks.to_read(session=session, tasks=[task])[0]
 
 
 @router.patch("/{task_id}", response_model=TaskRead, responses=_CONFLICTS)
@@ -95,9 +103,11 @@ def update_task(
 ) -> TaskRead:
     """Change fields or replace the dependencies; a cycle is refused with 409 naming it."""
     with session.begin():
-        task = tasks.get_task(session, principal, task_id, Scope.WRITE)
-        tasks.update_task(session, task=task, changes=body)
-        return tasks.to_read(session, [task])[0]
+        task = tasks.get_task(
+            session=session, principal=principal, task_id=task_id, need=Scope.WRITE
+        )
+        tasks.update_task(session=session, task=task, changes=body)
+        return tasks.to_read(session=session, tasks=[task])[0]
 
 
 @router.post("/{task_id}/assign", response_model=TaskRead)
@@ -106,11 +116,16 @@ def assign_task(
 ) -> TaskRead:
     """Assign the task to an agent of the project or a user who may see it; nulls unassign."""
     with session.begin():
-        task = tasks.get_task(session, principal, task_id, Scope.WRITE)
-        tasks.assign_task(
-            session, task=task, assignee_type=body.assignee_type, assignee_id=body.assignee_id
+        task = tasks.get_task(
+            session=session, principal=principal, task_id=task_id, need=Scope.WRITE
         )
-        return tasks.to_read(session, [task])[0]
+        tasks.assign_task(
+            session=session,
+            task=task,
+            assignee_type=body.assignee_type,
+            assignee_id=body.assignee_id,
+        )
+        return tasks.to_read(session=session, tasks=[task])[0]
 
 
 @router.post("/{task_id}/status", response_model=TaskRead, responses=_CONFLICTS)
@@ -119,9 +134,11 @@ def change_status(
 ) -> TaskRead:
     """Move the task through its lifecycle, stamping `started_at` and `completed_at`."""
     with session.begin():
-        task = tasks.get_task(session, principal, task_id, Scope.WRITE)
-        tasks.change_status(session, task=task, status=body.status, reopen=body.reopen)
-        return tasks.to_read(session, [task])[0]
+        task = tasks.get_task(
+            session=session, principal=principal, task_id=task_id, need=Scope.WRITE
+        )
+        tasks.change_status(session=session, task=task, status=body.status, reopen=body.reopen)
+        return tasks.to_read(session=session, tasks=[task])[0]
 
 
 @router.delete(
@@ -136,8 +153,10 @@ def delete_task(
     its dependency edges and the runs' links to it are archived first, and the delete is
     audited and counted by the spike guard."""
     with session.begin():
-        task = tasks.get_task(session, principal, task_id, Scope.WRITE)
-        tasks.ensure_deletable(session, task=task)
+        task = tasks.get_task(
+            session=session, principal=principal, task_id=task_id, need=Scope.WRITE
+        )
+        tasks.ensure_deletable(session=session, task=task)
     report = state.delete_records("tasks", [task_id], actor=principal.actor)
     if report.deleted == 0:
         raise ConflictError("The task changed meanwhile (something now depends on it); retry.")

@@ -36,7 +36,7 @@ def create_user(body: UserCreate, principal: PrincipalDep, session: SessionDep) 
     hashed = hash_password(body.password)  # before the write transaction: it may wait a while
     with session.begin():
         user = users.create_user(
-            session,
+            session=session,
             email=body.email,
             password=body.password,
             is_superuser=body.is_superuser,
@@ -54,7 +54,7 @@ def list_users(
 ) -> UserPage:
     require_superuser(principal)
     with session.begin():
-        rows, next_cursor = users.list_users(session, limit=limit, cursor=cursor)
+        rows, next_cursor = users.list_users(session=session, limit=limit, cursor=cursor)
         return UserPage(items=[UserRead.model_validate(u) for u in rows], next_cursor=next_cursor)
 
 
@@ -62,7 +62,7 @@ def list_users(
 def get_user(user_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> UserRead:
     require_superuser(principal)
     with session.begin():
-        return UserRead.model_validate(users.get_user(session, user_id))
+        return UserRead.model_validate(users.get_user(session=session, user_id=user_id))
 
 
 @router.patch("/{user_id}", response_model=UserRead, responses=PASSWORD_BUSY)
@@ -73,5 +73,7 @@ def update_user(
     require_superuser(principal)
     hashed = hash_password(body.password) if body.password is not None else None
     with session.begin():
-        user = users.update_user(session, user_id=user_id, changes=body, password_hash=hashed)
+        user = users.update_user(
+            session=session, user_id=user_id, changes=body, password_hash=hashed
+        )
         return UserRead.model_validate(user)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +17,26 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger import __version__
-from taskledger.errors import SafeguardRefused, TaskledgerError
+from taskledger.errors import ErrorKind, TaskledgerError
 from taskledger.settings import Settings
 from taskledger.store import migrate
 from taskledger.store.engine import make_engine, make_session_factory
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+
+#: The exit code of each kind of error: a safeguard's refusal is 3, anything else 1.
+EXIT_CODES: Mapping[ErrorKind, int] = {
+    ErrorKind.INTERNAL: EXIT_ERROR,
+    ErrorKind.NOT_FOUND: EXIT_ERROR,
+    ErrorKind.CONFLICT: EXIT_ERROR,
+    ErrorKind.INVALID: EXIT_ERROR,
+    ErrorKind.BAD_REQUEST: EXIT_ERROR,
+    ErrorKind.UNAUTHENTICATED: EXIT_ERROR,
+    ErrorKind.FORBIDDEN: EXIT_ERROR,
+    ErrorKind.REFUSED: EXIT_REFUSED,
+    ErrorKind.THROTTLED: EXIT_REFUSED,
+    ErrorKind.UNAVAILABLE: EXIT_ERROR,
+}
 
 
 @dataclass
@@ -62,17 +77,15 @@ class CliContext:
 
 
 class LedgerGroup(click.Group):
-    """A group that turns taskledger errors into a message and the documented exit code."""
+    """A group that turns taskledger errors into a message and the exit code of their kind."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except SafeguardRefused as exc:
-            click.echo(f"refused: {exc.detail}", err=True)
-            sys.exit(EXIT_REFUSED)
         except TaskledgerError as exc:
-            click.echo(f"error: {exc.detail}", err=True)
-            sys.exit(EXIT_ERROR)
+            code = EXIT_CODES[exc.kind]
+            click.echo(f"{'refused' if code == EXIT_REFUSED else 'error'}: {exc.detail}", err=True)
+            sys.exit(code)
         except SQLAlchemyError as exc:
             click.echo(f"error: database: {exc.__class__.__name__}: {exc.args[0]}", err=True)
             sys.exit(EXIT_ERROR)

@@ -69,10 +69,10 @@ def generate(
     instructions, acknowledgements and RUNS runs over the last DAYS days."""
     sessions = obj.sessions()
     with sessions.begin() as session:
-        project = projects_service.find_project(session, project_name)
+        project = projects_service.find_project(session=session, name_or_id=project_name)
         if project is None:
             if owner_email:
-                owner = users_service.find_user(session, owner_email)
+                owner = users_service.find_user(session=session, email=owner_email)
                 if owner is None:
                     raise NotFoundError(f"no user with email {owner_email!r}")
             else:
@@ -89,7 +89,9 @@ def generate(
                     )
                 owner = session.scalar(select(User).where(User.is_superuser.is_(True)))
                 assert owner is not None
-            project = projects_service.create_project(session, name=project_name, owner=owner)
+            project = projects_service.create_project(
+                session=session, name=project_name, owner=owner
+            )
         project_id = project.id
     started = time.perf_counter()
     show = sys.stderr.isatty() and not as_json

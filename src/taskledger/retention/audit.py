@@ -171,4 +171,11 @@ def list_audit(
     stmt = select(RetentionRun)
     if mode:
         stmt = stmt.where(RetentionRun.mode == mode)
-    return paginate(session, stmt, AUDIT_KEYSET, limit=limit, cursor=cursor, filters={"mode": mode})
+    return paginate(
+        session=session,
+        stmt=stmt,
+        keyset=AUDIT_KEYSET,
+        limit=limit,
+        cursor=cursor,
+        filters={"mode": mode},
+    )

@@ -22,7 +22,7 @@ from taskledger.retention.plan.preview import make_plan
 from taskledger.retention.policy.rules import Policy
 from taskledger.retention.policy.tables import TABLES
 from taskledger.store.models import RetentionRun
-from taskledger.store.types import as_utc, utcnow
+from taskledger.store.types import as_utc, as_utc_or_none, utcnow
 
 #: The age buckets of the histogram: (label, lower bound in days, upper bound in days).
 BUCKETS: tuple[tuple[str, float, float | None], ...] = (
@@ -122,14 +122,6 @@ def _estimate(session: Session, table: Table) -> tuple[int, bool]:
     return _count(session, table, true()), True
 
 
-def _aware(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return as_utc(value)
-
-
 def table_stats(
     session: Session, name: str, now: datetime, exact: bool, plan: Plan, held: HeldSet
 ) -> TableStats:
@@ -179,8 +171,8 @@ def table_stats(
         rows_exact=rows_exact,
         bytes=_bytes(session, table, exact),
         age_column=entry.default_age_column,
-        oldest=_aware(values["oldest"]),
-        newest=_aware(values["newest"]),
+        oldest=as_utc_or_none(values["oldest"]),
+        newest=as_utc_or_none(values["newest"]),
         histogram=histogram,
         eligible=sum(int(values[f"eligible{n}"]) for n in range(len(rules))),
         held=int(values["held"]) if held else 0,
@@ -216,7 +208,7 @@ def collect_stats(
             rows_exact=rows_exact,
             bytes=_bytes(session, audit_table, exact),
             age_column="started_at",
-            oldest=_aware(session.scalar(select(func.min(RetentionRun.started_at)))),
-            newest=_aware(session.scalar(select(func.max(RetentionRun.started_at)))),
+            oldest=as_utc_or_none(session.scalar(select(func.min(RetentionRun.started_at)))),
+            newest=as_utc_or_none(session.scalar(select(func.max(RetentionRun.started_at)))),
         )
     return StatsReport(policy=policy.name, generated_at=moment, tables=tables, audit_log=audit)

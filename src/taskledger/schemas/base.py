@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
+S = TypeVar("S", bound=StrEnum)
+
+#: The description of a list's ``project_id`` query parameter.
+PROJECT_QUERY = "The project to list; required for users, implied for API keys."
 
 
 def _contains_nul(data: Any) -> bool:
@@ -75,6 +81,16 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(
         default=None, description="Pass as `cursor` to get the next page; null on the last page."
     )
+
+
+class AddressedFilters(BaseModel, Generic[S]):
+    """The query of a list of records addressed to agents (connections, instructions), whose
+    statuses are ``S``; unknown query parameters are ignored, as everywhere."""
+
+    project_id: uuid.UUID | None = Field(default=None, description=PROJECT_QUERY)
+    status: S | None = None
+    agent_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
 
 
 class ErrorMessage(BaseModel):

@@ -127,7 +127,7 @@ def require_project_owner(principal: Principal, project: Project) -> None:
 
 
 def get_project_for(
-    session: Session, principal: Principal, project_id: uuid.UUID, need: Scope
+    *, session: Session, principal: Principal, project_id: uuid.UUID, need: Scope
 ) -> Project:
     """Load ``project_id`` if the caller may do ``need`` there (else 404 / 403)."""
     if principal.kind is PrincipalKind.ADMIN_KEY:
@@ -140,7 +140,7 @@ def get_project_for(
 
 
 def resolve_project(
-    session: Session, principal: Principal, project_id: uuid.UUID | None, need: Scope
+    *, session: Session, principal: Principal, project_id: uuid.UUID | None, need: Scope
 ) -> Project:
     """The project a request acts in: the key's own, or ``project_id`` for a user.
 
@@ -157,7 +157,7 @@ def resolve_project(
         project_id = principal.project_id
     if project_id is None:
         raise ValidationFailed("project_id is required when calling as a user.")
-    return get_project_for(session, principal, project_id, need)
+    return get_project_for(session=session, principal=principal, project_id=project_id, need=need)
 
 
 def visible_projects(principal: Principal) -> Select[Project]:

@@ -19,7 +19,7 @@ from taskledger.store.models import Agent, Project
 AGENTS_KEYSET = Keyset("agents", (Agent.created_at, Agent.id), descending=False)
 
 
-def _require_free_name(session: Session, project_id: uuid.UUID, name: str) -> None:
+def _require_free_name(*, session: Session, project_id: uuid.UUID, name: str) -> None:
     taken = session.scalar(
         select(exists().where(Agent.project_id == project_id, Agent.name == name))
     )
@@ -27,9 +27,9 @@ def _require_free_name(session: Session, project_id: uuid.UUID, name: str) -> No
         raise ConflictError(f"An agent named {name!r} already exists in this project.")
 
 
-def create_agent(session: Session, *, project: Project, data: AgentCreate) -> Agent:
+def create_agent(*, session: Session, project: Project, data: AgentCreate) -> Agent:
     """Create an agent in ``project``; 409 when the name is taken there."""
-    _require_free_name(session, project.id, data.name)
+    _require_free_name(session=session, project_id=project.id, name=data.name)
     agent = Agent(
         project_id=project.id,
         name=data.name,
@@ -46,8 +46,8 @@ def create_agent(session: Session, *, project: Project, data: AgentCreate) -> Ag
 
 
 def list_agents(
-    session: Session,
     *,
+    session: Session,
     project_id: uuid.UUID,
     status: AgentStatus | None = None,
     is_active: bool | None = None,
@@ -69,19 +69,28 @@ def list_agents(
         "is_active": is_active,
         "agent_type": agent_type,
     }
-    return paginate(session, stmt, AGENTS_KEYSET, limit=limit, cursor=cursor, filters=filters)
+    return paginate(
+        session=session,
+        stmt=stmt,
+        keyset=AGENTS_KEYSET,
+        limit=limit,
+        cursor=cursor,
+        filters=filters,
+    )
 
 
-def get_agent(session: Session, principal: Principal, agent_id: uuid.UUID, need: Scope) -> Agent:
+def get_agent(*, session: Session, principal: Principal, agent_id: uuid.UUID, need: Scope) -> Agent:
     """The agent, if the caller may do ``need`` on it (404 when not theirs to see)."""
-    return load_for(session, principal, Agent, agent_id, need, label="Agent")
+    return load_for(
+        session=session, principal=principal, model=Agent, row_id=agent_id, need=need, label="Agent"
+    )
 
 
-def update_agent(session: Session, *, agent: Agent, changes: AgentUpdate) -> Agent:
+def update_agent(*, session: Session, agent: Agent, changes: AgentUpdate) -> Agent:
     """Apply the fields present in ``changes``; renaming onto a taken name is 409."""
     values = changes.model_dump(exclude_unset=True)
     if "name" in values and values["name"] != agent.name:
-        _require_free_name(session, agent.project_id, values["name"])
+        _require_free_name(session=session, project_id=agent.project_id, name=values["name"])
     for name, value in values.items():
         setattr(agent, name, value.value if isinstance(value, StrEnum) else value)
     session.flush()

@@ -41,8 +41,8 @@ def looks_like_api_key(token: str) -> bool:
 
 
 def create_key(
-    session: Session,
     *,
+    session: Session,
     project: Project,
     name: str,
     scopes: list[Scope],
@@ -78,21 +78,21 @@ def create_key(
 
 
 def list_keys(
-    session: Session, *, project_id: uuid.UUID, limit: int, cursor: str | None
+    *, session: Session, project_id: uuid.UUID, limit: int, cursor: str | None
 ) -> tuple[list[ApiKey], str | None]:
     """One page of the project's keys (revoked ones included), oldest first."""
     stmt = select(ApiKey).where(ApiKey.project_id == project_id)
     return paginate(
-        session,
-        stmt,
-        API_KEYS_KEYSET,
+        session=session,
+        stmt=stmt,
+        keyset=API_KEYS_KEYSET,
         limit=limit,
         cursor=cursor,
         filters={"project_id": str(project_id)},
     )
 
 
-def revoke_key(session: Session, *, project_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
+def revoke_key(*, session: Session, project_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
     """Revoke a key of the project (idempotent); it stops authenticating at once."""
     key = session.get(ApiKey, key_id)
     if key is None or key.project_id != project_id:
@@ -103,7 +103,7 @@ def revoke_key(session: Session, *, project_id: uuid.UUID, key_id: uuid.UUID) ->
     return key
 
 
-def principal_from_key(session: Session, raw: str) -> tuple[Principal, bool]:
+def principal_from_key(*, session: Session, raw: str) -> tuple[Principal, bool]:
     """The principal of a presented key, and whether its ``last_used_at`` is due to be written
     (:func:`touch_key`); 401 for anything unknown, malformed or revoked. Only reads."""
     invalid = AuthenticationError("Invalid API key.")
@@ -130,7 +130,7 @@ def principal_from_key(session: Session, raw: str) -> tuple[Principal, bool]:
     return principal, stale
 
 
-def touch_key(session: Session, principal: Principal) -> None:
+def touch_key(*, session: Session, principal: Principal) -> None:
     """Record that the key of ``principal`` was just used, at most once per minute per key: the
     UPDATE is conditional, so concurrent requests on any replica write it once."""
     now = utcnow()

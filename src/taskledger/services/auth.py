@@ -38,7 +38,7 @@ def _password_fingerprint(password_hash: str) -> str:
     return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
-def find_login_user(session: Session, email: str) -> User | None:
+def find_login_user(*, session: Session, email: str) -> User | None:
     """The user an email typed at login names (case and surrounding spaces ignored), if any."""
     return session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
 
@@ -75,7 +75,7 @@ def issue_token(user: User, *, secret: str, expire_minutes: int) -> tuple[str, i
     return jwt.encode(claims, secret, algorithm=ALGORITHM), int(lifetime.total_seconds())
 
 
-def principal_from_token(session: Session, token: str, *, secret: str) -> Principal:
+def principal_from_token(*, session: Session, token: str, secret: str) -> Principal:
     """The user a JWT names, if it is valid, unexpired, current and the user is active."""
     try:
         claims = jwt.decode(

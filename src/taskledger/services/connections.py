@@ -9,16 +9,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import case, exists, select, update
+from sqlalchemy import case, exists, update
 from sqlalchemy.orm import Session
 
-from taskledger.enums import AgentStatus, ConnectionStatus, Scope, SessionStatus
-from taskledger.errors import ConflictError, ValidationFailed
+from taskledger.enums import AgentStatus, ConnectionStatus, Scope
+from taskledger.errors import ConflictError
 from taskledger.schemas.connections import ConnectionCreate
 from taskledger.services.access import Principal
-from taskledger.services.pagination import Keyset, paginate
-from taskledger.services.scoping import load_for, require_in_project
-from taskledger.store.models import Agent, AgentConnection, AgentSession, Project
+from taskledger.services.addressing import check_addressee, list_addressed
+from taskledger.services.pagination import Keyset
+from taskledger.services.scoping import load_for
+from taskledger.store.models import Agent, AgentConnection, Project
 from taskledger.store.types import utcnow
 
 # Integer keys grow with insertion, so the key alone is a unique creation order.
@@ -26,7 +27,7 @@ CONNECTIONS_KEYSET = Keyset("connections", (AgentConnection.id,), descending=Fal
 _ACTIVE = ConnectionStatus.ACTIVE.value
 
 
-def _agent_alive(session: Session, agent_id: uuid.UUID, now: datetime) -> None:
+def _agent_alive(*, session: Session, agent_id: uuid.UUID, now: datetime) -> None:
     """Record a sign of life of the agent: one UPDATE; an ``offline`` agent becomes ``online``."""
     session.execute(
         update(Agent)
@@ -44,7 +45,7 @@ def _agent_alive(session: Session, agent_id: uuid.UUID, now: datetime) -> None:
 
 
 def open_connection(
-    session: Session, *, project: Project, data: ConnectionCreate
+    *, session: Session, project: Project, data: ConnectionCreate
 ) -> AgentConnection:
     """Open an ``active`` connection for an agent of ``project``; opening counts as a heartbeat.
 
@@ -53,15 +54,9 @@ def open_connection(
         ValidationFailed: the session belongs to another agent.
         ConflictError: the session has ended.
     """
-    require_in_project(session, Agent, data.agent_id, project.id, label="Agent")
-    if data.session_id is not None:
-        agent_session = require_in_project(
-            session, AgentSession, data.session_id, project.id, label="Session"
-        )
-        if agent_session.agent_id != data.agent_id:
-            raise ValidationFailed("The session belongs to another agent.")
-        if agent_session.status != SessionStatus.ACTIVE.value:
-            raise ConflictError(f"The session has ended ({agent_session.status}).")
+    check_addressee(
+        session=session, project=project, agent_id=data.agent_id, session_id=data.session_id
+    )
     now = utcnow()
     connection = AgentConnection(
         project_id=project.id,
@@ -72,13 +67,13 @@ def open_connection(
     )
     session.add(connection)
     session.flush()
-    _agent_alive(session, data.agent_id, now)
+    _agent_alive(session=session, agent_id=data.agent_id, now=now)
     return connection
 
 
 def list_connections(
-    session: Session,
     *,
+    session: Session,
     project_id: uuid.UUID,
     status: ConnectionStatus | None = None,
     agent_id: uuid.UUID | None = None,
@@ -87,33 +82,36 @@ def list_connections(
     cursor: str | None,
 ) -> tuple[list[AgentConnection], str | None]:
     """One page of the project's connections, oldest first."""
-    stmt = select(AgentConnection).where(AgentConnection.project_id == project_id)
-    if status is not None:
-        stmt = stmt.where(AgentConnection.status == status.value)
-    if agent_id is not None:
-        stmt = stmt.where(AgentConnection.agent_id == agent_id)
-    if session_id is not None:
-        stmt = stmt.where(AgentConnection.session_id == session_id)
-    filters = {
-        "project_id": str(project_id),
-        "status": status,
-        "agent_id": agent_id,
-        "session_id": session_id,
-    }
-    return paginate(session, stmt, CONNECTIONS_KEYSET, limit=limit, cursor=cursor, filters=filters)
+    return list_addressed(
+        session=session,
+        model=AgentConnection,
+        keyset=CONNECTIONS_KEYSET,
+        project_id=project_id,
+        status=status,
+        agent_id=agent_id,
+        session_id=session_id,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 def get_connection(
+    *,
     session: Session,
     principal: Principal,
     connection_id: int,
     need: Scope,
-    *,
     lock: bool | None = None,
 ) -> AgentConnection:
     """The connection, if the caller may do ``need`` on it (404 when not theirs to see)."""
     return load_for(
-        session, principal, AgentConnection, connection_id, need, label="Connection", lock=lock
+        session=session,
+        principal=principal,
+        model=AgentConnection,
+        row_id=connection_id,
+        need=need,
+        label="Connection",
+        lock=lock,
     )
 
 
@@ -122,7 +120,7 @@ def _refuse_unless_active(connection: AgentConnection) -> None:
         raise ConflictError(f"The connection is {connection.status}; open a new one.")
 
 
-def heartbeat(session: Session, *, connection: AgentConnection) -> AgentConnection:
+def heartbeat(*, session: Session, connection: AgentConnection) -> AgentConnection:
     """Move ``last_heartbeat_at`` to now on the connection and on its agent.
 
     Raises:
@@ -139,12 +137,12 @@ def heartbeat(session: Session, *, connection: AgentConnection) -> AgentConnecti
     if result.rowcount == 0:  # type: ignore[attr-defined]
         session.refresh(connection)
         _refuse_unless_active(connection)
-    _agent_alive(session, connection.agent_id, now)
+    _agent_alive(session=session, agent_id=connection.agent_id, now=now)
     return connection
 
 
 def close_connection(
-    session: Session, *, connection: AgentConnection, reason: str
+    *, session: Session, connection: AgentConnection, reason: str
 ) -> AgentConnection:
     """Close an active connection with ``reason``; 409 when it is closed or timed out already.
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, Table
 
 from taskledger.enums import TERMINAL_STATUSES
 from taskledger.store.bulk import bulk_insert, insert_rendered, render_rows
-from taskledger.store.engine import for_writing
+from taskledger.store.engine import for_writing, is_sqlite
 from taskledger.store.models import (
     Acknowledgement,
     Agent,
@@ -112,7 +112,7 @@ class _Generator:
             return
         columns = list(rows[0])
         with for_writing(self.engine).connect() as conn:
-            if conn.dialect.name == "sqlite":
+            if is_sqlite(conn):
                 # A large page cache keeps index maintenance in memory during the load.
                 conn.exec_driver_sql("PRAGMA cache_size = -262144")
                 conn.commit()
@@ -287,7 +287,7 @@ class _Generator:
             for_writing(self.engine).connect() as conn,
             ThreadPoolExecutor(max_workers=1) as writer,
         ):
-            if conn.dialect.name == "sqlite":
+            if is_sqlite(conn):
                 conn.exec_driver_sql("PRAGMA cache_size = -262144")
                 conn.commit()
 

@@ -8,17 +8,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from taskledger.enums import InstructionStatus, Scope, SessionStatus
-from taskledger.errors import ConflictError, PermissionDenied, ValidationFailed
+from taskledger.enums import InstructionStatus, Scope
+from taskledger.errors import PermissionDenied
 from taskledger.schemas.instructions import (
     AcknowledgementCreate,
     InstructionCreate,
     InstructionUpdate,
 )
 from taskledger.services.access import Principal
+from taskledger.services.addressing import check_addressee, list_addressed
 from taskledger.services.pagination import Keyset, paginate
-from taskledger.services.scoping import load_for, require_in_project
-from taskledger.store.models import Acknowledgement, Agent, AgentSession, Instruction, Project
+from taskledger.services.scoping import load_for
+from taskledger.store.models import Acknowledgement, Instruction, Project
 
 INSTRUCTIONS_KEYSET = Keyset(
     "instructions", (Instruction.created_at, Instruction.id), descending=False
@@ -28,7 +29,7 @@ ACKNOWLEDGEMENTS_KEYSET = Keyset("acknowledgements", (Acknowledgement.id,), desc
 
 
 def create_instruction(
-    session: Session, *, project: Project, data: InstructionCreate
+    *, session: Session, project: Project, data: InstructionCreate
 ) -> Instruction:
     """Send a ``pending`` instruction to an agent of ``project``.
 
@@ -37,15 +38,9 @@ def create_instruction(
         ValidationFailed: the session belongs to another agent.
         ConflictError: the session has ended.
     """
-    require_in_project(session, Agent, data.agent_id, project.id, label="Agent")
-    if data.session_id is not None:
-        agent_session = require_in_project(
-            session, AgentSession, data.session_id, project.id, label="Session"
-        )
-        if agent_session.agent_id != data.agent_id:
-            raise ValidationFailed("The session belongs to another agent.")
-        if agent_session.status != SessionStatus.ACTIVE.value:
-            raise ConflictError(f"The session has ended ({agent_session.status}).")
+    check_addressee(
+        session=session, project=project, agent_id=data.agent_id, session_id=data.session_id
+    )
     instruction = Instruction(
         project_id=project.id,
         agent_id=data.agent_id,
@@ -61,8 +56,8 @@ def create_instruction(
 
 
 def list_instructions(
-    session: Session,
     *,
+    session: Session,
     project_id: uuid.UUID,
     status: InstructionStatus | None = None,
     agent_id: uuid.UUID | None = None,
@@ -71,38 +66,41 @@ def list_instructions(
     cursor: str | None,
 ) -> tuple[list[Instruction], str | None]:
     """One page of the project's instructions, oldest first."""
-    stmt = select(Instruction).where(Instruction.project_id == project_id)
-    if status is not None:
-        stmt = stmt.where(Instruction.status == status.value)
-    if agent_id is not None:
-        stmt = stmt.where(Instruction.agent_id == agent_id)
-    if session_id is not None:
-        stmt = stmt.where(Instruction.session_id == session_id)
-    filters = {
-        "project_id": str(project_id),
-        "status": status,
-        "agent_id": agent_id,
-        "session_id": session_id,
-    }
-    return paginate(session, stmt, INSTRUCTIONS_KEYSET, limit=limit, cursor=cursor, filters=filters)
+    return list_addressed(
+        session=session,
+        model=Instruction,
+        keyset=INSTRUCTIONS_KEYSET,
+        project_id=project_id,
+        status=status,
+        agent_id=agent_id,
+        session_id=session_id,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 def get_instruction(
+    *,
     session: Session,
     principal: Principal,
     instruction_id: uuid.UUID,
     need: Scope,
-    *,
     lock: bool | None = None,
 ) -> Instruction:
     """The instruction, if the caller may do ``need`` on it (404 when not theirs to see)."""
     return load_for(
-        session, principal, Instruction, instruction_id, need, label="Instruction", lock=lock
+        session=session,
+        principal=principal,
+        model=Instruction,
+        row_id=instruction_id,
+        need=need,
+        label="Instruction",
+        lock=lock,
     )
 
 
 def update_instruction(
-    session: Session, *, instruction: Instruction, changes: InstructionUpdate
+    *, session: Session, instruction: Instruction, changes: InstructionUpdate
 ) -> Instruction:
     """Set the status and/or the metadata given in ``changes``.
 
@@ -119,9 +117,9 @@ def update_instruction(
 
 
 def acknowledge(
+    *,
     session: Session,
     principal: Principal,
-    *,
     instruction: Instruction,
     data: AcknowledgementCreate,
 ) -> Acknowledgement:
@@ -151,14 +149,14 @@ def acknowledge(
 
 
 def list_acknowledgements(
-    session: Session, *, instruction_id: uuid.UUID, limit: int, cursor: str | None
+    *, session: Session, instruction_id: uuid.UUID, limit: int, cursor: str | None
 ) -> tuple[list[Acknowledgement], str | None]:
     """One page of the instruction's acknowledgements, oldest first."""
     stmt = select(Acknowledgement).where(Acknowledgement.instruction_id == instruction_id)
     return paginate(
-        session,
-        stmt,
-        ACKNOWLEDGEMENTS_KEYSET,
+        session=session,
+        stmt=stmt,
+        keyset=ACKNOWLEDGEMENTS_KEYSET,
         limit=limit,
         cursor=cursor,
         filters={"instruction_id": str(instruction_id)},

@@ -39,7 +39,7 @@ from sqlalchemy import (
     update,
 )
 
-from taskledger.errors import SafeguardRefused
+from taskledger.errors import ErrorKind, SafeguardRefused
 from taskledger.store.models import LoginFailure
 from taskledger.store.types import utcnow
 
@@ -65,12 +65,11 @@ ADDRESS_KEY_LENGTH = 64
 class LoginThrottled(SafeguardRefused):
     """Too many failed logins for the account or from the address; retry later."""
 
-    status_code = 429
+    kind = ErrorKind.THROTTLED
 
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
-        self.headers = {"Retry-After": str(retry_after)}
 
 
 def account_key(email: str) -> str:

@@ -141,10 +141,10 @@ def apply_keyset(
 
 
 def paginate(
+    *,
     session: Session,
     stmt: Select[Any],
     keyset: Keyset,
-    *,
     limit: int,
     cursor: str | None,
     filters: Mapping[str, Any],

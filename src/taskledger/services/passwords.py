@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from taskledger.errors import TaskledgerError
+from taskledger.errors import ErrorKind, TaskledgerError
 from taskledger.settings import (
     DEFAULT_PASSWORD_CHECK_CONCURRENCY,
     DEFAULT_PASSWORD_CHECK_WAIT_SECONDS,
@@ -30,8 +30,8 @@ _hasher = PasswordHasher()
 class PasswordCheckBusy(TaskledgerError):
     """Every password-check slot stayed busy for the whole wait; retry shortly."""
 
-    status_code = 503
-    headers = {"Retry-After": "1"}
+    kind = ErrorKind.UNAVAILABLE
+    retry_after = 1
 
 
 class PasswordSlots:

@@ -33,7 +33,7 @@ PROJECTS_KEYSET = Keyset("projects", (Project.created_at, Project.id), descendin
 _OWNED_RECORDS = (Run, Task, Agent, AgentSession, AgentConnection, Instruction)
 
 
-def find_project(session: Session, name_or_id: str) -> Project | None:
+def find_project(*, session: Session, name_or_id: str) -> Project | None:
     """A project by name, or by id when the text is a UUID."""
     try:
         project = session.get(Project, uuid.UUID(name_or_id))
@@ -42,7 +42,7 @@ def find_project(session: Session, name_or_id: str) -> Project | None:
     return project or session.scalar(select(Project).where(Project.name == name_or_id))
 
 
-def create_project(session: Session, *, name: str, owner: User) -> Project:
+def create_project(*, session: Session, name: str, owner: User) -> Project:
     """Create a project owned by ``owner``; 409 when the name is taken."""
     if session.scalar(select(exists().where(Project.name == name))):
         raise ConflictError(f"A project named {name!r} already exists.")
@@ -53,29 +53,33 @@ def create_project(session: Session, *, name: str, owner: User) -> Project:
 
 
 def list_projects(
-    session: Session, principal: Principal, *, limit: int, cursor: str | None
+    *, session: Session, principal: Principal, limit: int, cursor: str | None
 ) -> tuple[list[Project], str | None]:
     """One page of the projects the caller may see, oldest first."""
     return paginate(
-        session,
-        visible_projects(principal),
-        PROJECTS_KEYSET,
+        session=session,
+        stmt=visible_projects(principal),
+        keyset=PROJECTS_KEYSET,
         limit=limit,
         cursor=cursor,
         filters={"principal": principal.actor},
     )
 
 
-def get_project(session: Session, principal: Principal, project_id: uuid.UUID) -> Project:
+def get_project(*, session: Session, principal: Principal, project_id: uuid.UUID) -> Project:
     """The project, if the caller may see it (404 otherwise)."""
-    return get_project_for(session, principal, project_id, Scope.READ)
+    return get_project_for(
+        session=session, principal=principal, project_id=project_id, need=Scope.READ
+    )
 
 
 def update_project(
-    session: Session, principal: Principal, *, project_id: uuid.UUID, changes: ProjectUpdate
+    *, session: Session, principal: Principal, project_id: uuid.UUID, changes: ProjectUpdate
 ) -> Project:
     """Rename the project or give it to another active user (owner or superuser only)."""
-    project = get_project_for(session, principal, project_id, Scope.READ)
+    project = get_project_for(
+        session=session, principal=principal, project_id=project_id, need=Scope.READ
+    )
     require_project_owner(principal, project)
     if changes.name is not None and changes.name != project.name:
         if session.scalar(select(exists().where(Project.name == changes.name))):
@@ -90,13 +94,15 @@ def update_project(
     return project
 
 
-def delete_project(session: Session, principal: Principal, *, project_id: uuid.UUID) -> None:
+def delete_project(*, session: Session, principal: Principal, project_id: uuid.UUID) -> None:
     """Delete an empty project (its API keys go with it).
 
     A project that still holds records is refused with 409: its history must leave through
     retention, which archives and audits, never through a silent cascade.
     """
-    project = get_project_for(session, principal, project_id, Scope.READ)
+    project = get_project_for(
+        session=session, principal=principal, project_id=project_id, need=Scope.READ
+    )
     require_project_owner(principal, project)
     for model in _OWNED_RECORDS:
         if session.scalar(select(exists().where(model.project_id == project.id))):

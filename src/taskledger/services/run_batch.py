@@ -44,7 +44,7 @@ def _validate(raw: list[Any]) -> list[RunCreate]:
         ) from None
 
 
-def ingest_batch(session: Session, project: Project, raw: list[Any]) -> BatchResult:
+def ingest_batch(*, session: Session, project: Project, raw: list[Any]) -> BatchResult:
     """Record every run of ``raw`` in the caller's transaction, or none of them.
 
     Items carrying an idempotency key already recorded (earlier, or earlier in this batch) are
@@ -55,7 +55,7 @@ def ingest_batch(session: Session, project: Project, raw: list[Any]) -> BatchRes
     agent_ids = {i.agent_id for i in items if i.agent_id}
     task_ids = {i.task_id for i in items if i.task_id}
     missing_agents, missing_tasks = check_references(
-        session, project.id, agent_ids=agent_ids, task_ids=task_ids
+        session=session, project_id=project.id, agent_ids=agent_ids, task_ids=task_ids
     )
     for index, item in enumerate(items):
         problems = []
@@ -75,15 +75,15 @@ def ingest_batch(session: Session, project: Project, raw: list[Any]) -> BatchRes
         raise ValidationFailed(errors)
     try:
         with session.begin_nested():
-            return _insert(session, project.id, items)
+            return _insert(session=session, project_id=project.id, items=items)
     except IntegrityError:
         # Another writer recorded some of the same idempotency keys meanwhile: look again.
         with session.begin_nested():
-            return _insert(session, project.id, items)
+            return _insert(session=session, project_id=project.id, items=items)
 
 
 def _known_keys(
-    session: Session, project_id: uuid.UUID, keys: set[str]
+    *, session: Session, project_id: uuid.UUID, keys: set[str]
 ) -> dict[str, tuple[int, str]]:
     """``(id, run_id)`` of the runs already recorded with one of ``keys``."""
     if not keys:
@@ -103,7 +103,7 @@ _PREALLOCATE_IDS = text(
 )
 
 
-def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+def _insert_rows(*, session: Session, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
     """Insert ``rows`` (every column given); returns ``(id, run_id)`` of each, in order.
 
     A Core insert of the table, not the ORM bulk path: the ORM leaves out NULL values and so
@@ -128,9 +128,9 @@ def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> list[tuple[int
     return [(run_pk, run_id) for run_pk, run_id in result]
 
 
-def _insert(session: Session, project_id: uuid.UUID, items: list[RunCreate]) -> BatchResult:
+def _insert(*, session: Session, project_id: uuid.UUID, items: list[RunCreate]) -> BatchResult:
     keys = {i.idempotency_key for i in items if i.idempotency_key}
-    known = _known_keys(session, project_id, keys)
+    known = _known_keys(session=session, project_id=project_id, keys=keys)
     now = utcnow()
     to_insert: list[dict[str, Any]] = []
     slots: list[int] = []  # index of each inserted row in ``items``
@@ -144,7 +144,7 @@ def _insert(session: Session, project_id: uuid.UUID, items: list[RunCreate]) -> 
         to_insert.append(run_values(item, project_id, now, loc=(*ITEMS_LOC, index)))
         slots.append(index)
     new_ids: dict[int, tuple[int, str]] = {}
-    for index, pair in zip(slots, _insert_rows(session, to_insert), strict=True):
+    for index, pair in zip(slots, _insert_rows(session=session, rows=to_insert), strict=True):
         new_ids[index] = pair
     out: list[BatchItem] = []
     for index, item in enumerate(items):

@@ -35,6 +35,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from taskledger.enums import ExportFormat
 from taskledger.schemas.runs import RunFilters
 from taskledger.services.runs import filter_conditions
+from taskledger.store.engine import is_sqlite
 from taskledger.store.models import Run
 
 log = logging.getLogger(__name__)
@@ -137,11 +138,7 @@ def _keyset_batches(
     """Yield the rows of ``selected`` (newest run first), one list per keyset batch."""
     table = Run.__table__
     # On SQLite the key is compared as the stored text: no conversion on either side.
-    started = (
-        type_coerce(table.c.started_at, String)
-        if engine.dialect.name == "sqlite"
-        else table.c.started_at
-    )
+    started = type_coerce(table.c.started_at, String) if is_sqlite(engine) else table.c.started_at
     key_id = table.c.id
     width = len(selected)
     base = select(*selected, started, key_id).where(and_(*filter_conditions(project_id, filters)))

@@ -112,12 +112,15 @@ def _as_uuid(value: Any) -> uuid.UUID | None:
         return None  # left for validation to report
 
 
-def _unlink(session: Session, project: Project, rows: list[dict[str, Any]]) -> int:
+def _unlink(*, session: Session, project: Project, rows: list[dict[str, Any]]) -> int:
     """Drop agent and task references that do not exist in ``project``; returns how many."""
     fields = ("agent_id", "task_id")
     wanted = {f: {u for row in rows if (u := _as_uuid(row.get(f))) is not None} for f in fields}
     missing_agents, missing_tasks = check_references(
-        session, project.id, agent_ids=wanted["agent_id"], task_ids=wanted["task_id"]
+        session=session,
+        project_id=project.id,
+        agent_ids=wanted["agent_id"],
+        task_ids=wanted["task_id"],
     )
     missing = {"agent_id": missing_agents, "task_id": missing_tasks}
     unlinked = 0
@@ -144,9 +147,9 @@ def import_runs(
 
     def flush() -> None:
         with sessions.begin() as session:
-            report.unlinked += _unlink(session, project, batch)
+            report.unlinked += _unlink(session=session, project=project, rows=batch)
             try:
-                result = run_batch.ingest_batch(session, project, batch)
+                result = run_batch.ingest_batch(session=session, project=project, raw=batch)
             except ValidationFailed as exc:
                 raise ValidationFailed(_with_lines(exc, lines)) from None
         report.created += result.created

@@ -80,19 +80,19 @@ def filter_fingerprint_source(filters: RunFilters) -> dict[str, Any]:
 
 
 def list_runs(
+    *,
     session: Session,
     project: Project,
     filters: RunFilters,
-    *,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Run], str | None]:
     """One page of the project's runs, newest first."""
     stmt: Select[Any] = select(Run).where(and_(*filter_conditions(project.id, filters)))
     return paginate(
-        session,
-        stmt,
-        RUNS_KEYSET,
+        session=session,
+        stmt=stmt,
+        keyset=RUNS_KEYSET,
         limit=limit,
         cursor=cursor,
         filters={"project": str(project.id), **filter_fingerprint_source(filters)},
@@ -100,7 +100,7 @@ def list_runs(
 
 
 def check_references(
-    session: Session, project_id: uuid.UUID, *, agent_ids: set[uuid.UUID], task_ids: set[uuid.UUID]
+    *, session: Session, project_id: uuid.UUID, agent_ids: set[uuid.UUID], task_ids: set[uuid.UUID]
 ) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
     """The agent and task ids that are NOT in the project (two queries whatever the count)."""
     missing_agents: set[uuid.UUID] = set()
@@ -183,7 +183,7 @@ def _reference_errors(missing_agents: set[uuid.UUID], missing_tasks: set[uuid.UU
     return errors
 
 
-def find_by_idempotency_key(session: Session, project_id: uuid.UUID, key: str) -> Run | None:
+def find_by_idempotency_key(*, session: Session, project_id: uuid.UUID, key: str) -> Run | None:
     """The run recorded earlier with this idempotency key, if any."""
     return session.scalar(
         select(Run).where(Run.project_id == project_id, Run.idempotency_key == key)
@@ -191,7 +191,7 @@ def find_by_idempotency_key(session: Session, project_id: uuid.UUID, key: str) -
 
 
 def create_run(
-    session: Session, project: Project, data: RunCreate, *, idempotency_key: str | None = None
+    *, session: Session, project: Project, data: RunCreate, idempotency_key: str | None = None
 ) -> tuple[Run, bool]:
     """Record a run; returns it and whether it is new.
 
@@ -205,12 +205,12 @@ def create_run(
     key = idempotency_key or data.idempotency_key
     if key:
         data = data.model_copy(update={"idempotency_key": key})
-        existing = find_by_idempotency_key(session, project.id, key)
+        existing = find_by_idempotency_key(session=session, project_id=project.id, key=key)
         if existing is not None:
             return existing, False
     missing = check_references(
-        session,
-        project.id,
+        session=session,
+        project_id=project.id,
         agent_ids={data.agent_id} if data.agent_id else set(),
         task_ids={data.task_id} if data.task_id else set(),
     )
@@ -224,26 +224,27 @@ def create_run(
     except IntegrityError:
         if key is None:
             raise
-        existing = find_by_idempotency_key(session, project.id, key)
+        existing = find_by_idempotency_key(session=session, project_id=project.id, key=key)
         if existing is None:  # pragma: no cover - the conflict was something else
             raise
         return existing, False
     return run, True
 
 
-def get_run(session: Session, principal: Principal, run_id: int, need: Scope) -> Run:
-    """A run the caller may access with ``need`` (404 when missing or not theirs)."""
-    run = session.get(Run, run_id)
+def get_run(*, session: Session, principal: Principal, run_pk: int, need: Scope) -> Run:
+    """The run whose key is ``run_pk``, if the caller may access it with ``need`` (404 when
+    missing or not theirs)."""
+    run = session.get(Run, run_pk)
     if run is None:
         raise NotFoundError("Run not found.")
     try:
-        get_project_for(session, principal, run.project_id, need)
+        get_project_for(session=session, principal=principal, project_id=run.project_id, need=need)
     except NotFoundError:
         raise NotFoundError("Run not found.") from None
     return run
 
 
-def update_run(session: Session, run: Run, changes: RunUpdate) -> Run:
+def update_run(*, session: Session, run: Run, changes: RunUpdate) -> Run:
     """Apply ``changes``: entering a terminal status sets ``finished_at`` and ``duration_ms``;
     leaving one is refused (409) unless ``reopen`` is set."""
     now = utcnow()

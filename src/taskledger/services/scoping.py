@@ -21,12 +21,12 @@ M = TypeVar("M", Agent, Task, AgentSession, AgentConnection, Instruction)
 
 
 def load_for(
+    *,
     session: Session,
     principal: Principal,
     model: type[M],
     row_id: uuid.UUID | int,
     need: Scope,
-    *,
     label: str,
     lock: bool | None = None,
 ) -> M:
@@ -48,14 +48,14 @@ def load_for(
     if row is None:
         raise NotFoundError(f"{label} not found.")
     try:
-        get_project_for(session, principal, row.project_id, need)
+        get_project_for(session=session, principal=principal, project_id=row.project_id, need=need)
     except NotFoundError:
         raise NotFoundError(f"{label} not found.") from None
     return row
 
 
 def require_in_project(
-    session: Session, model: type[M], row_id: uuid.UUID | int, project_id: uuid.UUID, *, label: str
+    *, session: Session, model: type[M], row_id: uuid.UUID | int, project_id: uuid.UUID, label: str
 ) -> M:
     """The record ``row_id`` referenced from ``project_id``; 404 unless it is in that project."""
     row = session.get(model, row_id)

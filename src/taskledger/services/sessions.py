@@ -20,9 +20,11 @@ from taskledger.store.types import utcnow
 SESSIONS_KEYSET = Keyset("sessions", (AgentSession.created_at, AgentSession.id), descending=False)
 
 
-def create_session(session: Session, *, project: Project, data: SessionCreate) -> AgentSession:
+def create_session(*, session: Session, project: Project, data: SessionCreate) -> AgentSession:
     """Start an ``active`` session for an agent of ``project`` (404 for any other agent)."""
-    require_in_project(session, Agent, data.agent_id, project.id, label="Agent")
+    require_in_project(
+        session=session, model=Agent, row_id=data.agent_id, project_id=project.id, label="Agent"
+    )
     agent_session = AgentSession(
         project_id=project.id,
         agent_id=data.agent_id,
@@ -35,8 +37,8 @@ def create_session(session: Session, *, project: Project, data: SessionCreate) -
 
 
 def list_sessions(
-    session: Session,
     *,
+    session: Session,
     project_id: uuid.UUID,
     agent_id: uuid.UUID | None = None,
     status: SessionStatus | None = None,
@@ -50,19 +52,33 @@ def list_sessions(
     if status is not None:
         stmt = stmt.where(AgentSession.status == status.value)
     filters = {"project_id": str(project_id), "agent_id": agent_id, "status": status}
-    return paginate(session, stmt, SESSIONS_KEYSET, limit=limit, cursor=cursor, filters=filters)
+    return paginate(
+        session=session,
+        stmt=stmt,
+        keyset=SESSIONS_KEYSET,
+        limit=limit,
+        cursor=cursor,
+        filters=filters,
+    )
 
 
 def get_session(
-    session: Session, principal: Principal, session_id: uuid.UUID, need: Scope
+    *, session: Session, principal: Principal, session_id: uuid.UUID, need: Scope
 ) -> AgentSession:
     """The session, if the caller may do ``need`` on it (404 when not theirs to see)."""
-    return load_for(session, principal, AgentSession, session_id, need, label="Session")
+    return load_for(
+        session=session,
+        principal=principal,
+        model=AgentSession,
+        row_id=session_id,
+        need=need,
+        label="Session",
+    )
 
 
 def end_session(
-    session: Session,
     *,
+    session: Session,
     agent_session: AgentSession,
     status: SessionStatus,
     ended_at: datetime | None = None,

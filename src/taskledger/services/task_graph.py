@@ -34,7 +34,7 @@ class DependencyView:
 
 
 def dependency_views(
-    session: Session, task_ids: Collection[uuid.UUID]
+    *, session: Session, task_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, DependencyView]:
     """The dependencies of many tasks (a page of a list) in one query, oldest dependency first."""
     views: dict[uuid.UUID, DependencyView] = {task_id: DependencyView() for task_id in task_ids}
@@ -59,7 +59,7 @@ def _unique(ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
 
 
 def require_tasks_in_project(
-    session: Session, *, project_id: uuid.UUID, ids: Sequence[uuid.UUID]
+    *, session: Session, project_id: uuid.UUID, ids: Sequence[uuid.UUID]
 ) -> list[uuid.UUID]:
     """``ids`` without repeats; 404 naming every id that is not a task of ``project_id``."""
     wanted = _unique(ids)
@@ -75,8 +75,8 @@ def require_tasks_in_project(
 
 
 def find_cycle(
-    session: Session,
     *,
+    session: Session,
     task_id: uuid.UUID,
     project_id: uuid.UUID,
     new_dependencies: Collection[uuid.UUID],
@@ -157,7 +157,7 @@ def _cycle_through(
 
 
 def set_dependencies(
-    session: Session, *, task: Task, ids: Sequence[uuid.UUID], check_cycles: bool = True
+    *, session: Session, task: Task, ids: Sequence[uuid.UUID], check_cycles: bool = True
 ) -> None:
     """Make ``ids`` the task's dependencies: 404 for tasks outside its project, 409 for a cycle.
 
@@ -165,7 +165,7 @@ def set_dependencies(
         check_cycles: False only for a task created in this transaction: nothing can depend on
             it yet, so its first edges cannot close a cycle and the walk would be wasted work.
     """
-    wanted = require_tasks_in_project(session, project_id=task.project_id, ids=ids)
+    wanted = require_tasks_in_project(session=session, project_id=task.project_id, ids=ids)
     current = set(
         session.scalars(
             select(TaskDependency.depends_on_id).where(TaskDependency.task_id == task.id)
@@ -177,7 +177,7 @@ def set_dependencies(
     cycle = None
     if check_cycles:
         cycle = find_cycle(
-            session, task_id=task.id, project_id=task.project_id, new_dependencies=added
+            session=session, task_id=task.id, project_id=task.project_id, new_dependencies=added
         )
     if cycle is not None:
         raise ConflictError(
@@ -202,7 +202,7 @@ def _describe(rows: Iterable[tuple[uuid.UUID, str, str]]) -> list[dict[str, str]
     return [{"id": str(i), "title": title, "status": status} for i, title, status in rows]
 
 
-def blockers(session: Session, task_id: uuid.UUID) -> list[dict[str, str]]:
+def blockers(*, session: Session, task_id: uuid.UUID) -> list[dict[str, str]]:
     """The dependencies of ``task_id`` that are not completed: id, title and status of each."""
     rows = session.execute(
         select(Task.id, Task.title, Task.status)
@@ -213,7 +213,7 @@ def blockers(session: Session, task_id: uuid.UUID) -> list[dict[str, str]]:
     return _describe(rows.all())
 
 
-def active_dependents(session: Session, task_id: uuid.UUID) -> list[dict[str, str]]:
+def active_dependents(*, session: Session, task_id: uuid.UUID) -> list[dict[str, str]]:
     """The tasks not yet in a terminal status that depend on ``task_id``."""
     rows = session.execute(
         select(Task.id, Task.title, Task.status)

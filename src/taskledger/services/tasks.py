@@ -28,9 +28,9 @@ from taskledger.store.types import utcnow
 TASKS_KEYSET = Keyset("tasks", (Task.created_at, Task.id), descending=False)
 
 
-def to_read(session: Session, tasks: Sequence[Task]) -> list[TaskRead]:
+def to_read(*, session: Session, tasks: Sequence[Task]) -> list[TaskRead]:
     """Responses for ``tasks``, with their dependencies and blockers loaded in one query."""
-    views = task_graph.dependency_views(session, [t.id for t in tasks])
+    views = task_graph.dependency_views(session=session, task_ids=[t.id for t in tasks])
     return [
         TaskRead.model_validate(
             {
@@ -49,7 +49,7 @@ _READ_COLUMNS = [
 
 
 def _check_assignee(
-    session: Session, project: Project, assignee_type: AssigneeType, assignee_id: uuid.UUID
+    *, session: Session, project: Project, assignee_type: AssigneeType, assignee_id: uuid.UUID
 ) -> None:
     """An agent of the project, or an active user who may see it (its owner or a superuser)."""
     if assignee_type is AssigneeType.AGENT:
@@ -63,11 +63,16 @@ def _check_assignee(
 
 
 def create_task(
-    session: Session, *, project: Project, data: TaskCreate, created_by: uuid.UUID | None
+    *, session: Session, project: Project, data: TaskCreate, created_by: uuid.UUID | None
 ) -> Task:
     """Create a ``pending`` task; its dependencies must be tasks of the same project."""
     if data.assignee_type is not None and data.assignee_id is not None:
-        _check_assignee(session, project, data.assignee_type, data.assignee_id)
+        _check_assignee(
+            session=session,
+            project=project,
+            assignee_type=data.assignee_type,
+            assignee_id=data.assignee_id,
+        )
     task = Task(
         project_id=project.id,
         title=data.title,
@@ -82,13 +87,15 @@ def create_task(
     )
     session.add(task)
     session.flush()
-    task_graph.set_dependencies(session, task=task, ids=data.dependencies, check_cycles=False)
+    task_graph.set_dependencies(
+        session=session, task=task, ids=data.dependencies, check_cycles=False
+    )
     return task
 
 
 def list_tasks(
-    session: Session,
     *,
+    session: Session,
     project_id: uuid.UUID,
     statuses: Sequence[TaskStatus] = (),
     assigned_to: uuid.UUID | None = None,
@@ -124,29 +131,33 @@ def list_tasks(
         "due_before": due_before,
         "due_after": due_after,
     }
-    return paginate(session, stmt, TASKS_KEYSET, limit=limit, cursor=cursor, filters=filters)
+    return paginate(
+        session=session, stmt=stmt, keyset=TASKS_KEYSET, limit=limit, cursor=cursor, filters=filters
+    )
 
 
-def get_task(session: Session, principal: Principal, task_id: uuid.UUID, need: Scope) -> Task:
+def get_task(*, session: Session, principal: Principal, task_id: uuid.UUID, need: Scope) -> Task:
     """The task, if the caller may do ``need`` on it (404 when not theirs to see)."""
-    return load_for(session, principal, Task, task_id, need, label="Task")
+    return load_for(
+        session=session, principal=principal, model=Task, row_id=task_id, need=need, label="Task"
+    )
 
 
-def update_task(session: Session, *, task: Task, changes: TaskUpdate) -> Task:
+def update_task(*, session: Session, task: Task, changes: TaskUpdate) -> Task:
     """Apply the fields present in ``changes``; new dependencies are checked for cycles."""
     values = changes.model_dump(exclude_unset=True)
     dependencies = values.pop("dependencies", None)
     for name, value in values.items():
         setattr(task, name, value.value if isinstance(value, StrEnum) else value)
     if dependencies is not None:
-        task_graph.set_dependencies(session, task=task, ids=dependencies)
+        task_graph.set_dependencies(session=session, task=task, ids=dependencies)
     session.flush()
     return task
 
 
 def assign_task(
-    session: Session,
     *,
+    session: Session,
     task: Task,
     assignee_type: AssigneeType | None,
     assignee_id: uuid.UUID | None,
@@ -155,14 +166,16 @@ def assign_task(
     if assignee_type is not None and assignee_id is not None:
         project = session.get(Project, task.project_id)
         assert project is not None  # the foreign key guarantees it
-        _check_assignee(session, project, assignee_type, assignee_id)
+        _check_assignee(
+            session=session, project=project, assignee_type=assignee_type, assignee_id=assignee_id
+        )
     task.assigned_to = assignee_id
     task.assigned_to_type = assignee_type.value if assignee_type else None
     session.flush()
     return task
 
 
-def change_status(session: Session, *, task: Task, status: TaskStatus, reopen: bool) -> Task:
+def change_status(*, session: Session, task: Task, status: TaskStatus, reopen: bool) -> Task:
     """Move the task to ``status`` under the rules of SPEC section 2.
 
     Moving to the status it already has changes nothing (so retries are harmless).
@@ -178,7 +191,7 @@ def change_status(session: Session, *, task: Task, status: TaskStatus, reopen: b
         raise ConflictError(f'The task is {old}; send "reopen": true to move it back to {new}.')
     now = utcnow()
     if new == TaskStatus.IN_PROGRESS.value:
-        blocking = task_graph.blockers(session, task.id)
+        blocking = task_graph.blockers(session=session, task_id=task.id)
         if blocking:
             raise ConflictError(
                 {
@@ -196,7 +209,7 @@ def change_status(session: Session, *, task: Task, status: TaskStatus, reopen: b
     return task
 
 
-def ensure_deletable(session: Session, *, task: Task) -> None:
+def ensure_deletable(*, session: Session, task: Task) -> None:
     """Refuse (409, naming them) to delete a task that unfinished tasks depend on.
 
     The delete itself goes through
@@ -204,7 +217,7 @@ def ensure_deletable(session: Session, *, task: Task) -> None:
     edges and the runs' links to it, audits it and applies the spike guard; it re-checks this
     condition at the moment of deletion.
     """
-    dependents = task_graph.active_dependents(session, task.id)
+    dependents = task_graph.active_dependents(session=session, task_id=task.id)
     if dependents:
         raise ConflictError(
             {

@@ -21,14 +21,14 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def find_user(session: Session, email: str) -> User | None:
+def find_user(*, session: Session, email: str) -> User | None:
     """The user with ``email``, if any."""
     return session.scalar(select(User).where(func.lower(User.email) == normalise_email(email)))
 
 
 def create_user(
-    session: Session,
     *,
+    session: Session,
     email: str,
     password: str,
     is_superuser: bool = False,
@@ -39,7 +39,7 @@ def create_user(
     ``password_hash``, when given, is ``password`` hashed already: a caller holding a write
     transaction hashes first, so that the slow hash never runs under the database's lock.
     """
-    if find_user(session, email) is not None:
+    if find_user(session=session, email=email) is not None:
         raise ConflictError(f"A user with email {normalise_email(email)!r} already exists.")
     user = User(
         email=normalise_email(email),
@@ -52,7 +52,7 @@ def create_user(
     return user
 
 
-def get_user(session: Session, user_id: uuid.UUID) -> User:
+def get_user(*, session: Session, user_id: uuid.UUID) -> User:
     """The user with ``user_id``, or 404."""
     user = session.get(User, user_id)
     if user is None:
@@ -61,15 +61,22 @@ def get_user(session: Session, user_id: uuid.UUID) -> User:
 
 
 def list_users(
-    session: Session, *, limit: int, cursor: str | None
+    *, session: Session, limit: int, cursor: str | None
 ) -> tuple[list[User], str | None]:
     """One page of users, oldest first."""
-    return paginate(session, select(User), USERS_KEYSET, limit=limit, cursor=cursor, filters={})
+    return paginate(
+        session=session,
+        stmt=select(User),
+        keyset=USERS_KEYSET,
+        limit=limit,
+        cursor=cursor,
+        filters={},
+    )
 
 
 def update_user(
-    session: Session,
     *,
+    session: Session,
     user_id: uuid.UUID,
     changes: UserUpdate,
     password_hash: str | None = None,
@@ -79,7 +86,7 @@ def update_user(
     The last active superuser can be neither deactivated nor demoted: that would lock everyone
     out of user management.
     """
-    user = get_user(session, user_id)
+    user = get_user(session=session, user_id=user_id)
     losing_super = (
         user.is_superuser
         and user.is_active

@@ -32,7 +32,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -210,6 +210,7 @@ def read_only(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     )
 
 
-def is_sqlite(engine: Engine) -> bool:
-    """Whether ``engine`` talks to SQLite."""
-    return engine.dialect.name == "sqlite"
+def is_sqlite(bind: Engine | Connection | Dialect) -> bool:
+    """Whether ``bind`` (an engine, a connection or their dialect) talks to SQLite."""
+    dialect = bind if isinstance(bind, Dialect) else bind.dialect
+    return dialect.name == "sqlite"

@@ -15,6 +15,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from taskledger.store.engine import is_sqlite
+
 
 def utcnow() -> datetime:
     """The current time as an aware UTC datetime."""
@@ -26,6 +28,21 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def as_utc_or_none(value: object) -> datetime | None:
+    """A timestamp read back from an aggregate (``MIN``, ``MAX``) as aware UTC, or ``None``.
+
+    SQLite returns an aggregate over an expression as ISO 8601 text rather than through the
+    column's type, so text is parsed; naive values are taken to be UTC, as by :func:`as_utc`.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a timestamp: {value!r}")
+    return as_utc(value)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -40,7 +57,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
         aware = as_utc(value)
-        if dialect.name == "sqlite":
+        if is_sqlite(dialect):
             # SQLite stores text; naive UTC keeps lexical order equal to time order.
             return aware.replace(tzinfo=None)
         return aware

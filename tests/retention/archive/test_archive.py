@@ -13,6 +13,7 @@ import pytest
 
 pytest.register_assert_rewrite("tests.retention.archive.archive_cases")
 
+from taskledger.api.errors import HTTP_STATUS  # noqa: E402
 from taskledger.errors import ConfigurationError  # noqa: E402
 from taskledger.retention.archive.format import (  # noqa: E402
     MEMBER_BYTES,
@@ -126,7 +127,7 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_open_store_refuses_bad_urls(url: str) -> None:
     with pytest.raises(InvalidArchiveURI) as caught:
         open_store(url)
-    assert caught.value.status_code == 422
+    assert HTTP_STATUS[caught.value.kind] == 422
 
 
 def test_s3_urls_open_without_network(monkeypatch: pytest.MonkeyPatch) -> None:

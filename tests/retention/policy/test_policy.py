@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import pytest
 
+from taskledger.api.errors import HTTP_STATUS
 from taskledger.errors import ValidationFailed
 from taskledger.retention.policy.load import load_policy, parse_policy, policy_from_dict
 from taskledger.retention.policy.presets import (
@@ -423,7 +424,7 @@ def test_semantics_are_checked_even_when_a_key_has_the_wrong_type() -> None:
 def test_policy_error_is_a_422_validation_error() -> None:
     error = PolicyError(["a", "b"])
     assert isinstance(error, ValidationFailed)
-    assert error.status_code == 422
+    assert HTTP_STATUS[error.kind] == 422
     assert (error.errors, error.detail) == (("a", "b"), "a; b")
     assert PolicyError("only").errors == ("only",)
     assert PolicyError(["x"], source="p.toml").detail == "p.toml: x"

@@ -5,20 +5,11 @@ the URL an operator typed (or configured) into one: a :class:`LocalStore`, or an
 (:mod:`taskledger.retention.archive.s3`). A ``put`` that returns is durable, because
 the executor deletes rows from the database right after it.
 
-Errors raised here and by the rest of :mod:`taskledger.retention.archive`::
-
-    TaskledgerError
-    ├── ConfigurationError           the s3 extra (boto3) is not installed
-    └── ArchiveError                 an archive cannot be used as asked (500 unless below)
-        ├── InvalidArchiveURI        the URL or path is not a usable archive location -> 422
-        ├── ArchiveNotFound          no manifest or object at that location -> 404
-        ├── ArchiveExists            the run's directory already holds objects -> 409
-        ├── ArchiveCorrupt           a part or the manifest fails its checks -> 422
-        ├── ArchiveIncompatible      tables or columns this database lacks (restore) -> 422
-        └── ArchiveStorageError      the disk or object store failed (I/O, network, auth) -> 503
-
-``InvalidArchiveURI`` is 422 because the URL usually comes from the caller (``archive verify URI``,
-``restore URI``). When a URL comes from settings, the caller wraps it in ``ConfigurationError``.
+Its errors (``ArchiveError`` and its subclasses, raised here and by
+:mod:`taskledger.retention.archive`) are drawn with the rest of the tree in
+:mod:`taskledger.errors`. ``InvalidArchiveURI`` is ``INVALID`` because the URL usually comes from
+the caller (``archive verify URI``, ``restore URI``). When a URL comes from settings, the caller
+wraps it in ``ConfigurationError``.
 """
 
 from __future__ import annotations
@@ -34,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from taskledger.errors import (
     ConflictError,
+    ErrorKind,
     NotFoundError,
     TaskledgerError,
     ValidationFailed,
@@ -44,37 +36,37 @@ from taskledger.settings import DEFAULT_GZIP_LEVEL, Settings
 class ArchiveError(TaskledgerError):
     """The archive cannot be used as asked."""
 
-    status_code = 500
+    kind = ErrorKind.INTERNAL
 
 
 class InvalidArchiveURI(ArchiveError, ValidationFailed):
     """The archive URL or path is not usable."""
 
-    status_code = 422
+    kind = ErrorKind.INVALID
 
 
 class ArchiveNotFound(ArchiveError, NotFoundError):
     """No archive at that location."""
 
-    status_code = 404
+    kind = ErrorKind.NOT_FOUND
 
 
 class ArchiveExists(ArchiveError, ConflictError):
     """An archive already exists at that location."""
 
-    status_code = 409
+    kind = ErrorKind.CONFLICT
 
 
 class ArchiveCorrupt(ArchiveError):
     """The archive fails its checks."""
 
-    status_code = 422
+    kind = ErrorKind.INVALID
 
 
 class ArchiveStorageError(ArchiveError):
     """The archive storage failed."""
 
-    status_code = 503
+    kind = ErrorKind.UNAVAILABLE
 
 
 class ArchiveStore(Protocol):

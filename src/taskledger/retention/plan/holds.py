@@ -97,7 +97,12 @@ def list_holds(
     if active_only:
         stmt = stmt.where(RetentionHold.released_at.is_(None))
     return paginate(
-        session, stmt, HOLDS_KEYSET, limit=limit, cursor=cursor, filters={"active": active_only}
+        session=session,
+        stmt=stmt,
+        keyset=HOLDS_KEYSET,
+        limit=limit,
+        cursor=cursor,
+        filters={"active": active_only},
     )
 
 

@@ -23,7 +23,7 @@ from taskledger.retention.plan.planner import Plan, RuleSelection, build_plan
 from taskledger.retention.policy.rules import Policy, PolicyError
 from taskledger.services.projects import find_project
 from taskledger.settings import DEFAULT_GZIP_LEVEL
-from taskledger.store.types import as_utc
+from taskledger.store.types import as_utc_or_none
 
 SAMPLE_IDS = 5
 _SIZE_SAMPLE = 200
@@ -99,7 +99,7 @@ def resolve_projects(session: Session, policy: Policy) -> dict[str, uuid.UUID]:
     wanted = {name for rule in policy.rules for name in rule.projects or ()}
     found: dict[str, uuid.UUID] = {}
     for ref in sorted(wanted):
-        project = find_project(session, ref)
+        project = find_project(session=session, name_or_id=ref)
         if project is None:
             rules = [r.name for r in policy.rules if ref in (r.projects or ())]
             raise PolicyError([f"rule {rules[0]!r}: unknown project {ref!r}"])
@@ -157,7 +157,7 @@ def preview_rule(
         .where(selection.eligible)
     ).one()
     result.matched = int(matched or 0)
-    result.oldest, result.newest = _aware(oldest), _aware(newest)
+    result.oldest, result.newest = as_utc_or_none(oldest), as_utc_or_none(newest)
     result.held = _count(session, selection, selection.held) if selection.held is not None else 0
     if selection.protected is not None:
         result.protected = _count(session, selection, selection.protected)
@@ -183,14 +183,6 @@ def preview_rule(
             per_row = len(compress_rows(sample, compresslevel=gzip_level)) / len(sample)
             result.estimated_archive_bytes = int(per_row * result.matched)
     return result
-
-
-def _aware(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite aggregates over an expression come back as text
-        value = datetime.fromisoformat(value)
-    return as_utc(value)
 
 
 def preview(session: Session, plan: Plan, *, gzip_level: int = DEFAULT_GZIP_LEVEL) -> PlanPreview:

@@ -23,7 +23,7 @@ from sqlalchemy import Column, Table, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 
 from taskledger.enums import PartAction
-from taskledger.errors import ValidationFailed
+from taskledger.errors import ErrorKind, ValidationFailed
 from taskledger.retention.archive.format import decode_value
 from taskledger.retention.archive.stores import ArchiveCorrupt, ArchiveError
 from taskledger.retention.policy.tables import TABLES, ExpireSpec, is_scrub_marker
@@ -54,7 +54,7 @@ PARTIAL_ACTIONS = frozenset({PartAction.UNLINK})
 class ArchiveIncompatible(ArchiveError):
     """The archive holds tables or columns this database does not have."""
 
-    status_code = 422
+    kind = ErrorKind.INVALID
 
 
 class UnknownTable(ValidationFailed):

@@ -20,12 +20,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, func, insert, select, text
 
-from taskledger.errors import SafeguardRefused
+from taskledger.errors import ErrorKind, SafeguardRefused
 from taskledger.retention.plan.preview import PlanPreview
 from taskledger.retention.policy.rules import Policy
 from taskledger.retention.safeguards.alerts import Alerter
 from taskledger.store.models import DeletionEvent
-from taskledger.store.types import as_utc, utcnow
+from taskledger.store.types import as_utc_or_none, utcnow
 
 #: Arbitrary but fixed: the advisory lock that serialises spike-window updates on PostgreSQL.
 SPIKE_LOCK_KEY = 7_341_001
@@ -34,12 +34,11 @@ SPIKE_LOCK_KEY = 7_341_001
 class SpikeRefused(SafeguardRefused):
     """Too many deletions in the window; retry later."""
 
-    status_code = 429
+    kind = ErrorKind.THROTTLED
 
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
-        self.headers = {"Retry-After": str(retry_after)}
 
 
 @dataclass
@@ -57,7 +56,7 @@ class SpikeGuard:
         in_window, oldest, admitted = self._count(rows, source, actor, now, refuse=True)
         if admitted:
             return
-        oldest_at = _aware(oldest) or now
+        oldest_at = as_utc_or_none(oldest) or now
         retry = max(
             1, math.ceil((oldest_at + timedelta(seconds=self.window_seconds) - now).total_seconds())
         )
@@ -121,15 +120,6 @@ class SpikeGuard:
                 "at": now.isoformat(),
             }
         )
-
-
-def _aware(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return as_utc(value)
 
 
 def check_caps(

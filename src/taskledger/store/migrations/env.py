@@ -28,14 +28,14 @@ def _engine() -> Engine:
 
 
 def run_migrations_online() -> None:
-    from taskledger.store.engine import for_writing
+    from taskledger.store.engine import for_writing, is_sqlite
 
     engine = _engine()
     with for_writing(engine).connect() as connection:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
+            render_as_batch=is_sqlite(connection),
             compare_type=True,
             transaction_per_migration=True,
         )

@@ -19,6 +19,9 @@ class Run(Timestamps, Base):
 
     ``started_at`` is required (it defaults to the time of recording) because it is the sort key
     of keyset paging and the age column of retention.
+
+    Two ids: ``id`` is the integer key, called ``run_pk`` wherever it is passed around (paths,
+    parameters, variables); ``run_id`` is the orchestrator's own string for the run.
     """
 
     __tablename__ = "runs"
