@@ -9,30 +9,30 @@ class (under ``taskledger.``); ``tests/test_errors.py`` checks it against the co
     class                       kind            module                      raised when
     TaskledgerError             INTERNAL        errors                      base of them all
     ├── ConfigurationError      INTERNAL        errors                      settings cannot be used
-    ├── NotFoundError           NOT_FOUND       errors                      no such record, or hidden
-    ├── ConflictError           CONFLICT        errors                      clashes with current state
+    ├── NotFoundError           NOT_FOUND       errors                      no such record or hidden
+    ├── ConflictError           CONFLICT        errors                      clashes with the state
     ├── ValidationFailed        INVALID         errors                      input not acceptable
     │   ├── PolicyError         INVALID         retention.policy.rules      a policy cannot be used
     │   └── UnknownTable        INVALID         retention.restore.judge     restore cannot write it
     ├── BadRequestError         BAD_REQUEST     errors                      malformed, e.g. a cursor
-    ├── AuthenticationError     UNAUTHENTICATED errors                      who is calling is unknown
-    ├── PermissionDenied        FORBIDDEN       errors                      the caller may not do this
+    ├── AuthenticationError     UNAUTHENTICATED errors                      caller unknown
+    ├── PermissionDenied        FORBIDDEN       errors                      the caller may not
     ├── SafeguardRefused        REFUSED         errors                      a safeguard said no
     │   ├── CapRefused          REFUSED         retention.safeguards.guard  over a cap of the policy
-    │   ├── SpikeRefused        THROTTLED       retention.safeguards.guard  deletion spike; retry later
-    │   ├── LockHeld            REFUSED         retention.safeguards.lock   another run holds the lock
+    │   ├── SpikeRefused        THROTTLED       retention.safeguards.guard  deletion spike: retry
+    │   ├── LockHeld            REFUSED         retention.safeguards.lock   another holds the lock
     │   ├── PlanSpent           REFUSED         retention.plan.plans        the plan ran already
     │   ├── PlanExpired         REFUSED         retention.plan.plans        the preview is too old
     │   ├── PlanExceeded        REFUSED         retention.execute.executor  more rows than planned
     │   └── LoginThrottled      THROTTLED       services.login_throttle     too many failed logins
     ├── PasswordCheckBusy       UNAVAILABLE     services.passwords          no password-check slot
-    └── ArchiveError            INTERNAL        retention.archive.stores    archive unusable as asked
+    └── ArchiveError            INTERNAL        retention.archive.stores    archive unusable
         ├── InvalidArchiveURI   INVALID         retention.archive.stores    also a ValidationFailed
         ├── ArchiveNotFound     NOT_FOUND       retention.archive.stores    also a NotFoundError
         ├── ArchiveExists       CONFLICT        retention.archive.stores    also a ConflictError
         ├── ArchiveCorrupt      INVALID         retention.archive.stores    fails its checks
         ├── ArchiveIncompatible INVALID         retention.restore.judge     tables this db lacks
-        └── ArchiveStorageError UNAVAILABLE     retention.archive.stores    disk or object store failed
+        └── ArchiveStorageError UNAVAILABLE     retention.archive.stores    the disk or store failed
 
 A class that also derives from a second class of the tree (``InvalidArchiveURI`` is an
 ``ArchiveError`` and a ``ValidationFailed``) sets its kind itself rather than take the first
