@@ -55,6 +55,7 @@ from taskledger.retention.execute.side_effects import (
 )
 from taskledger.retention.execute.sqlite_pacing import BetweenBatches
 from taskledger.retention.plan.planner import Plan, RuleSelection
+from taskledger.store.engine import is_sqlite
 
 #: Called after each batch with (rule name, rows handled); restore calls it with (table name,
 #: archived rows handled).
@@ -117,7 +118,7 @@ def _batch(conn: Connection, selection: RuleSelection, keys: list[Any]) -> Colum
     gaps in that range, so the keys themselves, as one array.
     """
     key = selection.key
-    if conn.dialect.name == "sqlite" or not _exact(selection):
+    if is_sqlite(conn) or not _exact(selection):
         return and_(selection.eligible, key >= keys[0], key <= keys[-1])
     in_batch: ColumnElement[bool] = key == any_(bindparam("keys", keys, type_=ARRAY(key.type)))
     return in_batch

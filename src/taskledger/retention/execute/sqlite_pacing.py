@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from taskledger.store.engine import is_sqlite
+
 #: SQLite: while other connections are committing, the pause after each batch, as a share of the
 #: batch's time, so that they get the write lock in between (it ends as soon as one has committed).
 SQLITE_YIELD = 0.25
@@ -54,7 +56,7 @@ class BetweenBatches:
 
     def __init__(self, conn: Connection) -> None:
         # PRAGMAs go through the DBAPI connection: SQLAlchemy would begin a transaction first.
-        self.raw: Any = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        self.raw: Any = conn.connection.driver_connection if is_sqlite(conn) else None
         self.previous = 0
         self.version = 0
         self.other_commit_at: float | None = None
