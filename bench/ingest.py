@@ -32,6 +32,7 @@ from benchlib import (
     serve,
     times,
 )
+from taskledger.store.engine import for_writing
 from taskledger.store.models import Agent, Run
 
 TARGET = Target(0.3, at_most=False)
@@ -114,7 +115,8 @@ def raw_core(engine: Engine, project_id: uuid.UUID, items: list[dict[str, Any]])
     now = datetime.now(UTC)
     rows = [as_row(item, project_id, now) for item in items]
     statement = insert(Run.__table__)
-    with engine.connect() as conn:
+    # BEGIN IMMEDIATE on SQLite, as the server's writes: the same locking on both sides.
+    with for_writing(engine).connect() as conn:
         started = time.perf_counter()
         for batch in batches(rows):
             with conn.begin():

@@ -100,3 +100,33 @@ def test_seed_endpoints(app: FastAPI, client: TestClient) -> None:
 def test_seed_endpoints_need_a_key(client: TestClient) -> None:
     assert client.get("/agents/tasks/paged").status_code == 401
     assert client.post("/agents/tasks/", json={"task": "t"}).status_code == 401
+
+
+def test_a_seed_client_without_a_key_is_told_what_to_send(client: TestClient) -> None:
+    """The original endpoints took no credentials: their 401 says which header to send, how to
+    make a key, and where the migration is documented, in the body every 401 has."""
+    calls = [
+        ("GET", "/agents/tasks/", {}),
+        ("GET", "/agents/tasks/paged", {}),
+        ("GET", "/agents/tasks/paged.csv", {}),
+        ("POST", "/agents/tasks/", {"X-API-Key": "tl_notakey_0123456789"}),
+        ("PATCH", "/agents/tasks/1", {"Authorization": "Bearer tl_notakey_0123456789"}),
+        ("GET", "/agents/tasks/paged", {"Authorization": "Bearer not.a.jwt"}),
+    ]
+    for method, path, headers in calls:
+        response = client.request(method, path, headers=headers, json={"task": "t"})
+        assert response.status_code == 401, (method, path)
+        assert response.headers["www-authenticate"] == "Bearer"
+        body = response.json()
+        assert list(body) == ["detail"] and isinstance(body["detail"], str)
+        for hint in ("X-API-Key", "taskledger keys create", "docs/migrating.md"):
+            assert hint in body["detail"], (method, path, body)
+    # The reason comes first, as on the other routes.
+    unknown = client.get("/agents/tasks/paged", headers={"X-API-Key": "tl_notakey_0123456789"})
+    assert unknown.json()["detail"].startswith("Invalid API key.")
+    assert client.get("/agents/tasks/").json()["detail"].startswith("Not authenticated.")
+
+
+def test_other_routes_keep_their_plain_401(client: TestClient) -> None:
+    detail = client.get("/api/v1/runs").json()["detail"]
+    assert detail == "Not authenticated."

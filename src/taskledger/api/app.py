@@ -5,10 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Scope
 
 from taskledger import __version__
 from taskledger.api import (
@@ -46,6 +56,11 @@ from taskledger.store.engine import make_engine, make_session_factory
 from taskledger.store.migrate import head_revision
 
 log = logging.getLogger(__name__)
+
+#: Swagger UI's and ReDoc's files, vendored in the package (see static/README.md).
+STATIC_DIR = Path(__file__).with_name("static")
+#: Where the documentation pages load them from.
+DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(
@@ -132,10 +147,13 @@ def create_app(
         version=__version__,
         summary="The durable record of AI-agent orchestration.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs_pages, from the package instead of a CDN
+        redoc_url=None,
     )
     app.state.ledger = state
     install_error_handlers(app)
     install_openapi(app)
+    install_docs_pages(app)
     routers = (
         health,
         auth,
@@ -156,10 +174,63 @@ def create_app(
     )
     for module in routers:
         app.include_router(module.router)
-    app.state.method_index = MethodIndex(
-        route for module in routers for route in module.router.routes if isinstance(route, APIRoute)
-    )
+    # Every route, the documentation pages included, so each 405 names what its path allows.
+    # (FastAPI keeps included routers as one entry each in app.routes, so they are listed apart.)
+    pages = [route for route in app.routes if isinstance(route, Route)]
+    included = [route for module in routers for route in module.router.routes]
+    app.state.method_index = MethodIndex(r for r in pages + included if isinstance(r, Route))
     app.add_middleware(ValidUnicodeBody)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodySizeLimit)
     return app
+
+
+class _DocsAssets(StaticFiles):
+    """The vendored files; a 405 names the methods they answer, as every other 405 does."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if scope["method"] not in ("GET", "HEAD"):
+            return JSONResponse(
+                {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": "GET, HEAD"}
+            )
+        return await super().get_response(path, scope)
+
+
+def install_docs_pages(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` (ReDoc), whose scripts, styles and icon come from
+    the package under ``/docs/assets``: with FastAPI's defaults they come from a CDN, and the
+    pages are blank on a machine that cannot reach it."""
+    app.mount(DOCS_ASSETS, _DocsAssets(directory=STATIC_DIR), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+    redirect_url = "/docs/oauth2-redirect"
+
+    def prefix(request: Request) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = prefix(request)
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/swagger-ui/favicon-32x32.png",
+            oauth2_redirect_url=root + redirect_url,
+        )
+
+    async def swagger_ui_redirect(_request: Request) -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    async def redoc(request: Request) -> HTMLResponse:
+        root = prefix(request)
+        return get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/swagger-ui/favicon-32x32.png",
+            with_google_fonts=False,
+        )
+
+    app.add_route("/docs", swagger_ui, include_in_schema=False)
+    app.add_route(redirect_url, swagger_ui_redirect, include_in_schema=False)
+    app.add_route("/redoc", redoc, include_in_schema=False)

@@ -1,13 +1,14 @@
 """Seed-compatible run-history endpoints under ``/agents/tasks`` (same paths and shapes as the
 original ``agents_tasks`` API), mapped onto the runs service. Callers authenticate with a
-project API key (or a user token and ``project_id``)."""
+project API key (or a user token and ``project_id``); the original API took none, so a 401 here
+also says how to make a key and send it."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, BeforeValidator
 
@@ -16,16 +17,18 @@ from taskledger.api.deps import (
     ExportLimit,
     IntId,
     LimitQuery,
-    PrincipalDep,
     ProjectQuery,
     SessionDep,
     StateDep,
     admin_key_scheme,
+    api_key_scheme,
+    bearer_scheme,
+    get_principal,
     streamed,
 )
 from taskledger.api.routing import LedgerRoute
 from taskledger.enums import RetentionTrigger, RunStatus, Scope
-from taskledger.errors import PermissionDenied
+from taskledger.errors import AuthenticationError, PermissionDenied
 from taskledger.retention.deletes import parse_cutoff, prune_runs_before
 from taskledger.retention.policy import load_policy
 from taskledger.schemas.base import ErrorMessage, ReadModel
@@ -38,6 +41,30 @@ from taskledger.services.pagination import DEFAULT_LIMIT
 from taskledger.store.types import utcnow
 
 router = APIRouter(prefix="/agents/tasks", tags=["seed-compatible"], route_class=LedgerRoute)
+
+#: What every 401 of these routes adds: clients of the original API sent no credentials at all.
+KEY_GUIDANCE = (
+    "The /agents/tasks endpoints need a project API key: send it in the X-API-Key header (or "
+    "as Authorization: Bearer tl_...). Create one with `taskledger keys create --project NAME "
+    "--name LABEL --scope write`; see docs/migrating.md."
+)
+
+
+def seed_principal(
+    state: StateDep,
+    background: BackgroundTasks,
+    bearer: Annotated[str | None, Depends(bearer_scheme)],
+    x_api_key: Annotated[str | None, Depends(api_key_scheme)],
+    x_admin_key: Annotated[str | None, Depends(admin_key_scheme)],
+) -> Principal:
+    """Who is calling, exactly as on every other route; a 401 also says what to send."""
+    try:
+        return get_principal(state, background, bearer, x_api_key, x_admin_key)
+    except AuthenticationError as exc:
+        raise AuthenticationError(f"{exc.detail} {KEY_GUIDANCE}") from None
+
+
+SeedPrincipalDep = Annotated[Principal, Depends(seed_principal)]
 
 
 class AgentTask(ReadModel):
@@ -77,7 +104,7 @@ def _filters(since: datetime | None, status: list[RunStatus], task: list[str]) -
 @router.post("/", response_model=AgentTask, status_code=status.HTTP_201_CREATED)
 def create(
     body: RunCreate,
-    principal: PrincipalDep,
+    principal: SeedPrincipalDep,
     session: SessionDep,
     state: StateDep,
     idempotency_key: Annotated[
@@ -96,7 +123,7 @@ def create(
 
 @router.patch("/{run_pk:int}", response_model=AgentTask)
 def update(
-    run_pk: IntId, body: RunUpdate, principal: PrincipalDep, session: SessionDep
+    run_pk: IntId, body: RunUpdate, principal: SeedPrincipalDep, session: SessionDep
 ) -> AgentTask:
     """Update a run (``PATCH /api/v1/runs/{id}``)."""
     with session.begin():
@@ -106,7 +133,7 @@ def update(
 
 @router.get("/", response_model=list[AgentTask])
 def list_recent(
-    principal: PrincipalDep,
+    principal: SeedPrincipalDep,
     session: SessionDep,
     project_id: ProjectQuery = None,
     limit: LimitQuery = DEFAULT_LIMIT,
@@ -120,7 +147,7 @@ def list_recent(
 
 @router.get("/paged", response_model=AgentTaskPage)
 def paged(
-    principal: PrincipalDep,
+    principal: SeedPrincipalDep,
     session: SessionDep,
     project_id: ProjectQuery = None,
     limit: LimitQuery = DEFAULT_LIMIT,
@@ -146,7 +173,7 @@ def paged(
     responses=streamed("text/csv", "RFC 4180 CSV with a header row"),
 )
 def paged_csv(
-    principal: PrincipalDep,
+    principal: SeedPrincipalDep,
     session: SessionDep,
     state: StateDep,
     project_id: ProjectQuery = None,

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
+from starlette.routing import Route
 
 from taskledger.schemas.limits import MAX_JSON_DEPTH
 
@@ -128,7 +129,7 @@ def path_to_depth(body: bytes, depth: int) -> list[str | int]:
 class MethodIndex:
     """Every route's path pattern and methods, to say which methods a path allows."""
 
-    def __init__(self, routes: Iterable[APIRoute]) -> None:
+    def __init__(self, routes: Iterable[Route]) -> None:
         self.routes = [(route.path_regex, set(route.methods or ())) for route in routes]
 
     def allowed(self, path: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Persistence: the engine and session factory, the ORM models and the Alembic migrations.
 
-Everything above this package (services, retention, api, cli, web) reaches the database through it.
+Everything above this package (services, retention, api, cli) reaches the database through it.
 """
 
 from taskledger.store.engine import make_engine, make_session_factory
