@@ -158,3 +158,17 @@ def test_release_and_revoke_report_json(settings: Settings, engine: Engine) -> N
     assert code == 0, err
     revoked = json.loads(out)
     assert revoked["id"] == key["id"] and revoked["revoked_at"] and "key" not in revoked
+
+
+def test_a_list_of_problems_is_printed_for_people() -> None:
+    from taskledger.cli.base import error_message
+    from taskledger.errors import ValidationFailed
+
+    exc = ValidationFailed(
+        [
+            {"loc": ["body", "runs", 3, "status"], "msg": "Input should be 'queued'", "type": "x"},
+            {"loc": ["body"], "msg": "too many", "type": "y"},
+        ]
+    )
+    assert error_message(exc) == "runs.3.status: Input should be 'queued'; too many"
+    assert error_message(ValidationFailed("plain")) == "plain"

@@ -145,6 +145,18 @@ def load_settings() -> Settings:
         raise InvalidConfiguration(f"invalid configuration: {describe_errors(exc)}") from None
 
 
+def error_message(exc: TaskledgerError) -> str:
+    """The message of ``exc`` for people: a list of problems becomes ``where: what; ...``,
+    never the repr of a list."""
+    if isinstance(exc, ValidationFailed) and not isinstance(exc.detail, str):
+        problems = []
+        for item in exc.error_items():
+            where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+            problems.append(f"{where}: {item.get('msg', '')}" if where else str(item.get("msg")))
+        return "; ".join(problems)
+    return str(exc.detail)
+
+
 def error_kind(exc: TaskledgerError) -> str:
     """The ``kind`` of ``exc`` in a JSON error object."""
     for cls, kind in ERROR_KINDS:
@@ -183,7 +195,7 @@ class LedgerGroup(click.Group):
             raise  # Click prints the message on standard error, with the usage line if any
         except TaskledgerError as exc:
             code = EXIT_REFUSED if isinstance(exc, SafeguardRefused) else EXIT_ERROR
-            report_error(ctx, error_kind(exc), str(exc.detail), code)
+            report_error(ctx, error_kind(exc), error_message(exc), code)
             sys.exit(code)
         except Exception as exc:
             if not _is_database_error(exc):
