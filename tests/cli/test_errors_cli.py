@@ -107,6 +107,8 @@ def test_errors_and_refusals_under_json(settings: Settings, engine: Engine) -> N
         (["runs", "export", "--project", "p", "--since", "last week"], 2, "usage", "--since"),
         (["retention", "preview", "--policy", "no-such-policy"], 2, "usage", "scientific"),
         (["generate"], 2, "usage", "--runs"),
+        (["stats", "--no-such-option"], 2, "usage", "No such option"),
+        (["no-such-command"], 2, "usage", "No such command"),
     ]
     for args, exit_code, kind, words in cases:
         code, out, err = _run(settings, *args, "--json")

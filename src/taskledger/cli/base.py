@@ -184,12 +184,18 @@ class LedgerGroup(click.Group):
     """A group that turns errors into a message (and, under ``--json``, a JSON error object) and
     the documented exit code."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Kept for an error Click finds before --json is processed (an unknown option).
+        ctx.meta["taskledger.args"] = list(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.ClickException as exc:  # a usage error, or settings that cannot be used
             obj = ctx.find_object(CliContext)
-            if obj is not None and obj.as_json:
+            flagged = obj is not None and obj.as_json
+            if flagged or "--json" in ctx.meta.get("taskledger.args", ()):
                 error = {"kind": "usage", "message": exc.format_message()}
                 emit_json({"error": {**error, "exit_code": exc.exit_code}})
             raise  # Click prints the message on standard error, with the usage line if any
