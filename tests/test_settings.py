@@ -122,3 +122,11 @@ def test_admin_key_conflict(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert settings.admin_api_key.get_secret_value() == "seed-key"
     warning = settings.admin_key_conflict()
     assert warning is not None and "only ADMIN_API_KEY is accepted" in warning
+
+
+def test_errors_never_repeat_a_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value in error may be a secret: pydantic's own message leaves it out too."""
+    monkeypatch.setenv("TASKLEDGER_DATABASE_URL", "mysql://u:s3cret-pw@h/db")
+    with pytest.raises(ValidationError) as caught:
+        build()
+    assert "s3cret-pw" not in str(caught.value)

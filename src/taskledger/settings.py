@@ -44,6 +44,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
+        # A value in error may be a secret (a database URL with its password, a key).
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Field(
