@@ -111,17 +111,17 @@ def _project_id(obj: CliContext, name: str, owner_email: str | None) -> uuid.UUI
 
     sessions = obj.sessions()
     with sessions.begin() as session:
-        project = projects_service.find_project(session, name)
+        project = projects_service.find_project(session=session, name_or_id=name)
         if project is not None:
             return project.id
         if owner_email:
-            owner = users_service.find_user(session, owner_email)
+            owner = users_service.find_user(session=session, email=owner_email)
             if owner is None:
                 raise NotFoundError(f"no user with email {owner_email!r}")
         else:
             owner = _first_superuser(session)
         if owner is not None:
-            return projects_service.create_project(session, name=name, owner=owner).id
+            return projects_service.create_project(session=session, name=name, owner=owner).id
     admin = ensure_initial_admin(sessions, obj.settings)
     if admin is not None:
         click.echo(f"created superuser {admin.email}; password in {admin.password_file}", err=True)
@@ -131,9 +131,9 @@ def _project_id(obj: CliContext, name: str, owner_email: str | None) -> uuid.UUI
             raise TaskledgerError(
                 "no superuser to own the new project: pass --owner EMAIL of an existing user"
             )
-        project = projects_service.find_project(session, name)
+        project = projects_service.find_project(session=session, name_or_id=name)
         if project is None:
-            project = projects_service.create_project(session, name=name, owner=owner)
+            project = projects_service.create_project(session=session, name=name, owner=owner)
         return project.id
 
 

@@ -44,7 +44,11 @@ def add(obj: CliContext, scope: str, target_id: str, reason: str, as_json: bool)
 
     with obj.sessions().begin() as session:
         hold = holds_service.add_hold(
-            session, scope=HoldScope(scope), target_id=target_id, reason=reason, actor=cli_actor()
+            session=session,
+            scope=HoldScope(scope),
+            target_id=target_id,
+            reason=reason,
+            actor=cli_actor(),
         )
         result = _dict(hold)
     if as_json:
@@ -69,7 +73,7 @@ def list_(obj: CliContext, active: bool, as_json: bool) -> None:
         cursor: str | None = None
         while True:
             page, cursor = holds_service.list_holds(
-                session, active_only=active, limit=1000, cursor=cursor
+                session=session, active_only=active, limit=1000, cursor=cursor
             )
             rows.extend(_dict(h) for h in page)
             if cursor is None:
@@ -101,7 +105,7 @@ def release(obj: CliContext, hold_id: int, as_json: bool) -> None:
     from taskledger.retention import holds as holds_service
 
     with obj.sessions().begin() as session:
-        hold = holds_service.release_hold(session, hold_id=hold_id, actor=cli_actor())
+        hold = holds_service.release_hold(session=session, hold_id=hold_id, actor=cli_actor())
         result = _dict(hold)
     if as_json:
         emit_json(result)

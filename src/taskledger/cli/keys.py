@@ -25,7 +25,7 @@ def keys() -> None:
 def _project(session: Session, name_or_id: str) -> Project:
     from taskledger.services import projects as projects_service
 
-    project = projects_service.find_project(session, name_or_id)
+    project = projects_service.find_project(session=session, name_or_id=name_or_id)
     if project is None:
         raise NotFoundError(f"no project named {name_or_id!r}")
     return project
@@ -72,7 +72,7 @@ def create(
     with obj.sessions().begin() as session:
         project = _project(session, project_ref)
         key, secret = api_keys.create_key(
-            session,
+            session=session,
             project=project,
             name=name,
             scopes=[Scope(s) for s in scopes],
@@ -104,7 +104,7 @@ def list_(obj: CliContext, project_ref: str, as_json: bool) -> None:
         cursor: str | None = None
         while True:
             page, cursor = api_keys.list_keys(
-                session, project_id=project.id, limit=1000, cursor=cursor
+                session=session, project_id=project.id, limit=1000, cursor=cursor
             )
             rows.extend(_key_dict(k) for k in page)
             if cursor is None:
@@ -140,7 +140,7 @@ def revoke(obj: CliContext, key_id: uuid.UUID, as_json: bool) -> None:
         key = session.get(ApiKey, key_id)
         if key is None:
             raise NotFoundError(f"no API key {key_id}")
-        key = api_keys.revoke_key(session, project_id=key.project_id, key_id=key.id)
+        key = api_keys.revoke_key(session=session, project_id=key.project_id, key_id=key.id)
         result = _key_dict(key)
     if as_json:
         emit_json(result)

@@ -27,10 +27,10 @@ def create(obj: CliContext, name: str, owner_email: str, as_json: bool) -> None:
     if not name or len(name) > 255:
         raise click.UsageError("NAME must be 1 to 255 characters.")
     with obj.sessions().begin() as session:
-        owner = users_service.find_user(session, owner_email)
+        owner = users_service.find_user(session=session, email=owner_email)
         if owner is None:
             raise NotFoundError(f"no user with email {owner_email!r}")
-        project = projects_service.create_project(session, name=name, owner=owner)
+        project = projects_service.create_project(session=session, name=name, owner=owner)
         result = {"id": str(project.id), "name": project.name, "owner": owner.email}
     if as_json:
         emit_json(result)

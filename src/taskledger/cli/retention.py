@@ -241,7 +241,7 @@ def runs_cmd(obj: CliContext, limit: int, as_json: bool) -> None:
     from taskledger.store.engine import read_only
 
     with read_only(obj.sessions())() as session:
-        rows, _ = list_audit(session, limit=limit, cursor=None)
+        rows, _ = list_audit(session=session, limit=limit, cursor=None)
     if as_json:
         emit_json(
             [

@@ -31,7 +31,7 @@ def _project(obj: CliContext, name_or_id: str) -> Project:
     from taskledger.services import projects as projects_service
 
     with obj.sessions().begin() as session:
-        project = projects_service.find_project(session, name_or_id)
+        project = projects_service.find_project(session=session, name_or_id=name_or_id)
         if project is None:
             raise NotFoundError(f"no project named {name_or_id!r}")
         session.expunge(project)

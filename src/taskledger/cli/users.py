@@ -41,7 +41,10 @@ def create(
         raise click.UsageError(_first_error(exc)) from exc
     with obj.sessions().begin() as session:
         user = users_service.create_user(
-            session, email=body.email, password=body.password, is_superuser=body.is_superuser
+            session=session,
+            email=body.email,
+            password=body.password,
+            is_superuser=body.is_superuser,
         )
         result = {"id": str(user.id), "email": user.email, "is_superuser": user.is_superuser}
     if generated:

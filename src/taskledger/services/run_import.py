@@ -151,12 +151,15 @@ def _as_uuid(value: Any) -> uuid.UUID | None:
         return None  # left for validation to report
 
 
-def _unlink(session: Session, project: Project, rows: list[dict[str, Any]]) -> int:
+def _unlink(*, session: Session, project: Project, rows: list[dict[str, Any]]) -> int:
     """Drop agent and task references that do not exist in ``project``; returns how many."""
     fields = ("agent_id", "task_id")
     wanted = {f: {u for row in rows if (u := _as_uuid(row.get(f))) is not None} for f in fields}
     missing_agents, missing_tasks = check_references(
-        session, project.id, agent_ids=wanted["agent_id"], task_ids=wanted["task_id"]
+        session=session,
+        project_id=project.id,
+        agent_ids=wanted["agent_id"],
+        task_ids=wanted["task_id"],
     )
     missing = {"agent_id": missing_agents, "task_id": missing_tasks}
     unlinked = 0
@@ -183,16 +186,16 @@ def import_runs(
 
     def flush() -> None:
         with sessions.begin() as session:
-            present = _still_present(session, project, batch)
+            present = _still_present(session=session, project=project, batch=batch)
             rows = [row for index, row in enumerate(batch) if index not in present]
             row_lines = [line for index, line in enumerate(lines) if index not in present]
             for row in rows:
                 row.pop(_ID, None)
             report.existing += len(present)
             if rows:
-                report.unlinked += _unlink(session, project, rows)
+                report.unlinked += _unlink(session=session, project=project, rows=rows)
                 try:
-                    result = run_batch.ingest_batch(session, project, rows)
+                    result = run_batch.ingest_batch(session=session, project=project, raw=rows)
                 except ValidationFailed as exc:
                     raise ValidationFailed(_with_lines(exc, row_lines)) from None
                 report.created += result.created
@@ -227,7 +230,7 @@ def _export_id(row: dict[str, Any]) -> int | None:
     return None  # not an export of ours: nothing to recognise the row by
 
 
-def _still_present(session: Session, project: Project, batch: list[dict[str, Any]]) -> set[int]:
+def _still_present(*, session: Session, project: Project, batch: list[dict[str, Any]]) -> set[int]:
     """The indexes in ``batch`` of the rows exported from a run that ``project`` still holds:
     the same ``id``, task and run id."""
     ids = {index: run_pk for index, row in enumerate(batch) if (run_pk := _export_id(row))}
