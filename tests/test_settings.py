@@ -59,3 +59,74 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, valu
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         build()
+
+
+@pytest.mark.parametrize(
+    ("url", "resolved"),
+    [
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+        ("sqlite+pysqlite:///x.db", "sqlite+pysqlite:///x.db"),
+        ("postgresql+psycopg://u@h:5432/db", "postgresql+psycopg://u@h:5432/db"),
+        ("postgresql://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
+        ("POSTGRESQL://u@h/db", "postgresql+psycopg://u@h/db"),
+    ],
+)
+def test_supported_database_urls(monkeypatch: pytest.MonkeyPatch, url: str, resolved: str) -> None:
+    monkeypatch.setenv("TASKLEDGER_DATABASE_URL", url)
+    assert build().resolved_database_url == resolved
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://u:secret@h/db",
+        "mysql+pymysql://u@h/db",
+        "postgresql+psycopg2://u@h/db",
+        "oracle://h/db",
+        "/var/lib/taskledger.db",
+    ],
+)
+def test_unsupported_database_urls_name_the_supported_schemes(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    from taskledger.settings import describe_errors
+
+    monkeypatch.setenv("TASKLEDGER_DATABASE_URL", url)
+    with pytest.raises(ValidationError) as caught:
+        build()
+    message = describe_errors(caught.value)
+    assert message.startswith("TASKLEDGER_DATABASE_URL: unsupported database URL")
+    assert "sqlite:///" in message and "postgresql+psycopg://" in message
+    assert "secret" not in message and "\n" not in message
+
+
+def test_admin_key_conflict(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TASKLEDGER_ADMIN_API_KEY", "new-key")
+    assert build().admin_key_conflict() is None
+    monkeypatch.setenv("ADMIN_API_KEY", "new-key")
+    assert build().admin_key_conflict() is None  # the same key twice: nothing to warn about
+    monkeypatch.setenv("ADMIN_API_KEY", "seed-key")
+    settings = build()
+    warning = settings.admin_key_conflict()
+    assert settings.admin_api_key is not None
+    assert settings.admin_api_key.get_secret_value() == "new-key"
+    assert warning is not None and warning.startswith("TASKLEDGER_ADMIN_API_KEY and ADMIN_API_KEY")
+    assert "only TASKLEDGER_ADMIN_API_KEY is accepted" in warning
+    assert "new-key" not in warning and "seed-key" not in warning
+    # One in the environment, the other in .env: the environment's wins, and it is named.
+    monkeypatch.delenv("TASKLEDGER_ADMIN_API_KEY")
+    (tmp_path / ".env").write_text("TASKLEDGER_ADMIN_API_KEY=from-dotenv\n")
+    settings = Settings()
+    assert settings.admin_api_key is not None
+    assert settings.admin_api_key.get_secret_value() == "seed-key"
+    warning = settings.admin_key_conflict()
+    assert warning is not None and "only ADMIN_API_KEY is accepted" in warning
+
+
+def test_errors_never_repeat_a_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value in error may be a secret: pydantic's own message leaves it out too."""
+    monkeypatch.setenv("TASKLEDGER_DATABASE_URL", "mysql://u:s3cret-pw@h/db")
+    with pytest.raises(ValidationError) as caught:
+        build()
+    assert "s3cret-pw" not in str(caught.value)

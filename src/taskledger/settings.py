@@ -8,11 +8,13 @@ pass it down: nothing in taskledger reads the environment on its own.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Literal
 
 from croniter import croniter
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from dotenv import dotenv_values
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The gzip level of archive parts unless ``TASKLEDGER_ARCHIVE_GZIP_LEVEL`` says otherwise.
@@ -22,6 +24,15 @@ DEFAULT_PASSWORD_CHECK_CONCURRENCY = 2
 DEFAULT_PASSWORD_CHECK_WAIT_SECONDS = 5.0
 #: How long a retention plan can be executed after its preview (seconds) unless configured.
 DEFAULT_PLAN_TTL = 3600
+#: The database URL schemes taskledger runs on, and the driver each one means.
+DATABASE_SCHEMES = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite+pysqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+#: The two names of the admin key, in the order they win when both are set.
+ADMIN_KEY_VARIABLES = ("TASKLEDGER_ADMIN_API_KEY", "ADMIN_API_KEY")
 
 
 class Settings(BaseSettings):
@@ -33,6 +44,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
+        # A value in error may be a secret (a database URL with its password, a key).
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Field(
@@ -46,7 +59,8 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "SQLAlchemy database URL. Unset means the SQLite file `taskledger.db` in the data "
-            "directory; `postgresql+psycopg://user@host:5432/db` selects PostgreSQL."
+            "directory; `postgresql+psycopg://user@host:5432/db` (or `postgresql://...`) selects "
+            "PostgreSQL. Any other scheme is refused."
         ),
     )
     host: str = Field(default="127.0.0.1", description="Interface `taskledger serve` binds to.")
@@ -66,7 +80,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TASKLEDGER_ADMIN_API_KEY", "ADMIN_API_KEY", "admin_api_key"),
         description=(
             "Key accepted in the `X-Admin-Key` header for admin routes. Also read from "
-            "`ADMIN_API_KEY`. Unset means every admin-key request is refused with 403."
+            "`ADMIN_API_KEY`; when both are set, this one wins (and a warning is logged at "
+            "start if they differ). Unset means every admin-key request is refused with 403."
         ),
     )
     jwt_expire_minutes: int = Field(
@@ -202,6 +217,22 @@ class Settings(BaseSettings):
         ),
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme, separator, rest = value.strip().partition("://")
+        driver = DATABASE_SCHEMES.get(scheme.lower()) if separator else None
+        if driver is None:
+            # The URL itself is not repeated: it may hold a password.
+            found = f"scheme {scheme!r}" if separator else "no scheme"
+            raise ValueError(
+                f"unsupported database URL ({found}); use sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST:PORT/DB (postgresql:// means the same)"
+            )
+        return f"{driver}://{rest}"
+
     @field_validator("retention_schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
@@ -211,6 +242,25 @@ class Settings(BaseSettings):
                 "with seconds last"
             )
         return value
+
+    def admin_key_conflict(self) -> str | None:
+        """A warning when ``TASKLEDGER_ADMIN_API_KEY`` and ``ADMIN_API_KEY`` are both set, to
+        different keys (in the environment or the ``.env`` file): only one of them is accepted,
+        and a caller holding the other gets 403 with no hint why. ``None`` otherwise."""
+        environment = {name.upper(): value for name, value in os.environ.items()}
+        env_file = self.model_config.get("env_file")
+        from_file: dict[str, str | None] = {}
+        if isinstance(env_file, str | Path) and Path(env_file).is_file():
+            from_file = {k.upper(): v for k, v in dotenv_values(env_file).items()}
+        values = [environment.get(name) or from_file.get(name) for name in ADMIN_KEY_VARIABLES]
+        if not all(values) or values[0] == values[1]:
+            return None
+        current = self.admin_api_key.get_secret_value() if self.admin_api_key else None
+        winner, loser = ADMIN_KEY_VARIABLES if current != values[1] else ADMIN_KEY_VARIABLES[::-1]
+        return (
+            f"{winner} and {loser} are both set, to different keys: only {winner} is "
+            f"accepted in X-Admin-Key, a key matching {loser} gets 403; unset one of them"
+        )
 
     @property
     def resolved_database_url(self) -> str:
@@ -238,3 +288,16 @@ class Settings(BaseSettings):
                 "the data directory %s can be read by other users; `chmod 700` it", self.data_dir
             )
         return self.data_dir
+
+
+def describe_errors(error: ValidationError) -> str:
+    """The problems of invalid settings on one line, each naming its environment variable."""
+    problems = []
+    for item in error.errors():
+        loc = [str(part) for part in item.get("loc", ())]
+        name = loc[0] if loc else ""
+        if name in Settings.model_fields:
+            name = f"TASKLEDGER_{name.upper()}"
+        message = str(item.get("msg", "")).removeprefix("Value error, ")
+        problems.append(f"{name}: {message}" if name else message)
+    return "; ".join(problems)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -124,3 +125,73 @@ def test_an_unlisted_part_of_an_interrupted_run_fails_verify_and_restore(
     code, out, err = run(settings, "restore", uri, "--json")
     assert code == 0, err
     assert json.loads(out)["outcome"] == "ok"
+
+
+def _run_in(settings: Settings, root: Path, *args: str) -> tuple[int, str, str]:
+    env = {
+        "TASKLEDGER_DATABASE_URL": settings.resolved_database_url,
+        "TASKLEDGER_DATA_DIR": str(settings.data_dir),
+        "TASKLEDGER_ARCHIVE_URL": str(root),
+    }
+    result = CliRunner().invoke(cli, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_tables_print_whole_values_outside_a_terminal(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """CliRunner's output is not a terminal, like a pipe or a CI log: long archive URIs and
+    timestamps are printed whole, each on one line, never cut to 80 columns nor wrapped."""
+    root = tmp_path / ("a-long-directory-name-" * 6) / "archives"
+    populated(engine, runs=400, days=400)
+    _, report = run_policy(engine, mixed_policy(), root)
+    uri = report.archive_uri
+    assert uri and len(uri) > 160
+    for args in (("archive", "list"), ("retention", "runs")):
+        code, out, err = _run_in(settings, root, *args)
+        assert code == 0, err
+        assert "…" not in out
+        assert any(uri in line for line in out.splitlines()), out
+    code, out, _ = _run_in(settings, root, "holds", "list")
+    assert code == 0 and "…" not in out
+
+
+def test_archive_uris_relative_to_the_archive_root(
+    settings: Settings, engine: Engine, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """As in the API, ``2026/12/<run>`` names an archive under the archive root; a path
+    relative to the working directory still works when nothing of that name is under the root."""
+    before, uri = _archive(settings, engine)
+    relative = Path(uri).relative_to(Path(settings.resolved_archive_url)).as_posix()
+    assert relative.count("/") == 2  # YYYY/MM/<run id>
+
+    code, out, err = run(settings, "archive", "verify", relative, "--json")
+    assert code == 0, err
+    assert json.loads(out)["ok"] is True and json.loads(out)["uri"] == uri
+    code, out, err = run(settings, "restore", relative, "--dry-run", "--json")
+    assert code == 0, err
+    assert json.loads(out)["dry_run"] is True
+
+    copy = tmp_path / "copied" / Path(uri).name
+    shutil.copytree(uri, copy)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(settings, "archive", "verify", f"copied/{copy.name}", "--json")
+    assert code == 0, err
+    assert json.loads(out)["ok"] is True
+
+    code, out, err = run(settings, "restore", relative, "--json")
+    assert code == 0, err
+    assert table_hashes(engine) == before
+
+    code, out, err = run(settings, "archive", "verify", "2026/12/no-such-run")
+    assert code == 1 and settings.resolved_archive_url in err
+
+
+def test_a_failed_verify_says_so_in_its_json(settings: Settings, engine: Engine) -> None:
+    _, uri = _archive(settings, engine)
+    part = next(Path(uri).glob("runs-*.jsonl.gz"))
+    part.write_bytes(part.read_bytes()[:-10])
+    code, out, err = run(settings, "archive", "verify", uri, "--json")
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False and part.name in err
+    assert report["error"]["kind"] == "invalid" and report["error"]["exit_code"] == 1

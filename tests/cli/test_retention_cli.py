@@ -178,3 +178,14 @@ def test_preview_estimates_archive_size_at_the_configured_gzip_level(
     for name, fast in estimates["1"].items():
         assert fast >= estimates["9"][name], name
     assert sum(estimates["1"].values()) > sum(estimates["9"].values())
+
+
+def test_policy_takes_a_file_or_a_preset_name(settings: Settings, engine: Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    populated(engine, runs=50, days=50)
+    code, out, err = run(settings, "retention", "preview", "--policy", "scientific", "--json")
+    assert code == 0, err
+    assert json.loads(out)["policy"] == "scientific"
+    for value in ("scientifc", str(tmp_path), str(tmp_path / "missing.toml")):
+        code, out, err = run(settings, "retention", "preview", "--policy", value)
+        assert code == 2, (value, err)
+        assert "--policy" in err and "default, development, ops, scientific" in err

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta, timezone
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -158,3 +160,151 @@ def test_export_to_stdout_and_bad_input(settings: Settings, engine: Engine, tmp_
     unknown.write_text("")
     code, _, err = run(settings, "runs", "import", str(unknown), "--project", "p")
     assert code == 1 and "--format" in err
+
+
+def test_generate_on_a_fresh_database_creates_the_superuser_first(
+    settings: Settings, engine: Engine
+) -> None:
+    """No users at all: the initial superuser is created (its password in the data dir), owns
+    the new project, and the data follows in the same command."""
+    from taskledger.services.bootstrap import initial_password_file
+    from taskledger.services.passwords import verify_password
+
+    code, out, err = run(settings, "generate", "--runs", "20", "--seed", "1", "--json")
+    assert code == 0, err
+    assert "created superuser admin@localhost" in err
+    assert json.loads(out)["counts"]["runs"] == 20
+    password = initial_password_file(settings).read_text().strip()
+    with Session(engine) as session:
+        [admin] = session.scalars(select(User)).all()
+        project = session.scalars(select(Project)).one()
+        assert project.owner_id == admin.id and admin.is_superuser
+        assert verify_password(admin.password_hash, password)
+    code, _, err = run(settings, "generate", "--runs", "5", "--project", "second")
+    assert code == 0, err
+    assert "created superuser" not in err
+
+
+def test_import_into_its_own_project_records_nothing_twice(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """An export imported back into the project it came from: every row is recognised by its
+    exported id (with the same task and run id) and skipped; imported into another project, the
+    rows are new there, once."""
+    _owner(engine)
+    assert run(settings, "generate", "--runs", "300", "--project", "src", "--seed", "3")[0] == 0
+    assert run(settings, "projects", "create", "dst", "--owner", "owner@example.com")[0] == 0
+    for fmt in ("ndjson", "csv"):
+        path = tmp_path / f"runs.{fmt}"
+        code, _, err = run(
+            settings, "runs", "export", "--project", "src", "--format", fmt, "-o", str(path)
+        )
+        assert code == 0, err
+        code, out, err = run(settings, "runs", "import", str(path), "--project", "src", "--json")
+        assert code == 0, err
+        assert json.loads(out) == {"read": 300, "created": 0, "existing": 300, "unlinked": 0}
+        with Session(engine) as session:
+            assert session.scalar(select(func.count()).select_from(Run)) == 300
+    code, out, err = run(settings, "runs", "import", str(path), "--project", "dst", "--json")
+    assert code == 0, err
+    assert json.loads(out)["created"] == 300
+    code, out, err = run(settings, "runs", "import", str(path), "--project", "dst", "--json")
+    assert json.loads(out)["created"] == 0 and json.loads(out)["existing"] == 300
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == 600
+
+
+def test_an_export_of_another_database_is_not_taken_for_this_one(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """Integer keys of another database may coincide with this one's: a row is only taken for
+    a run still present when its task and run id match too."""
+    _owner(engine)
+    assert run(settings, "generate", "--runs", "10", "--project", "p", "--seed", "5")[0] == 0
+    with Session(engine) as session:
+        ids = list(session.scalars(select(Run.id).order_by(Run.id)))
+    lines = [
+        json.dumps({"id": run_pk, "task": "elsewhere", "run_id": f"other-{run_pk}"})
+        for run_pk in ids
+    ]
+    path = tmp_path / "other.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = run(settings, "runs", "import", str(path), "--project", "p", "--json")
+    assert code == 0, err
+    assert json.loads(out)["created"] == 10
+
+
+def test_import_errors_name_the_file_the_line_and_the_field(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    _owner(engine)
+    run(settings, "generate", "--runs", "5", "--project", "p", "--seed", "1")
+    cases = {
+        "number.csv": ("task,duration_ms\nok,1\nx,abc\n", "line 3, duration_ms: not an integer"),
+        "inputs.csv": ("task,inputs\nx,{oops\n", "line 2, inputs: not JSON"),
+        "status.ndjson": (
+            '{"task": "ok"}\n{"task": "x", "status": "bogus"}\n',
+            "line 2, status: Input should be",
+        ),
+        "broken.ndjson": ('{"task": "ok"}\nnot json\n', "line 2: not JSON"),
+        "list.ndjson": ("[1, 2]\n", "line 1: not a JSON object"),
+        "binary.ndjson": (b"\xff\xfe\x00garbage\n", "not UTF-8"),
+    }
+    for name, (content, expected) in cases.items():
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        code, out, err = run(settings, "runs", "import", str(path), "--project", "p")
+        assert code == 1, (name, err)
+        [line] = err.splitlines()
+        assert line.startswith(f"error: {path}: ") and expected in line, line
+        assert "invalid literal" not in line and "{'" not in line and "Traceback" not in line
+        code, out, err = run(settings, "runs", "import", str(path), "--project", "p", "--json")
+        error = json.loads(out)["error"]
+        assert error["kind"] == "invalid" and expected in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-01T00:00:00Z", "2026-11-01T00:00:00+00:00"),
+        ("2026-11-01T00:00:00+00:00", "2026-11-01T00:00:00+00:00"),
+        ("2026-11-01T02:00:00+02:00", "2026-11-01T00:00:00+00:00"),
+        ("2026-11-01T00:00:00", "2026-11-01T00:00:00+00:00"),
+        ("2026-11-01", "2026-11-01T00:00:00+00:00"),
+    ],
+)
+def test_date_options_take_iso_8601_as_the_api_does(value: str, expected: str) -> None:
+    from datetime import datetime
+
+    from taskledger.cli.params import Timestamp
+
+    parsed = Timestamp().convert(value, None, None)
+    assert isinstance(parsed, datetime) and parsed.isoformat() == expected
+
+
+def test_export_since_and_until_take_offsets(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    _owner(engine)
+    run(settings, "generate", "--runs", "200", "--days", "10", "--project", "p", "--seed", "2")
+    with Session(engine) as session:
+        middle = sorted(session.scalars(select(Run.started_at)))[100]
+    counts = []
+    for since in (
+        middle.isoformat().replace("+00:00", "Z"),
+        middle.isoformat(),
+        middle.astimezone(timezone(timedelta(hours=2))).isoformat(),
+    ):
+        code, out, err = run(
+            settings, "runs", "export", "--project", "p", "--format", "ndjson", "--since", since
+        )
+        assert code == 0, (since, err)
+        counts.append(len(out.splitlines()))
+    assert counts == [100, 100, 100]
+    code, out, err = run(settings, "runs", "export", "--project", "p", "--until", "2026-11-01Z")
+    assert code == 2 and "--until" in err and "ISO 8601" in err
+    code, out, err = run(settings, "runs", "export", "--project", "p", "--since", "1700000000")
+    assert code == 2 and "--since" in err and "Unix time" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import stat
@@ -12,7 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
+from taskledger.api import create_app
+from taskledger.settings import Settings
 from taskledger.store import make_engine, migrate
 from tests.serving import DEADLINE
 
@@ -68,3 +72,25 @@ def test_serve_on_a_fresh_data_dir(tmp_path: Path) -> None:
         assert migrate.current_revision(engine) == migrate.head_revision()
     finally:
         engine.dispose()
+
+
+def test_server_start_warns_when_both_admin_key_variables_differ(
+    settings: Settings,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first name wins, so a caller holding the other key gets 403: said at start."""
+    monkeypatch.setenv("TASKLEDGER_ADMIN_API_KEY", "the-new-key-0123456789")
+    monkeypatch.setenv("ADMIN_API_KEY", "the-seed-key-0123456789")
+    with caplog.at_level(logging.WARNING, logger="taskledger"):
+        create_app(Settings(_env_file=None), engine=engine)  # type: ignore[call-arg]
+    [record] = [r for r in caplog.records if "ADMIN_API_KEY" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "only TASKLEDGER_ADMIN_API_KEY is accepted" in record.getMessage()
+    assert "0123456789" not in record.getMessage()
+    caplog.clear()
+    monkeypatch.setenv("ADMIN_API_KEY", "the-new-key-0123456789")
+    with caplog.at_level(logging.WARNING, logger="taskledger"):
+        create_app(Settings(_env_file=None), engine=engine)  # type: ignore[call-arg]
+    assert not [r for r in caplog.records if "ADMIN_API_KEY" in r.getMessage()]

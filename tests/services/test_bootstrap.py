@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from taskledger.api import create_app
 from taskledger.services.bootstrap import (
-    INITIAL_PASSWORD_FILE,
     SECRET_KEY_FILE,
     ensure_initial_admin,
+    initial_password_file,
     resolve_secret_key,
 )
 from taskledger.services.passwords import verify_password
@@ -32,7 +32,7 @@ def test_first_start_creates_the_superuser(
 ) -> None:
     with TestClient(app):
         pass
-    password_file = settings.data_dir / INITIAL_PASSWORD_FILE
+    password_file = initial_password_file(settings)
     assert mode(password_file) == 0o600
     password = password_file.read_text().strip()
     assert len(password) >= 16
@@ -50,9 +50,9 @@ def test_second_start_changes_nothing(settings: Settings, engine: Engine) -> Non
     factory = make_session_factory(engine)
     first = ensure_initial_admin(factory, settings)
     assert first is not None
-    written = (settings.data_dir / INITIAL_PASSWORD_FILE).read_text()
+    written = (initial_password_file(settings)).read_text()
     assert ensure_initial_admin(factory, settings) is None
-    assert (settings.data_dir / INITIAL_PASSWORD_FILE).read_text() == written
+    assert (initial_password_file(settings)).read_text() == written
     with Session(engine) as session:
         assert len(session.scalars(select(User)).all()) == 1
 
@@ -62,7 +62,7 @@ def test_startup_logs_the_password_once(settings: Settings, engine: Engine, capl
         pass
     with TestClient(create_app(settings, engine=engine)):
         pass
-    password = (settings.data_dir / INITIAL_PASSWORD_FILE).read_text().strip()
+    password = (initial_password_file(settings)).read_text().strip()
     mentions = [r for r in caplog.records if password in r.getMessage()]
     assert len(mentions) == 1
 

@@ -74,6 +74,9 @@ def create_app(
             The app disposes only an engine it built itself.
         schedule: Run ``TASKLEDGER_RETENTION_SCHEDULE`` in this process (when it is set).
     """
+    conflict = settings.admin_key_conflict()
+    if conflict is not None:
+        log.warning(conflict)
     owns_engine = engine is None
     if engine is None:
         settings.ensure_data_dir()

@@ -3,23 +3,61 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Column, Table
 
-from taskledger.cli.base import EXIT_ERROR, CliContext, emit_json, pass_ctx, progress_bar
-from taskledger.cli.retention import cli_actor
-from taskledger.enums import RetentionTrigger
-from taskledger.retention.archive.reader import (
-    ArchiveSummary,
-    VerifyReport,
-    list_archives,
-    read_manifest,
+from taskledger.cli.base import (
+    EXIT_ERROR,
+    CliContext,
+    emit_json,
+    json_option,
+    pass_ctx,
+    progress_bar,
 )
-from taskledger.retention.archive.reader import verify as verify_archive
-from taskledger.retention.restore.judge import RESTORABLE
-from taskledger.retention.restore.report import RestoreReport
-from taskledger.retention.restore.restore import restore
+
+if TYPE_CHECKING:
+    from taskledger.retention.archive.reader import ArchiveSummary, VerifyReport
+    from taskledger.retention.restore.report import RestoreReport
+
+
+#: ``retention.restore.RESTORABLE``, written out so that ``--help`` need not import the engine
+#: (tests/cli/test_startup.py keeps the two equal).
+RESTORABLE_TABLES = (
+    "agents",
+    "tasks",
+    "agent_sessions",
+    "api_keys",
+    "runs",
+    "task_dependencies",
+    "agent_connections",
+    "instructions",
+    "acknowledgements",
+)
+
+
+def archive_location(uri: str, root: str) -> str:
+    """The archive ``uri`` as the command line reads it.
+
+    A URL (``s3://``, ``file://``) or an absolute path is taken as it is: an operator may read
+    an archive anywhere. A relative one names an archive under the archive root ``root``, as in
+    the API (``2026/12/<run id>``); if there is none there but the path exists from the working
+    directory, that one is read.
+    """
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    from taskledger.retention.archive.stores import confine
+
+    if not uri.strip() or len(urlsplit(uri).scheme) > 1:
+        return uri  # a URL, or nothing: open_store says what is wrong with it
+    local = Path(uri).expanduser()
+    if local.is_absolute():
+        return uri
+    if urlsplit(root).scheme.lower() == "s3":
+        return uri if local.exists() else confine(uri, root)
+    under_root = Path(root) / local
+    return str(under_root) if under_root.exists() or not local.exists() else uri
 
 
 @click.group()
@@ -43,10 +81,14 @@ def summary_dict(summary: ArchiveSummary) -> dict[str, object]:
 
 
 @archive.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def list_cmd(obj: CliContext, as_json: bool) -> None:
     """Every archive under TASKLEDGER_ARCHIVE_URL, newest first."""
+    from rich.table import Column, Table
+
+    from taskledger.retention.archive.reader import list_archives
+
     found = list_archives(
         obj.settings.resolved_archive_url, s3_endpoint_url=obj.settings.s3_endpoint_url
     )
@@ -87,13 +129,21 @@ def verify_dict(report: VerifyReport) -> dict[str, object]:
 
 @archive.command("verify")
 @click.argument("uri")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def verify_cmd(obj: CliContext, uri: str, as_json: bool) -> None:
-    """Check every checksum and row count of the archive at URI; exit 1 on any mismatch."""
-    report = verify_archive(uri, s3_endpoint_url=obj.settings.s3_endpoint_url)
+    """Check every checksum and row count of the archive at URI (absolute, or relative to the
+    archive root); exit 1 on any mismatch."""
+    from taskledger.retention.archive.reader import verify as verify_archive
+
+    location = archive_location(uri, obj.settings.resolved_archive_url)
+    report = verify_archive(location, s3_endpoint_url=obj.settings.s3_endpoint_url)
+    mismatch = f"{len(report.messages)} problems in {report.uri}"
     if as_json:
-        emit_json(verify_dict(report))
+        result = verify_dict(report)
+        if not report.ok:  # the one JSON document says both what was found and that it failed
+            result["error"] = {"kind": "invalid", "message": mismatch, "exit_code": EXIT_ERROR}
+        emit_json(result)
     else:
         rows = sum(f.rows for f in report.files)
         state = "complete" if report.complete else "incomplete (an interrupted run)"
@@ -111,29 +161,36 @@ def verify_cmd(obj: CliContext, uri: str, as_json: bool) -> None:
 @click.option(
     "--table",
     "tables",
-    type=click.Choice(RESTORABLE),
+    type=click.Choice(RESTORABLE_TABLES),
     multiple=True,
     help="Restore only this table (repeatable).",
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be done; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def restore_cmd(
     obj: CliContext, uri: str, tables: tuple[str, ...], dry_run: bool, as_json: bool
 ) -> None:
-    """Verify the archive at URI, then put its rows back (parents first; idempotent)."""
+    """Verify the archive at URI (absolute, or relative to the archive root), then put its rows
+    back (parents first; idempotent)."""
+    from taskledger.cli.retention import cli_actor
+    from taskledger.enums import RetentionTrigger
+    from taskledger.retention.archive.reader import read_manifest
+    from taskledger.retention.restore.restore import restore
+
     obj.sessions()  # the schema must be current before anything is written
     s3 = obj.settings.s3_endpoint_url
+    location = archive_location(uri, obj.settings.resolved_archive_url)
     show = sys.stderr.isatty() and not as_json
     total = 0
     if show:
-        files = read_manifest(uri, s3_endpoint_url=s3).files
+        files = read_manifest(location, s3_endpoint_url=s3).files
         total = sum(p.rows for p in files if not tables or p.table in tables)
     with progress_bar(show) as bar:
         task = bar.add_task("rows", total=total)
         report = restore(
             obj.engine,
-            uri,
+            location,
             tables=list(tables) or None,
             dry_run=dry_run,
             s3_endpoint_url=s3,
@@ -149,6 +206,8 @@ def restore_cmd(
 
 def render_restore(obj: CliContext, report: RestoreReport) -> None:
     """The per-table counts, then the summary line (naming conflicts and revoked keys)."""
+    from rich.table import Table
+
     title = f"{'dry run of ' if report.dry_run else ''}restore of {report.uri}"
     table = Table(
         "table", "inserted", "restored", "skipped", "orphaned", "conflicts", "revoked", title=title

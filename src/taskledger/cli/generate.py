@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy import select
 
-from taskledger.cli.base import CliContext, emit_json, pass_ctx, progress_bar
-from taskledger.errors import NotFoundError
-from taskledger.services import projects as projects_service
-from taskledger.services import users as users_service
-from taskledger.services.bootstrap import ensure_initial_admin
-from taskledger.services.generate import generate as generate_data
-from taskledger.store.models import User
+from taskledger.cli.base import CliContext, emit_json, json_option, pass_ctx, progress_bar
+from taskledger.errors import NotFoundError, TaskledgerError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from taskledger.store.models import User
 
 
 @click.command()
@@ -53,7 +54,7 @@ from taskledger.store.models import User
     help="How many agents (sessions, connections, instructions scale with it).",
 )
 @click.option("--seed", type=int, default=None, help="Seed for repeatable data.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def generate(
     obj: CliContext,
@@ -67,32 +68,9 @@ def generate(
 ) -> None:
     """Generate demo data: agents, tasks with dependencies, sessions, connections,
     instructions, acknowledgements and RUNS runs over the last DAYS days."""
-    sessions = obj.sessions()
-    with sessions.begin() as session:
-        project = projects_service.find_project(session=session, name_or_id=project_name)
-        if project is None:
-            if owner_email:
-                owner = users_service.find_user(session=session, email=owner_email)
-                if owner is None:
-                    raise NotFoundError(f"no user with email {owner_email!r}")
-            else:
-                owner = session.scalar(
-                    select(User).where(User.is_superuser.is_(True)).order_by(User.created_at)
-                )
-            if owner is None:
-                session.rollback()
-                admin = ensure_initial_admin(sessions, obj.settings)
-                if admin is not None:
-                    click.echo(
-                        f"created superuser {admin.email}; password in {admin.password_file}",
-                        err=True,
-                    )
-                owner = session.scalar(select(User).where(User.is_superuser.is_(True)))
-                assert owner is not None
-            project = projects_service.create_project(
-                session=session, name=project_name, owner=owner
-            )
-        project_id = project.id
+    from taskledger.services.generate import generate as generate_data
+
+    project_id = _project_id(obj, project_name, owner_email)
     started = time.perf_counter()
     show = sys.stderr.isatty() and not as_json
     with progress_bar(show) as bar:
@@ -119,3 +97,51 @@ def generate(
         return
     summary = ", ".join(f"{n} {table}" for table, n in report.counts.items())
     click.echo(f"generated in {elapsed:.1f}s into project {project_name}: {summary}")
+
+
+def _project_id(obj: CliContext, name: str, owner_email: str | None) -> uuid.UUID:
+    """The project to fill: found, or created for ``owner_email`` or the first superuser.
+
+    On a database with no users at all, the initial superuser is created first, in a
+    transaction of its own (as the server's first start does), and owns the project.
+    """
+    from taskledger.services import projects as projects_service
+    from taskledger.services import users as users_service
+    from taskledger.services.bootstrap import ensure_initial_admin
+
+    sessions = obj.sessions()
+    with sessions.begin() as session:
+        project = projects_service.find_project(session=session, name_or_id=name)
+        if project is not None:
+            return project.id
+        if owner_email:
+            owner = users_service.find_user(session=session, email=owner_email)
+            if owner is None:
+                raise NotFoundError(f"no user with email {owner_email!r}")
+        else:
+            owner = _first_superuser(session)
+        if owner is not None:
+            return projects_service.create_project(session=session, name=name, owner=owner).id
+    admin = ensure_initial_admin(sessions, obj.settings)
+    if admin is not None:
+        click.echo(f"created superuser {admin.email}; password in {admin.password_file}", err=True)
+    with sessions.begin() as session:
+        owner = _first_superuser(session)
+        if owner is None:
+            raise TaskledgerError(
+                "no superuser to own the new project: pass --owner EMAIL of an existing user"
+            )
+        project = projects_service.find_project(session=session, name_or_id=name)
+        if project is None:
+            project = projects_service.create_project(session=session, name=name, owner=owner)
+        return project.id
+
+
+def _first_superuser(session: Session) -> User | None:
+    from sqlalchemy import select
+
+    from taskledger.store.models import User
+
+    return session.scalar(
+        select(User).where(User.is_superuser.is_(True)).order_by(User.created_at).limit(1)
+    )

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import click
-from rich.table import Table
+from typing import TYPE_CHECKING
 
-from taskledger.cli.base import CliContext, emit_json, pass_ctx
-from taskledger.cli.retention import cli_actor
+import click
+
+from taskledger.cli.base import CliContext, emit_json, json_option, pass_ctx
 from taskledger.enums import HoldScope, values
-from taskledger.retention.plan import holds as holds_service
-from taskledger.store.engine import read_only
-from taskledger.store.models import RetentionHold
+
+if TYPE_CHECKING:
+    from taskledger.store.models import RetentionHold
 
 
 def _dict(hold: RetentionHold) -> dict[str, object]:
@@ -35,13 +35,20 @@ def holds() -> None:
 @click.option("--scope", type=click.Choice(values(HoldScope)), required=True)
 @click.option("--id", "target_id", required=True, help="The record's id.")
 @click.option("--reason", required=True, help="Why (audited).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def add(obj: CliContext, scope: str, target_id: str, reason: str, as_json: bool) -> None:
     """Hold a project, agent, task, run or session, and everything beneath it."""
+    from taskledger.cli.retention import cli_actor
+    from taskledger.retention.plan import holds as holds_service
+
     with obj.sessions().begin() as session:
         hold = holds_service.add_hold(
-            session, scope=HoldScope(scope), target_id=target_id, reason=reason, actor=cli_actor()
+            session=session,
+            scope=HoldScope(scope),
+            target_id=target_id,
+            reason=reason,
+            actor=cli_actor(),
         )
         result = _dict(hold)
     if as_json:
@@ -52,16 +59,21 @@ def add(obj: CliContext, scope: str, target_id: str, reason: str, as_json: bool)
 
 @holds.command("list")
 @click.option("--active", is_flag=True, help="Only holds not yet released.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def list_(obj: CliContext, active: bool, as_json: bool) -> None:
     """List holds, newest first."""
+    from rich.table import Table
+
+    from taskledger.retention.plan import holds as holds_service
+    from taskledger.store.engine import read_only
+
     rows: list[dict[str, object]] = []
     with read_only(obj.sessions())() as session:
         cursor: str | None = None
         while True:
             page, cursor = holds_service.list_holds(
-                session, active_only=active, limit=1000, cursor=cursor
+                session=session, active_only=active, limit=1000, cursor=cursor
             )
             rows.extend(_dict(h) for h in page)
             if cursor is None:
@@ -85,9 +97,17 @@ def list_(obj: CliContext, active: bool, as_json: bool) -> None:
 
 @holds.command("release")
 @click.argument("hold_id", type=int)
+@json_option
 @pass_ctx
-def release(obj: CliContext, hold_id: int) -> None:
+def release(obj: CliContext, hold_id: int, as_json: bool) -> None:
     """Release hold HOLD_ID."""
+    from taskledger.cli.retention import cli_actor
+    from taskledger.retention.plan import holds as holds_service
+
     with obj.sessions().begin() as session:
-        holds_service.release_hold(session, hold_id=hold_id, actor=cli_actor())
-    click.echo(f"released hold {hold_id}")
+        hold = holds_service.release_hold(session=session, hold_id=hold_id, actor=cli_actor())
+        result = _dict(hold)
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"released hold {hold_id}")

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
-from sqlalchemy.orm import Session
 
-from taskledger.cli.base import CliContext, emit_json, pass_ctx
+from taskledger.cli.base import CliContext, emit_json, json_option, pass_ctx
 from taskledger.enums import Scope, values
 from taskledger.errors import NotFoundError
-from taskledger.services import api_keys
-from taskledger.services import projects as projects_service
-from taskledger.store.models import ApiKey, Project
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from taskledger.store.models import ApiKey, Project
 
 
 @click.group()
@@ -22,6 +23,8 @@ def keys() -> None:
 
 
 def _project(session: Session, name_or_id: str) -> Project:
+    from taskledger.services import projects as projects_service
+
     project = projects_service.find_project(session=session, name_or_id=name_or_id)
     if project is None:
         raise NotFoundError(f"no project named {name_or_id!r}")
@@ -53,7 +56,7 @@ def _key_dict(key: ApiKey) -> dict[str, object]:
     help="read, write or admin; repeatable.",
 )
 @click.option("--agent", "agent_id", type=click.UUID, default=None, help="Bind to an agent.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def create(
     obj: CliContext,
@@ -64,6 +67,8 @@ def create(
     as_json: bool,
 ) -> None:
     """Issue a key. Its secret is printed this once and never again."""
+    from taskledger.services import api_keys
+
     with obj.sessions().begin() as session:
         project = _project(session, project_ref)
         key, secret = api_keys.create_key(
@@ -85,10 +90,14 @@ def create(
 
 @keys.command("list")
 @click.option("--project", "project_ref", required=True, help="Project name or id.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def list_(obj: CliContext, project_ref: str, as_json: bool) -> None:
     """List a project's keys (never their secrets)."""
+    from rich.table import Table
+
+    from taskledger.services import api_keys
+
     rows: list[dict[str, object]] = []
     with obj.sessions().begin() as session:
         project = _project(session, project_ref)
@@ -120,12 +129,20 @@ def list_(obj: CliContext, project_ref: str, as_json: bool) -> None:
 
 @keys.command("revoke")
 @click.argument("key_id", type=click.UUID)
+@json_option
 @pass_ctx
-def revoke(obj: CliContext, key_id: uuid.UUID) -> None:
+def revoke(obj: CliContext, key_id: uuid.UUID, as_json: bool) -> None:
     """Revoke key KEY_ID; it stops authenticating at once."""
+    from taskledger.services import api_keys
+    from taskledger.store.models import ApiKey
+
     with obj.sessions().begin() as session:
         key = session.get(ApiKey, key_id)
         if key is None:
             raise NotFoundError(f"no API key {key_id}")
-        api_keys.revoke_key(session=session, project_id=key.project_id, key_id=key.id)
-    click.echo(f"revoked key {key_id}")
+        key = api_keys.revoke_key(session=session, project_id=key.project_id, key_id=key.id)
+        result = _key_dict(key)
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"revoked key {key_id}")

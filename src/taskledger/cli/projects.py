@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import click
 
-from taskledger.cli.base import CliContext, emit_json, pass_ctx
+from taskledger.cli.base import CliContext, emit_json, json_option, pass_ctx
 from taskledger.errors import NotFoundError
-from taskledger.services import projects as projects_service
-from taskledger.services import users as users_service
 
 
 @click.group()
@@ -18,10 +16,13 @@ def projects() -> None:
 @projects.command("create")
 @click.argument("name")
 @click.option("--owner", "owner_email", required=True, help="Email of the owning user.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def create(obj: CliContext, name: str, owner_email: str, as_json: bool) -> None:
     """Create project NAME owned by the user with email --owner."""
+    from taskledger.services import projects as projects_service
+    from taskledger.services import users as users_service
+
     name = name.strip()
     if not name or len(name) > 255:
         raise click.UsageError("NAME must be 1 to 255 characters.")

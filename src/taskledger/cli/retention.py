@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.table import Table
 
-from taskledger.cli.base import EXIT_REFUSED, CliContext, emit_json, pass_ctx, progress_bar
-from taskledger.enums import RetentionTrigger
-from taskledger.retention.archive.stores import ArchiveTarget
-from taskledger.retention.audit import list_audit
-from taskledger.retention.execute.request import RetentionRequest, Safeguards
-from taskledger.retention.execute.runner import execute_policy, preview_policy
-from taskledger.retention.plan.preview import PlanPreview
-from taskledger.retention.policy.load import load_policy
-from taskledger.retention.policy.presets import PRESETS
-from taskledger.retention.policy.rules import Policy
-from taskledger.schemas.retention import RetentionRunRead
-from taskledger.store.engine import read_only
-from taskledger.store.models import RetentionRun
+from taskledger.cli.base import (
+    CliContext,
+    emit_json,
+    json_option,
+    pass_ctx,
+    progress_bar,
+)
+from taskledger.errors import SafeguardRefused
+
+if TYPE_CHECKING:
+    from taskledger.retention.plan.preview import PlanPreview
+    from taskledger.retention.policy.rules import Policy
+    from taskledger.store.models import RetentionRun
 
 
 def cli_actor() -> str:
     """How the audit log names a command-line caller."""
+    import getpass
+
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no user name in some containers
@@ -37,21 +36,51 @@ def cli_actor() -> str:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: The names of ``retention.policy.PRESETS``, written out so that ``--help`` need not import the
+#: engine (tests/cli/test_startup.py keeps the two equal).
+PRESET_NAMES = ("default", "development", "ops", "scientific")
+
+
+class PolicySource(click.ParamType[str]):
+    """``--policy``: the path of a TOML policy file, or the name of a preset (as
+    ``TASKLEDGER_RETENTION_POLICY`` takes). Anything else is a usage error naming the presets."""
+
+    name = "FILE|PRESET"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from pathlib import Path
+
+        text = str(value)
+        if text in PRESET_NAMES:
+            return text
+        path = Path(text).expanduser()
+        if text.strip() and path.is_file():
+            return text
+        what = "a directory" if path.is_dir() else "no such file"
+        self.fail(
+            f"{text!r} is neither a policy file ({what}) nor a preset ({', '.join(PRESET_NAMES)})",
+            param,
+            ctx,
+        )
+
+
 def policy_options(command: F) -> F:
-    """``--preset NAME`` / ``--policy FILE``; neither means TASKLEDGER_RETENTION_POLICY."""
+    """``--preset NAME`` / ``--policy FILE|PRESET``; neither means TASKLEDGER_RETENTION_POLICY."""
     command = click.option(
         "--policy",
         "policy_file",
-        type=click.Path(dir_okay=False),
+        type=PolicySource(),
         default=None,
-        help="A TOML policy file.",
+        help="A TOML policy file, or a preset's name.",
     )(command)
     return click.option(
-        "--preset", type=click.Choice(sorted(PRESETS)), default=None, help="A built-in policy."
+        "--preset", type=click.Choice(PRESET_NAMES), default=None, help="A built-in policy."
     )(command)
 
 
 def choose_policy(obj: CliContext, preset: str | None, policy_file: str | None) -> Policy:
+    from taskledger.retention.policy.load import load_policy
+
     if preset and policy_file:
         raise click.UsageError("give --preset or --policy, not both")
     return load_policy(preset or policy_file or obj.settings.retention_policy)
@@ -63,6 +92,8 @@ def retention() -> None:
 
 
 def render_preview(obj: CliContext, result: PlanPreview) -> None:
+    from rich.table import Table
+
     table = Table(
         "rule",
         "table",
@@ -97,12 +128,17 @@ def _when(value: object) -> str:
 
 @retention.command("preview")
 @policy_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def preview_cmd(
     obj: CliContext, preset: str | None, policy_file: str | None, as_json: bool
 ) -> None:
     """Show what the policy would do, rule by rule. Changes nothing (but is audited)."""
+    from taskledger.enums import RetentionTrigger
+    from taskledger.retention.archive.stores import ArchiveTarget
+    from taskledger.retention.execute.request import RetentionRequest
+    from taskledger.retention.execute.runner import preview_policy
+
     request = RetentionRequest(
         actor=cli_actor(),
         trigger=RetentionTrigger.CLI,
@@ -116,6 +152,15 @@ def preview_cmd(
         render_preview(obj, result)
 
 
+def confirm(question: str) -> None:
+    """Ask ``question`` on the terminal; without a terminal, or on a no, the work is refused
+    (exit code 3), as a safeguard's refusal is."""
+    if not sys.stdin.isatty():
+        raise SafeguardRefused("not confirmed (pass --yes to run without a prompt)")
+    if not click.confirm(question):
+        raise SafeguardRefused("not confirmed")
+
+
 @retention.command("run")
 @policy_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -125,7 +170,7 @@ def preview_cmd(
     help="Allow rules that delete more than max_table_fraction of their table.",
 )
 @click.option("--reason", default=None, help="Why (required with --force; audited).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def run_cmd(
     obj: CliContext,
@@ -137,6 +182,13 @@ def run_cmd(
     as_json: bool,
 ) -> None:
     """Preview, confirm, then archive and delete, scrub or expire, batch by batch."""
+    from dataclasses import replace
+
+    from taskledger.enums import RetentionTrigger
+    from taskledger.retention.archive.stores import ArchiveTarget
+    from taskledger.retention.execute.request import RetentionRequest, Safeguards
+    from taskledger.retention.execute.runner import execute_policy, preview_policy
+
     request = RetentionRequest(
         actor=cli_actor(),
         trigger=RetentionTrigger.CLI,
@@ -150,12 +202,7 @@ def run_cmd(
     if not as_json:
         render_preview(obj, result)
     if not yes:
-        if not sys.stdin.isatty():
-            click.echo("refused: not confirmed (pass --yes to run without a prompt)", err=True)
-            sys.exit(EXIT_REFUSED)
-        if not click.confirm(f"Apply plan {result.plan_id} to {result.total} rows?"):
-            click.echo("refused: not confirmed", err=True)
-            sys.exit(EXIT_REFUSED)
+        confirm(f"Apply plan {result.plan_id} to {result.total} rows?")
     show = sys.stderr.isatty() and not as_json
     with progress_bar(show) as bar:
         task = bar.add_task("rows", total=result.total)
@@ -178,18 +225,25 @@ def run_cmd(
 def _audit_row(row: RetentionRun) -> dict[str, Any]:
     """One audit row as ``retention runs --json`` prints it: the API's ``RetentionRunRead``,
     its ``policy_name`` under the name this command documents, ``policy``."""
+    from taskledger.schemas.retention import RetentionRunRead
+
     fields = RetentionRunRead.model_validate(row).model_dump()
     return {("policy" if key == "policy_name" else key): value for key, value in fields.items()}
 
 
 @retention.command("runs")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def runs_cmd(obj: CliContext, limit: int, as_json: bool) -> None:
     """The audit log: previews, executions and restores, newest first."""
+    from rich.table import Table
+
+    from taskledger.retention.audit import list_audit
+    from taskledger.store.engine import read_only
+
     with read_only(obj.sessions())() as session:
-        rows, _ = list_audit(session, limit=limit, cursor=None)
+        rows, _ = list_audit(session=session, limit=limit, cursor=None)
     if as_json:
         emit_json([_audit_row(r) for r in rows])
         return

@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import sys
-import uuid
 from datetime import datetime
-from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
-from sqlalchemy import and_, func, select
 
-from taskledger.cli.base import EXIT_REFUSED, CliContext, emit_json, pass_ctx, progress_bar
-from taskledger.cli.retention import cli_actor
-from taskledger.enums import ExportFormat, RetentionTrigger, RunStatus, values
-from taskledger.errors import NotFoundError, SafeguardRefused
-from taskledger.retention.archive.stores import ArchiveTarget
-from taskledger.retention.execute.deletes import (
-    PrunePreview,
-    parse_cutoff,
-    preview_prune,
-    prune_runs_before,
-)
-from taskledger.retention.execute.request import RetentionRequest, Safeguards
-from taskledger.retention.policy.load import load_policy
-from taskledger.retention.policy.rules import Policy
-from taskledger.retention.safeguards.alerts import Alerter
-from taskledger.retention.safeguards.guard import SpikeGuard
-from taskledger.schemas.runs import RunFilters
-from taskledger.services import projects as projects_service
-from taskledger.services import run_export, run_import
-from taskledger.services.runs import filter_conditions
-from taskledger.store.models import Project, Run
-from taskledger.store.types import as_utc
+from taskledger.cli.base import CliContext, emit_json, json_option, pass_ctx, progress_bar
+from taskledger.cli.params import Timestamp
+from taskledger.enums import ExportFormat, RunStatus, values
+from taskledger.errors import NotFoundError, SafeguardRefused, ValidationFailed
+
+if TYPE_CHECKING:
+    import uuid
+
+    from taskledger.retention.execute.deletes import PrunePreview
+    from taskledger.retention.policy.rules import Policy
+    from taskledger.schemas.runs import RunFilters
+    from taskledger.store.models import Project
 
 
 @click.group()
@@ -41,6 +28,8 @@ def runs() -> None:
 
 
 def _project(obj: CliContext, name_or_id: str) -> Project:
+    from taskledger.services import projects as projects_service
+
     with obj.sessions().begin() as session:
         project = projects_service.find_project(session=session, name_or_id=name_or_id)
         if project is None:
@@ -54,8 +43,15 @@ def _project(obj: CliContext, name_or_id: str) -> Project:
 @click.option(
     "--format", "fmt", type=click.Choice(values(ExportFormat)), default="csv", show_default=True
 )
-@click.option("--since", type=click.DateTime(), default=None, help="Started at or after (UTC).")
-@click.option("--until", type=click.DateTime(), default=None, help="Started before (UTC).")
+@click.option(
+    "--since",
+    type=Timestamp(),
+    default=None,
+    help="Started at or after (ISO 8601; UTC if no offset).",
+)
+@click.option(
+    "--until", type=Timestamp(), default=None, help="Started before (ISO 8601; UTC if no offset)."
+)
 @click.option(
     "--status", "statuses", multiple=True, type=click.Choice(values(RunStatus)), help="Repeatable."
 )
@@ -68,10 +64,11 @@ def _project(obj: CliContext, name_or_id: str) -> Project:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),
     default=None,
     help="Write to FILE instead of standard output.",
 )
+@json_option
 @pass_ctx
 def export(
     obj: CliContext,
@@ -86,13 +83,16 @@ def export(
     approval_state: str | None,
     q: str | None,
     limit: int | None,
-    output: Path | None,
+    output: str | None,
+    as_json: bool,
 ) -> None:
     """Stream the project's runs, newest first, as CSV or NDJSON."""
+    from taskledger.schemas.runs import RunFilters
+
     project = _project(obj, project_ref)
     filters = RunFilters(
-        since=as_utc(since) if since else None,
-        until=as_utc(until) if until else None,
+        since=since,
+        until=until,
         status=[RunStatus(s) for s in statuses],
         task=list(tasks),
         agent=agent,
@@ -103,11 +103,15 @@ def export(
     if output is None:
         _write(obj, project.id, filters, ExportFormat(fmt), limit, sys.stdout, progress=False)
         return
-    with output.open("w", encoding="utf-8", newline="") as handle:
-        written = _write(
-            obj, project.id, filters, ExportFormat(fmt), limit, handle, progress=sys.stderr.isatty()
-        )
-    click.echo(f"wrote {written} runs to {output}", err=True)
+    from pathlib import Path
+
+    show = sys.stderr.isatty() and not as_json
+    with Path(output).open("w", encoding="utf-8", newline="") as handle:
+        written = _write(obj, project.id, filters, ExportFormat(fmt), limit, handle, progress=show)
+    if as_json:
+        emit_json({"written": written, "output": str(output), "format": fmt})
+    else:
+        click.echo(f"wrote {written} runs to {output}", err=True)
 
 
 def _write(
@@ -120,6 +124,12 @@ def _write(
     *,
     progress: bool,
 ) -> int:
+    from sqlalchemy import and_, func, select
+
+    from taskledger.services import run_export
+    from taskledger.services.runs import filter_conditions
+    from taskledger.store.models import Run
+
     total = None
     if progress:
         with obj.engine.connect() as conn:
@@ -142,7 +152,7 @@ def _write(
 
 
 @runs.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file_name", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
 @click.option("--project", "project_ref", required=True, help="Project name or id.")
 @click.option(
     "--format",
@@ -153,25 +163,35 @@ def _write(
     help="auto: from the file name (.csv, .ndjson, .jsonl).",
 )
 @click.option("--batch-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def import_(
-    obj: CliContext, file: Path, project_ref: str, fmt: str, batch_size: int, as_json: bool
+    obj: CliContext, file_name: str, project_ref: str, fmt: str, batch_size: int, as_json: bool
 ) -> None:
-    """Record the runs of an export FILE (CSV or NDJSON) into a project; running it again
-    records nothing twice."""
+    """Record the runs of an export FILE (CSV or NDJSON) into a project; rows already there (in
+    their own project, or by idempotency key) are skipped, so running it again records nothing
+    twice."""
+    from pathlib import Path
+
+    from taskledger.services import run_import
+
+    file = Path(file_name)
     project = _project(obj, project_ref)
     fmt = run_import.detect_format(file, fmt)
     show = sys.stderr.isatty() and not as_json
     with file.open(encoding="utf-8", newline="") as handle, progress_bar(show) as bar:
         task = bar.add_task("runs", total=None)
-        report = run_import.import_runs(
-            obj.sessions(),
-            project,
-            run_import.iter_records(handle, fmt),
-            batch_size=batch_size,
-            on_batch=lambda n: bar.advance(task, n),
-        )
+        try:
+            report = run_import.import_runs(
+                obj.sessions(),
+                project,
+                run_import.iter_records(handle, fmt),
+                batch_size=batch_size,
+                on_batch=lambda n: bar.advance(task, n),
+            )
+        except ValidationFailed as exc:
+            # Earlier batches are recorded; the message says where this one went wrong.
+            raise ValidationFailed(f"{file}: {exc.detail}") from None
     result = {
         "read": report.read,
         "created": report.created,
@@ -188,21 +208,12 @@ def import_(
         )
 
 
-def _cutoff(_ctx: click.Context, _param: click.Parameter, value: str) -> datetime:
-    """``--before``: an ISO 8601 timestamp with an offset or ``Z``, not in the future (as the
-    API's ``date``); anything else is a usage error."""
-    try:
-        return parse_cutoff(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"{value!r} {exc}") from None
-
-
 @runs.command("prune")
 @click.option(
     "--before",
     "cutoff",
     metavar="DATE",
-    callback=_cutoff,
+    type=Timestamp(cutoff=True),
     required=True,
     help="Delete runs started before this: ISO 8601 with an offset or Z.",
 )
@@ -213,7 +224,7 @@ def _cutoff(_ctx: click.Context, _param: click.Parameter, value: str) -> datetim
 )
 @click.option("--reason", default=None, help="Why (required with --force; audited).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def prune(
     obj: CliContext,
@@ -225,6 +236,15 @@ def prune(
 ) -> None:
     """Delete every unheld run started before --before, archived first and audited: the seed
     endpoint DELETE /agents/tasks/before, with --force to get past its caps."""
+    from taskledger.cli.retention import cli_actor, confirm
+    from taskledger.enums import RetentionTrigger
+    from taskledger.retention.archive.stores import ArchiveTarget
+    from taskledger.retention.execute.deletes import preview_prune, prune_runs_before
+    from taskledger.retention.execute.request import RetentionRequest, Safeguards
+    from taskledger.retention.policy.load import load_policy
+    from taskledger.retention.safeguards.alerts import Alerter
+    from taskledger.retention.safeguards.guard import SpikeGuard
+
     sessions = obj.sessions()
     policy = load_policy(obj.settings.retention_policy)
     counted = preview_prune(sessions, cutoff)
@@ -237,12 +257,7 @@ def prune(
         )
     if refused is None and not yes:
         # A prune the caps refuse is refused (and audited) below without asking.
-        if not sys.stdin.isatty():
-            click.echo("refused: not confirmed (pass --yes to run without a prompt)", err=True)
-            sys.exit(EXIT_REFUSED)
-        if not click.confirm(f"Delete {counted.matched} runs?"):
-            click.echo("refused: not confirmed", err=True)
-            sys.exit(EXIT_REFUSED)
+        confirm(f"Delete {counted.matched} runs?")
     alerter = Alerter(webhook_url=obj.settings.alert_webhook_url, metrics=None)
     guard = SpikeGuard(
         obj.engine,

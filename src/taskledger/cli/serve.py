@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import click
-import uvicorn
 
-from taskledger.api import create_app
-from taskledger.cli.base import CliContext, pass_ctx
-from taskledger.logs import configure_logging
-from taskledger.store import migrate
+from taskledger.cli.base import CliContext, json_option, pass_ctx
 
 
 @click.command()
 @click.option("--host", default=None, help="Interface to bind (default: TASKLEDGER_HOST).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port to bind.")
 @click.option("--no-migrate", is_flag=True, help="Do not upgrade the schema before serving.")
+@json_option
 @pass_ctx
-def serve(obj: CliContext, host: str | None, port: int | None, no_migrate: bool) -> None:
+def serve(
+    obj: CliContext, host: str | None, port: int | None, no_migrate: bool, as_json: bool
+) -> None:
     """Run the taskledger server."""
+    import uvicorn
+
+    from taskledger.api import create_app
+    from taskledger.logs import configure_logging
+    from taskledger.services.bootstrap import check_initial_password_file
+    from taskledger.store import migrate
+    from taskledger.store.engine import make_session_factory
+
     settings = obj.settings
     configure_logging(settings.log_format, settings.log_level)
     if not no_migrate:
         migrate.upgrade(obj.engine)
+    if migrate.current_revision(obj.engine) == migrate.head_revision():
+        # What start-up would refuse, said here in one line rather than in uvicorn's traceback.
+        check_initial_password_file(make_session_factory(obj.engine, read_only=True), settings)
     app = create_app(settings, engine=obj.engine)
     uvicorn.run(
         app,

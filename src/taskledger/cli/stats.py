@@ -4,11 +4,8 @@ remove, and what is held."""
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
-from taskledger.cli.base import CliContext, emit_json, pass_ctx
-from taskledger.retention.policy.load import load_policy
-from taskledger.retention.stats import BUCKETS, collect_stats
+from taskledger.cli.base import CliContext, emit_json, json_option, pass_ctx
 
 
 def _size(value: int | None) -> str:
@@ -23,10 +20,15 @@ def _size(value: int | None) -> str:
 
 @click.command()
 @click.option("--exact", is_flag=True, help="Count rows (and SQLite sizes) exactly.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def stats(obj: CliContext, exact: bool, as_json: bool) -> None:
     """Rows, bytes, age histogram, eligible and held rows per retained table."""
+    from rich.table import Table
+
+    from taskledger.retention.policy.load import load_policy
+    from taskledger.retention.stats import BUCKETS, collect_stats
+
     obj.sessions()  # the schema must be current
     report = collect_stats(obj.engine, load_policy(obj.settings.retention_policy), exact=exact)
     if as_json:

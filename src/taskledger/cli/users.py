@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
 import sys
 
 import click
 
-from taskledger.cli.base import CliContext, emit_json, pass_ctx
-from taskledger.schemas.users import UserCreate
-from taskledger.services import users as users_service
+from taskledger.cli.base import CliContext, emit_json, json_option, pass_ctx
 
 
 @click.group()
@@ -25,12 +22,17 @@ def users() -> None:
     is_flag=True,
     help="Read the password from standard input instead of generating one.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_ctx
 def create(
     obj: CliContext, email: str, superuser: bool, password_stdin: bool, as_json: bool
 ) -> None:
     """Create a user. Without --password-stdin a random password is generated and printed once."""
+    import secrets
+
+    from taskledger.schemas.users import UserCreate
+    from taskledger.services import users as users_service
+
     generated = not password_stdin
     password = secrets.token_urlsafe(18) if generated else sys.stdin.readline().rstrip("\r\n")
     try:

@@ -1,9 +1,17 @@
 """Reading runs back from NDJSON or CSV exports (``taskledger runs import``), in batches.
 
-Import is idempotent: each row keeps its ``idempotency_key`` or gets one derived from its task,
-run id and start time, so importing the same file twice records every run once. References to
-agents or tasks that do not exist in the target project are dropped (and counted), so an export
-of one project imports into another.
+Import is idempotent. A row is already present, and skipped (counted as ``existing``), when the
+target project holds
+
+- the run it was exported from: the row's ``id``, with the same task and run id (so an export
+  imported back into its own project records nothing; the task and run id guard against an
+  export of another database, whose integer keys may coincide with this one's), or
+- a run with the row's ``idempotency_key``; a row without one gets a key derived from its task,
+  run id and start time, so importing the same file into another project twice records every
+  run once.
+
+References to agents or tasks that do not exist in the target project are dropped (and
+counted), so an export of one project imports into another.
 """
 
 from __future__ import annotations
@@ -17,17 +25,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.errors import ValidationFailed
 from taskledger.services import run_batch
 from taskledger.services.run_export import FORMULA_PREFIXES
 from taskledger.services.runs import check_references
-from taskledger.store.models import Project
+from taskledger.store.models import Project, Run
 
-# Columns of an export that describe where a row lived, not what happened: not imported.
-_LOCAL_COLUMNS = {"id", "project_id", "created_at", "updated_at"}
+# Columns of an export that describe where a row lived, not what happened: not imported. (The
+# ``id`` is read, to recognise a run that is still there, but never written.)
+_LOCAL_COLUMNS = {"project_id", "created_at", "updated_at"}
 _INT_COLUMNS = {"duration_ms"}
+_ID = "id"
+
+
+class _CellError(ValueError):
+    """A CSV cell that cannot be read, and the column it is in."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
 
 
 @dataclass
@@ -69,34 +88,54 @@ def _from_csv(record: dict[str, str]) -> dict[str, Any]:
             continue
         value = _unguard(raw)
         if name == "inputs":
-            row[name] = json.loads(value)
+            try:
+                row[name] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise _CellError(name, f"not JSON ({exc.msg} at character {exc.pos})") from None
         elif name in _INT_COLUMNS:
-            row[name] = int(value)
+            try:
+                row[name] = int(value)
+            except ValueError:
+                raise _CellError(name, f"not an integer: {value!r}") from None
         else:
             row[name] = value
     return row
 
 
 def iter_records(handle: IO[str], fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, run fields) for each row of an export."""
-    if fmt == "csv":
-        reader = csv.DictReader(handle)
-        for record in reader:
+    """(line number, run fields) for each row of an export.
+
+    Raises:
+        ValidationFailed: A row cannot be read; the message names its line (and column).
+    """
+    number = 0
+    try:
+        if fmt == "csv":
+            reader = csv.DictReader(handle)
+            for record in reader:
+                number = reader.line_num
+                try:
+                    row = _from_csv(record)
+                except _CellError as exc:
+                    raise ValidationFailed(f"line {number}, {exc.column}: {exc}") from None
+                yield number, row
+            return
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
             try:
-                yield reader.line_num, _from_csv(record)
-            except (ValueError, json.JSONDecodeError) as exc:
-                raise ValidationFailed(f"line {reader.line_num}: {exc}") from exc
-        return
-    for number, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValidationFailed(f"line {number}: not JSON: {exc.msg}") from exc
-        if not isinstance(record, dict):
-            raise ValidationFailed(f"line {number}: expected a JSON object")
-        yield number, {k: v for k, v in record.items() if k not in _LOCAL_COLUMNS}
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValidationFailed(
+                    f"line {number}: not JSON ({exc.msg} at column {exc.colno})"
+                ) from None
+            if not isinstance(record, dict):
+                raise ValidationFailed(f"line {number}: not a JSON object")
+            yield number, {k: v for k, v in record.items() if k not in _LOCAL_COLUMNS}
+    except csv.Error as exc:
+        raise ValidationFailed(f"line {number + 1}: not CSV ({exc})") from None
+    except UnicodeDecodeError:
+        raise ValidationFailed(f"after line {number}: not UTF-8 text") from None
 
 
 def derived_key(row: dict[str, Any]) -> str:
@@ -147,13 +186,20 @@ def import_runs(
 
     def flush() -> None:
         with sessions.begin() as session:
-            report.unlinked += _unlink(session=session, project=project, rows=batch)
-            try:
-                result = run_batch.ingest_batch(session=session, project=project, raw=batch)
-            except ValidationFailed as exc:
-                raise ValidationFailed(_with_lines(exc, lines)) from None
-        report.created += result.created
-        report.existing += result.existing
+            present = _still_present(session=session, project=project, batch=batch)
+            rows = [row for index, row in enumerate(batch) if index not in present]
+            row_lines = [line for index, line in enumerate(lines) if index not in present]
+            for row in rows:
+                row.pop(_ID, None)
+            report.existing += len(present)
+            if rows:
+                report.unlinked += _unlink(session=session, project=project, rows=rows)
+                try:
+                    result = run_batch.ingest_batch(session=session, project=project, raw=rows)
+                except ValidationFailed as exc:
+                    raise ValidationFailed(_with_lines(exc, row_lines)) from None
+                report.created += result.created
+                report.existing += result.existing
         if on_batch is not None:
             on_batch(len(batch))
         batch.clear()
@@ -173,6 +219,39 @@ def import_runs(
     return report
 
 
+def _export_id(row: dict[str, Any]) -> int | None:
+    value = row.get(_ID)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None  # not an export of ours: nothing to recognise the row by
+
+
+def _still_present(*, session: Session, project: Project, batch: list[dict[str, Any]]) -> set[int]:
+    """The indexes in ``batch`` of the rows exported from a run that ``project`` still holds:
+    the same ``id``, task and run id."""
+    ids = {index: run_pk for index, row in enumerate(batch) if (run_pk := _export_id(row))}
+    if not ids:
+        return set()
+    found = {
+        run_pk: (task or None, run_id or None)
+        for run_pk, task, run_id in session.execute(
+            select(Run.id, Run.task, Run.run_id).where(
+                Run.project_id == project.id, Run.id.in_(set(ids.values()))
+            )
+        )
+    }
+    return {
+        index
+        for index, run_pk in ids.items()
+        if run_pk in found
+        and found[run_pk] == (batch[index].get("task") or None, batch[index].get("run_id") or None)
+    }
+
+
 def _with_lines(error: ValidationFailed, lines: list[int]) -> str:
     """The problems of a batch as one message, each item named by its line in the file."""
     messages = []
@@ -182,8 +261,9 @@ def _with_lines(error: ValidationFailed, lines: list[int]) -> str:
         if loc[: len(run_batch.ITEMS_LOC)] == list(run_batch.ITEMS_LOC):
             loc = loc[len(run_batch.ITEMS_LOC) :]
             if loc and isinstance(loc[0], int) and 0 <= loc[0] < len(lines):
-                where = f"line {lines[loc[0]]}: "
+                where = f"line {lines[loc[0]]}"
                 loc = loc[1:]
         field = ".".join(str(part) for part in loc)
-        messages.append(f"{where}{field + ': ' if field else ''}{item.get('msg', '')}")
+        place = ", ".join(part for part in (where, field) if part)
+        messages.append(f"{place + ': ' if place else ''}{item.get('msg', '')}")
     return "; ".join(messages)
