@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from taskledger.api import create_app
-from taskledger.settings import Settings
+from taskledger.settings import AuthSettings, Settings
 from taskledger.store import Base, make_engine, migrate
 
 # Read the test database before scrubbing the environment, so that a developer's own
@@ -168,7 +168,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
-        admin_api_key=ADMIN_KEY,  # type: ignore[arg-type]
+        auth=AuthSettings(admin_api_key=ADMIN_KEY, _env_file=None),  # type: ignore[arg-type,call-arg]
         _env_file=None,  # type: ignore[call-arg]
     )
 

@@ -30,6 +30,7 @@ from taskledger.services import (
     tasks,
     users,
 )
+from taskledger.settings import Settings
 from taskledger.store import make_session_factory
 from taskledger.store.models import (
     Agent,
@@ -198,3 +199,19 @@ def project_with_key(engine: Engine) -> tuple[uuid.UUID, str]:
             created_by=None,
         )
     return project.id, secret
+
+
+def changed(settings: Settings, **changes: Any) -> Settings:
+    """A copy of ``settings`` with ``changes``: ``section__field=value`` for a field of a section
+    (``retention__plan_ttl=60``), ``field=value`` for a top-level one."""
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            sections.setdefault(section, {})[name] = value
+        else:
+            top[key] = value
+    for section, fields in sections.items():
+        top[section] = getattr(settings, section).model_copy(update=fields)
+    return settings.model_copy(update=top)

@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from pydantic import AliasChoices, BaseModel
 from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings
 
 from taskledger.cli import cli
 from taskledger.settings import Settings
@@ -179,13 +180,13 @@ def _env_names(name: str, info: FieldInfo, prefix: str) -> list[str]:
 def _settings_fields(
     model: type[BaseModel] = Settings, prefix: str = "TASKLEDGER_"
 ) -> Iterator[tuple[str, FieldInfo, list[str]]]:
-    """Every leaf setting: its dotted name, its field and its environment names. Nested models
-    (a subsystem's settings) are walked with the settings' nested delimiter."""
-    delimiter = Settings.model_config.get("env_nested_delimiter") or "__"
+    """Every leaf setting: its dotted name, its field and its environment names. A section (a
+    subsystem's settings, read from the environment on its own) is walked with its own prefix."""
     for name, info in model.model_fields.items():
         annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            for sub, sub_info, envs in _settings_fields(annotation, f"{prefix}{name}{delimiter}"):
+        if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
+            section_prefix = str(annotation.model_config.get("env_prefix", ""))
+            for sub, sub_info, envs in _settings_fields(annotation, section_prefix):
                 yield f"{name}.{sub}", sub_info, envs
         else:
             yield name, info, _env_names(name, info, prefix)

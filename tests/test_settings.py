@@ -18,11 +18,11 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     settings = build()
     assert settings.data_dir == Path(".taskledger")
-    assert settings.host == "127.0.0.1"
-    assert settings.port == 8000
-    assert settings.admin_api_key is None
-    assert settings.secret_key is None
-    assert settings.log_format == "text"
+    assert settings.server.host == "127.0.0.1"
+    assert settings.server.port == 8000
+    assert settings.auth.admin_api_key is None
+    assert settings.auth.secret_key is None
+    assert settings.server.log_format == "text"
     assert (
         settings.resolved_database_url == f"sqlite:///{tmp_path / '.taskledger' / 'taskledger.db'}"
     )
@@ -34,14 +34,14 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKLEDGER_LOG_FORMAT", "json")
     settings = build()
     assert settings.resolved_database_url == "postgresql+psycopg://u@h/db"
-    assert settings.port == 9001
-    assert settings.log_format == "json"
+    assert settings.server.port == 9001
+    assert settings.server.log_format == "json"
 
 
 @pytest.mark.parametrize("name", ["TASKLEDGER_ADMIN_API_KEY", "ADMIN_API_KEY"])
 def test_admin_key_from_either_name(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv(name, "s3cret")
-    key = build().admin_api_key
+    key = build().auth.admin_api_key
     assert key is not None and key.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(build())
 
@@ -109,8 +109,8 @@ def test_admin_key_conflict(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     monkeypatch.setenv("ADMIN_API_KEY", "seed-key")
     settings = build()
     warning = settings.admin_key_conflict()
-    assert settings.admin_api_key is not None
-    assert settings.admin_api_key.get_secret_value() == "new-key"
+    assert settings.auth.admin_api_key is not None
+    assert settings.auth.admin_api_key.get_secret_value() == "new-key"
     assert warning is not None and warning.startswith("TASKLEDGER_ADMIN_API_KEY and ADMIN_API_KEY")
     assert "only TASKLEDGER_ADMIN_API_KEY is accepted" in warning
     assert "new-key" not in warning and "seed-key" not in warning
@@ -118,8 +118,8 @@ def test_admin_key_conflict(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     monkeypatch.delenv("TASKLEDGER_ADMIN_API_KEY")
     (tmp_path / ".env").write_text("TASKLEDGER_ADMIN_API_KEY=from-dotenv\n")
     settings = Settings()
-    assert settings.admin_api_key is not None
-    assert settings.admin_api_key.get_secret_value() == "seed-key"
+    assert settings.auth.admin_api_key is not None
+    assert settings.auth.admin_api_key.get_secret_value() == "seed-key"
     warning = settings.admin_key_conflict()
     assert warning is not None and "only ADMIN_API_KEY is accepted" in warning
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from croniter import croniter
 from dotenv import dotenv_values
@@ -35,8 +35,8 @@ DATABASE_SCHEMES = {
 ADMIN_KEY_VARIABLES = ("TASKLEDGER_ADMIN_API_KEY", "ADMIN_API_KEY")
 
 
-class Settings(BaseSettings):
-    """All of taskledger's configuration."""
+class _Section(BaseSettings):
+    """A group of settings read from the environment under their documented flat names."""
 
     model_config = SettingsConfigDict(
         env_prefix="TASKLEDGER_",
@@ -48,25 +48,25 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
-    data_dir: Path = Field(
-        default=Path(".taskledger"),
-        description=(
-            "Directory for the SQLite database, the generated JWT secret, the initial admin "
-            "password file and local archives. Created on first use."
-        ),
-    )
-    database_url: str | None = Field(
-        default=None,
-        description=(
-            "SQLAlchemy database URL. Unset means the SQLite file `taskledger.db` in the data "
-            "directory; `postgresql+psycopg://user@host:5432/db` (or `postgresql://...`) selects "
-            "PostgreSQL. Any other scheme is refused."
-        ),
-    )
+
+class ServerSettings(_Section):
+    """`taskledger serve`: where it listens, and its logs."""
+
     host: str = Field(default="127.0.0.1", description="Interface `taskledger serve` binds to.")
     port: int = Field(
         default=8000, ge=1, le=65535, description="TCP port `taskledger serve` binds to."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log line format: `text` for people, `json` for log pipelines."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Minimum level of log records that are written."
+    )
+
+
+class AuthSettings(_Section):
+    """Identity and access: tokens, the admin key, login throttling, password checks."""
+
     secret_key: SecretStr | None = Field(
         default=None,
         description=(
@@ -133,7 +133,14 @@ class Settings(BaseSettings):
             "gets 503 with Retry-After."
         ),
     )
-    retention_policy: str = Field(
+
+
+class RetentionSettings(_Section):
+    """The retention engine: the policy in force and its safeguards."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKLEDGER_RETENTION_")
+
+    policy: str = Field(
         default="default",
         min_length=1,
         description=(
@@ -141,35 +148,14 @@ class Settings(BaseSettings):
             "or the path of a TOML policy file."
         ),
     )
-    archive_url: str | None = Field(
-        default=None,
-        description=(
-            "Where retention archives go: a directory, or `s3://bucket/prefix`. Unset means "
-            "`<data_dir>/archives`."
-        ),
-    )
-    s3_endpoint_url: str | None = Field(
-        default=None,
-        description="Endpoint of an S3-compatible store (MinIO, Ceph, ...); unset means AWS.",
-    )
-    archive_gzip_level: int = Field(
-        default=DEFAULT_GZIP_LEVEL,
-        ge=1,
-        le=9,
-        description=(
-            "gzip level of archive parts, 1 (fastest) to 9 (smallest). 6 is most of 9's ratio "
-            "at a fraction of its time; 1 compresses about 2.5 times as fast, and its parts are "
-            "about a quarter bigger."
-        ),
-    )
-    retention_dry_run_only: bool = Field(
+    dry_run_only: bool = Field(
         default=False,
         description=(
             "Turn every retention execution into a preview (still audited): a safe mode for "
             "trying a policy on a live system."
         ),
     )
-    retention_plan_ttl: int = Field(
+    plan_ttl: int = Field(
         default=DEFAULT_PLAN_TTL,
         ge=60,
         le=7 * 86_400,
@@ -178,14 +164,8 @@ class Settings(BaseSettings):
             "604800; default one hour). A plan is also single-use: reuse or expiry is a 409."
         ),
     )
-    retention_schedule: str | None = Field(
-        default=None,
-        description=(
-            "Cron expression (UTC) on which `taskledger serve` runs the policy in force, e.g. "
-            "`15 3 * * 1`. Unset means no in-process schedule."
-        ),
-    )
     spike_max_rows: int = Field(
+        validation_alias=AliasChoices("TASKLEDGER_SPIKE_MAX_ROWS", "spike_max_rows"),
         default=1000,
         ge=1,
         description=(
@@ -195,17 +175,99 @@ class Settings(BaseSettings):
         ),
     )
     spike_window_seconds: int = Field(
-        default=60, ge=1, le=86_400, description="Length of the spike guard's sliding window."
+        validation_alias=AliasChoices("TASKLEDGER_SPIKE_WINDOW_SECONDS", "spike_window_seconds"),
+        default=60,
+        ge=1,
+        le=86_400,
+        description="Length of the spike guard's sliding window.",
     )
     alert_webhook_url: str | None = Field(
+        validation_alias=AliasChoices("TASKLEDGER_ALERT_WEBHOOK_URL", "alert_webhook_url"),
         default=None,
         description="Where spike alerts are POSTed as JSON (off the request path, with retries).",
     )
-    log_format: Literal["text", "json"] = Field(
-        default="text", description="Log line format: `text` for people, `json` for log pipelines."
+
+
+class ArchiveSettings(_Section):
+    """Where retention archives go, and how they are compressed."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKLEDGER_ARCHIVE_")
+
+    url: str | None = Field(
+        default=None,
+        description=(
+            "Where retention archives go: a directory, or `s3://bucket/prefix`. Unset means "
+            "`<data_dir>/archives`."
+        ),
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", description="Minimum level of log records that are written."
+    s3_endpoint_url: str | None = Field(
+        validation_alias=AliasChoices("TASKLEDGER_S3_ENDPOINT_URL", "s3_endpoint_url"),
+        default=None,
+        description="Endpoint of an S3-compatible store (MinIO, Ceph, ...); unset means AWS.",
+    )
+    gzip_level: int = Field(
+        default=DEFAULT_GZIP_LEVEL,
+        ge=1,
+        le=9,
+        description=(
+            "gzip level of archive parts, 1 (fastest) to 9 (smallest). 6 is most of 9's ratio "
+            "at a fraction of its time; 1 compresses about 2.5 times as fast, and its parts are "
+            "about a quarter bigger."
+        ),
+    )
+
+
+class SchedulerSettings(_Section):
+    """The in-process retention schedule of `taskledger serve`."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKLEDGER_RETENTION_")
+
+    schedule: str | None = Field(
+        default=None,
+        description=(
+            "Cron expression (UTC) on which `taskledger serve` runs the policy in force, e.g. "
+            "`15 3 * * 1`. Unset means no in-process schedule."
+        ),
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(
+                "not a cron expression: five fields (minute hour day month weekday), or six "
+                "with seconds last"
+            )
+        return value
+
+
+class Settings(BaseSettings):
+    """All of taskledger's configuration: the store at the top, a section per subsystem."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASKLEDGER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        # A value in error may be a secret (a database URL with its password, a key).
+        hide_input_in_errors=True,
+    )
+
+    data_dir: Path = Field(
+        default=Path(".taskledger"),
+        description=(
+            "Directory for the SQLite database, the generated JWT secret, the initial admin "
+            "password file and local archives. Created on first use."
+        ),
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy database URL. Unset means the SQLite file `taskledger.db` in the data "
+            "directory; `postgresql+psycopg://user@host:5432/db` (or `postgresql://...`) selects "
+            "PostgreSQL. Any other scheme is refused."
+        ),
     )
     sqlite_busy_timeout_ms: int = Field(
         default=5000,
@@ -216,6 +278,35 @@ class Settings(BaseSettings):
             "in ms."
         ),
     )
+
+    server: ServerSettings = Field(
+        default_factory=ServerSettings,
+        description="`taskledger serve`: where it listens, and its logs.",
+    )
+    auth: AuthSettings = Field(
+        default_factory=AuthSettings,
+        description="Identity and access: tokens, the admin key, logins and password checks.",
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings,
+        description="The retention engine: the policy in force and its safeguards.",
+    )
+    archive: ArchiveSettings = Field(
+        default_factory=ArchiveSettings,
+        description="Where retention archives go, and how they are compressed.",
+    )
+    scheduler: SchedulerSettings = Field(
+        default_factory=SchedulerSettings,
+        description="The in-process retention schedule of `taskledger serve`.",
+    )
+
+    def __init__(self, **values: Any) -> None:
+        """Read the sections too, from the same ``.env`` file (``_env_file`` included)."""
+        source = {key: values[key] for key in ("_env_file",) if key in values}
+        for name, section in SECTIONS.items():
+            if name not in values:
+                values[name] = section(**source)
+        super().__init__(**values)
 
     @field_validator("database_url")
     @classmethod
@@ -233,16 +324,6 @@ class Settings(BaseSettings):
             )
         return f"{driver}://{rest}"
 
-    @field_validator("retention_schedule")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is not None and not croniter.is_valid(value):
-            raise ValueError(
-                "not a cron expression: five fields (minute hour day month weekday), or six "
-                "with seconds last"
-            )
-        return value
-
     def admin_key_conflict(self) -> str | None:
         """A warning when ``TASKLEDGER_ADMIN_API_KEY`` and ``ADMIN_API_KEY`` are both set, to
         different keys (in the environment or the ``.env`` file): only one of them is accepted,
@@ -255,7 +336,7 @@ class Settings(BaseSettings):
         values = [environment.get(name) or from_file.get(name) for name in ADMIN_KEY_VARIABLES]
         if not all(values) or values[0] == values[1]:
             return None
-        current = self.admin_api_key.get_secret_value() if self.admin_api_key else None
+        current = self.auth.admin_api_key.get_secret_value() if self.auth.admin_api_key else None
         winner, loser = ADMIN_KEY_VARIABLES if current != values[1] else ADMIN_KEY_VARIABLES[::-1]
         return (
             f"{winner} and {loser} are both set, to different keys: only {winner} is "
@@ -272,8 +353,8 @@ class Settings(BaseSettings):
     @property
     def resolved_archive_url(self) -> str:
         """The archive root in force: the configured one, or ``<data_dir>/archives``."""
-        if self.archive_url:
-            return self.archive_url
+        if self.archive.url:
+            return self.archive.url
         return str((self.data_dir / "archives").resolve())
 
     def ensure_data_dir(self) -> Path:
@@ -290,14 +371,37 @@ class Settings(BaseSettings):
         return self.data_dir
 
 
+#: The sections of :class:`Settings`, by attribute name.
+SECTIONS: dict[str, type[_Section]] = {
+    "server": ServerSettings,
+    "auth": AuthSettings,
+    "retention": RetentionSettings,
+    "archive": ArchiveSettings,
+    "scheduler": SchedulerSettings,
+}
+
+
+def env_name(model: type[BaseSettings], field: str) -> str:
+    """The environment variable that sets ``field`` of ``model`` (a section or the top level)."""
+    alias = model.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"{model.model_config.get('env_prefix', '')}{field}".upper()
+
+
 def describe_errors(error: ValidationError) -> str:
     """The problems of invalid settings on one line, each naming its environment variable."""
+    candidates: list[type[BaseSettings]] = [Settings, *SECTIONS.values()]
+    models = {m.__name__: m for m in candidates}
+    model = models.get(error.title, Settings)
+    by_alias = {env_name(model, field).lower(): field for field in model.model_fields}
     problems = []
     for item in error.errors():
         loc = [str(part) for part in item.get("loc", ())]
         name = loc[0] if loc else ""
-        if name in Settings.model_fields:
-            name = f"TASKLEDGER_{name.upper()}"
+        field = name if name in model.model_fields else by_alias.get(name.lower())
+        if field is not None and field not in SECTIONS:
+            name = env_name(model, field)
         message = str(item.get("msg", "")).removeprefix("Value error, ")
         problems.append(f"{name}: {message}" if name else message)
     return "; ".join(problems)

@@ -12,7 +12,7 @@ from taskledger.api import create_app
 from taskledger.settings import Settings
 from taskledger.store.models import RetentionRun, Run
 from tests.conftest import ADMIN_KEY
-from tests.helpers import state_of, transaction
+from tests.helpers import changed, state_of, transaction
 from tests.retention.engine_helpers import populated
 
 ADMIN = {"X-Admin-Key": ADMIN_KEY}
@@ -132,7 +132,7 @@ def test_preview_estimates_archive_size_at_the_configured_gzip_level(
     populated(engine, runs=600, days=300)
     totals = {}
     for level in (1, 9):
-        app = create_app(settings.model_copy(update={"archive_gzip_level": level}), engine=engine)
+        app = create_app(changed(settings, archive__gzip_level=level), engine=engine)
         with TestClient(app) as client:
             preview = client.post(
                 "/api/v1/admin/retention/preview", json={"preset": "ops"}, headers=ADMIN
@@ -194,7 +194,7 @@ def test_a_plan_executes_once(app: FastAPI, client: TestClient) -> None:
 
 def test_a_plan_expires_after_the_ttl(settings: Settings, engine: Engine) -> None:
     populated(engine, runs=400, days=300)
-    app = create_app(settings.model_copy(update={"retention_plan_ttl": 60}), engine=engine)
+    app = create_app(changed(settings, retention__plan_ttl=60), engine=engine)
     with TestClient(app) as client:
         plan = _preview(client)
         with transaction(app) as session:  # the preview was made 61 s ago
@@ -231,7 +231,7 @@ def test_a_refused_execution_leaves_its_plan_unused(app: FastAPI, client: TestCl
 
 def test_dry_run_only_executions_do_not_spend_the_plan(settings: Settings, engine: Engine) -> None:
     populated(engine, runs=400, days=300)
-    dry = settings.model_copy(update={"retention_dry_run_only": True})
+    dry = changed(settings, retention__dry_run_only=True)
     with TestClient(create_app(dry, engine=engine)) as client:
         plan = _preview(client)
         for _ in range(2):

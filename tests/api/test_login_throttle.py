@@ -33,7 +33,7 @@ from taskledger.store import make_engine
 from taskledger.store.models import LoginFailure, User
 from taskledger.store.types import utcnow
 from tests.cli.test_serve import free_port, wait_for
-from tests.helpers import PASSWORD, bearer, login, make_user, transaction
+from tests.helpers import PASSWORD, bearer, changed, login, make_user, transaction
 from tests.serving import DEADLINE
 
 TOKEN_URL = "/api/v1/auth/token"
@@ -89,8 +89,8 @@ def restore_slots() -> Iterator[None]:
     yield
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
     passwords.slots.configure(
-        limit=defaults.password_check_concurrency,
-        wait_seconds=defaults.password_check_wait_seconds,
+        limit=defaults.auth.password_check_concurrency,
+        wait_seconds=defaults.auth.password_check_wait_seconds,
     )
 
 
@@ -309,8 +309,8 @@ def test_concurrent_attempts_on_two_replicas_cannot_pass_the_limit(
 def test_password_checks_run_a_bounded_number_at_a_time(
     settings: Settings, engine: Engine, hasher: CountingHasher, restore_slots: None
 ) -> None:
-    bounded = settings.model_copy(
-        update={"password_check_concurrency": 3, "password_check_wait_seconds": 60}
+    bounded = changed(
+        settings, auth__password_check_concurrency=3, auth__password_check_wait_seconds=60
     )
     app = create_app(bounded, engine=engine)
     emails = [make_user(app, f"user-{i}@example.com").email for i in range(12)]
@@ -340,8 +340,8 @@ def test_password_checks_run_a_bounded_number_at_a_time(
 def test_no_free_slot_is_503_with_retry_after_and_no_failure(
     settings: Settings, engine: Engine, hasher: CountingHasher, restore_slots: None
 ) -> None:
-    busy = settings.model_copy(
-        update={"password_check_concurrency": 1, "password_check_wait_seconds": 0.05}
+    busy = changed(
+        settings, auth__password_check_concurrency=1, auth__password_check_wait_seconds=0.05
     )
     app = create_app(busy, engine=engine)
     make_user(app, "ada@example.com")
@@ -359,8 +359,8 @@ def test_no_free_slot_is_503_with_retry_after_and_no_failure(
 def test_creating_a_user_without_a_free_slot_is_503_and_writes_nothing(
     settings: Settings, engine: Engine, restore_slots: None
 ) -> None:
-    busy = settings.model_copy(
-        update={"password_check_concurrency": 1, "password_check_wait_seconds": 0.05}
+    busy = changed(
+        settings, auth__password_check_concurrency=1, auth__password_check_wait_seconds=0.05
     )
     app = create_app(busy, engine=engine)
     root = make_user(app, "root@example.com", superuser=True)

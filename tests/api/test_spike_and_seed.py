@@ -25,7 +25,7 @@ from taskledger.settings import Settings
 from taskledger.store import make_session_factory
 from taskledger.store.models import DeletionEvent, RetentionRun, Run
 from tests.conftest import ADMIN_KEY
-from tests.helpers import key_headers, state_of, transaction
+from tests.helpers import changed, key_headers, state_of, transaction
 from tests.retention.engine_helpers import count, old_and_new_runs, populated
 
 
@@ -56,7 +56,7 @@ def webhook() -> Iterator[str]:
 
 
 def _client(settings: Settings, engine: Engine, **changes: object) -> TestClient:
-    return TestClient(create_app(settings.model_copy(update=changes), engine=engine))
+    return TestClient(create_app(changed(settings, **changes), engine=engine))
 
 
 def test_spike_guard_trips_alerts_and_recovers(
@@ -66,7 +66,11 @@ def test_spike_guard_trips_alerts_and_recovers(
     # surely in it when the fourth is refused. It is drained by ageing its events, not by waiting.
     window = 600
     with _client(
-        settings, engine, spike_max_rows=3, spike_window_seconds=window, alert_webhook_url=webhook
+        settings,
+        engine,
+        retention__spike_max_rows=3,
+        retention__spike_window_seconds=window,
+        retention__alert_webhook_url=webhook,
     ) as client:
         app = client.app
         _, headers = key_headers(app)  # type: ignore[arg-type]
@@ -131,7 +135,7 @@ def test_seed_endpoint(settings: Settings, engine: Engine, tmp_path: Path) -> No
     with make_session_factory(engine).begin() as session:
         holds.add_hold(session, scope=HoldScope.RUN, target_id=str(keep_id), reason="x", actor="t")
     params = {"date": cutoff.isoformat().replace("+00:00", "Z")}
-    with _client(settings, engine, spike_max_rows=100_000) as client:
+    with _client(settings, engine, retention__spike_max_rows=100_000) as client:
         assert client.delete("/agents/tasks/before", params=params).status_code == 403
         wrong = client.delete(
             "/agents/tasks/before", params=params, headers={"X-Admin-Key": "nope"}
@@ -164,7 +168,7 @@ def test_seed_endpoint(settings: Settings, engine: Engine, tmp_path: Path) -> No
         ).one()
     assert audit.outcome == "ok" and audit.archive_uri
     assert sum(p.rows for p in read_manifest(audit.archive_uri).files) == old - 1
-    with _client(settings.model_copy(update={"admin_api_key": None}), engine) as client:
+    with _client(settings, engine, auth__admin_api_key=None) as client:
         unset = client.delete(
             "/agents/tasks/before", params=params, headers={"X-Admin-Key": ADMIN_KEY}
         )
@@ -184,7 +188,7 @@ def test_a_seed_prune_over_the_spike_limit_succeeds_alerts_and_fills_the_window(
     _, cutoff = old_and_new_runs(engine, old=1500, new=1600)
     # Two replicas on one database: the prune on one fills the window for the other.
     with (
-        _client(settings, engine, alert_webhook_url=webhook) as pruner,
+        _client(settings, engine, retention__alert_webhook_url=webhook) as pruner,
         _client(settings, engine) as other,
     ):
         assert state_of(pruner.app).spike_guard.max_rows == 1000  # type: ignore[arg-type]
@@ -230,7 +234,7 @@ def test_a_seed_prune_over_a_cap_is_refused_naming_the_cap_and_the_command(
     _, cutoff = old_and_new_runs(engine, old=1200, new=1600)
     policy_file = tmp_path / "capped.toml"
     policy_file.write_text(f'name = "capped"\n{policy}', encoding="utf-8")
-    with _client(settings, engine, retention_policy=str(policy_file)) as client:
+    with _client(settings, engine, retention__policy=str(policy_file)) as client:
         refused = _prune(client, cutoff)
         assert refused.status_code == 409, refused.text
         detail = refused.json()["detail"]
@@ -272,7 +276,7 @@ def test_a_seed_prune_in_dry_run_only_mode_deletes_nothing_and_is_audited(
     settings: Settings, engine: Engine
 ) -> None:
     _, cutoff = old_and_new_runs(engine, old=300, new=700)
-    with _client(settings, engine, retention_dry_run_only=True) as client:
+    with _client(settings, engine, retention__dry_run_only=True) as client:
         done = _prune(client, cutoff)
     assert done.status_code == 200, done.text
     assert done.json() == {

@@ -18,7 +18,7 @@ from taskledger.services.bootstrap import (
     resolve_secret_key,
 )
 from taskledger.services.passwords import verify_password
-from taskledger.settings import Settings
+from taskledger.settings import AuthSettings, Settings
 from taskledger.store import make_session_factory
 from taskledger.store.models import User
 
@@ -79,7 +79,7 @@ def test_generated_secret_is_private_and_stable(tmp_path: Path) -> None:
 def test_configured_secret_is_used_and_not_written(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path / "d",
-        secret_key="configured-secret",  # type: ignore[arg-type]
+        auth=AuthSettings(secret_key="configured-secret", _env_file=None),  # type: ignore[arg-type,call-arg]
         _env_file=None,
     )  # type: ignore[call-arg]
     assert resolve_secret_key(settings) == "configured-secret"

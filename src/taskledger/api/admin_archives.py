@@ -68,7 +68,7 @@ def archives(
     """Archives under the archive root, newest first: run id, creation, tables, rows, bytes."""
     require_admin(principal)
     found = list_archives(
-        state.settings.resolved_archive_url, s3_endpoint_url=state.settings.s3_endpoint_url
+        state.settings.resolved_archive_url, s3_endpoint_url=state.settings.archive.s3_endpoint_url
     )
     page, next_cursor = _page(found, limit, cursor)
     items = [
@@ -100,7 +100,7 @@ def restore_archive(body: RestoreRequest, principal: PrincipalDep, state: StateD
         uri,
         tables=tables,
         dry_run=body.dry_run,
-        s3_endpoint_url=state.settings.s3_endpoint_url,
+        s3_endpoint_url=state.settings.archive.s3_endpoint_url,
         actor=principal.actor,
         trigger=RetentionTrigger.API,
     )

@@ -42,7 +42,7 @@ def policy_from(source: PolicySource, settings: Settings) -> Policy:
         if source.preset not in PRESETS:
             raise PolicyError(f"unknown preset {source.preset!r} (one of: {', '.join(PRESETS)})")
         return PRESETS[source.preset]
-    return load_policy(settings.retention_policy)
+    return load_policy(settings.retention.policy)
 
 
 @router.post("/preview", response_model=PreviewOut)

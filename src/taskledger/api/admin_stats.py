@@ -27,5 +27,5 @@ def stats(
     """Per table: rows, bytes, oldest and newest, an age histogram, rows eligible under the
     policy in force, and held rows; plus the audit log's size."""
     require_admin(principal)
-    policy = load_policy(state.settings.retention_policy)
+    policy = load_policy(state.settings.retention.policy)
     return collect_stats(state.engine, policy, exact=exact).to_dict()

@@ -84,7 +84,7 @@ def create_app(
             settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
     metrics = Metrics()
-    alerter = Alerter(webhook_url=settings.alert_webhook_url, metrics=metrics)
+    alerter = Alerter(webhook_url=settings.retention.alert_webhook_url, metrics=metrics)
     state = AppState(
         settings=settings,
         engine=engine,
@@ -96,26 +96,26 @@ def create_app(
         alerter=alerter,
         spike_guard=SpikeGuard(
             engine=engine,
-            max_rows=settings.spike_max_rows,
-            window_seconds=settings.spike_window_seconds,
+            max_rows=settings.retention.spike_max_rows,
+            window_seconds=settings.retention.spike_window_seconds,
             alerter=alerter,
         ),
         login_throttle=LoginThrottle(
             engine=engine,
-            max_per_account=settings.login_max_failures_per_account,
-            max_per_address=settings.login_max_failures_per_address,
-            window_seconds=settings.login_window_seconds,
+            max_per_account=settings.auth.login_max_failures_per_account,
+            max_per_address=settings.auth.login_max_failures_per_address,
+            window_seconds=settings.auth.login_window_seconds,
         ),
     )
     # Process-wide (memory is the process's): the app built last in a process sets the bound.
     passwords.slots.configure(
-        limit=settings.password_check_concurrency,
-        wait_seconds=settings.password_check_wait_seconds,
+        limit=settings.auth.password_check_concurrency,
+        wait_seconds=settings.auth.password_check_wait_seconds,
     )
 
     scheduler = (
         Scheduler(engine, state.session_factory, settings, metrics)
-        if settings.retention_schedule and schedule
+        if settings.scheduler.schedule and schedule
         else None
     )
 
@@ -132,7 +132,7 @@ def create_app(
             )
         if scheduler is not None:
             scheduler.start()
-            log.info("retention scheduled on %r (UTC)", settings.retention_schedule)
+            log.info("retention scheduled on %r (UTC)", settings.scheduler.schedule)
         try:
             yield
         finally:

@@ -75,7 +75,7 @@ def login(
         raise
     throttle.succeeded(attempt)
     token, expires_in = auth.issue_token(
-        user, secret=state.secret_key, expire_minutes=state.settings.jwt_expire_minutes
+        user, secret=state.secret_key, expire_minutes=state.settings.auth.jwt_expire_minutes
     )
     return Token(access_token=token, expires_in=expires_in)
 

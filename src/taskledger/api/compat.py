@@ -205,7 +205,7 @@ def seed_admin_key(
     x_admin_key: Annotated[str | None, Depends(admin_key_scheme)],
 ) -> Principal:
     """The admin key, exactly as the seed endpoint checked it: anything else is 403."""
-    configured = state.settings.admin_api_key
+    configured = state.settings.auth.admin_api_key
     try:
         return principal_from_admin_key(
             configured.get_secret_value() if configured else None, x_admin_key or ""
@@ -262,7 +262,7 @@ def prune_before(
     request = RetentionRequest(
         actor=principal.actor,
         trigger=RetentionTrigger.ENDPOINT,
-        policy=load_policy(state.settings.retention_policy),
+        policy=load_policy(state.settings.retention.policy),
         archive=state.archive_target,
         safeguards=Safeguards.from_settings(state.settings, spike_guard=state.spike_guard),
         metrics=state.metrics,

@@ -83,7 +83,7 @@ def get_principal(
 ) -> Principal:
     """Who is calling; 401 when nobody is, 403 for a wrong or unconfigured admin key."""
     if x_admin_key is not None:
-        configured = state.settings.admin_api_key
+        configured = state.settings.auth.admin_api_key
         return auth.principal_from_admin_key(
             configured.get_secret_value() if configured else None, x_admin_key
         )

@@ -90,7 +90,7 @@ def list_cmd(obj: CliContext, as_json: bool) -> None:
     from taskledger.retention.archive.reader import list_archives
 
     found = list_archives(
-        obj.settings.resolved_archive_url, s3_endpoint_url=obj.settings.s3_endpoint_url
+        obj.settings.resolved_archive_url, s3_endpoint_url=obj.settings.archive.s3_endpoint_url
     )
     if as_json:
         emit_json([summary_dict(s) for s in found])
@@ -137,7 +137,7 @@ def verify_cmd(obj: CliContext, uri: str, as_json: bool) -> None:
     from taskledger.retention.archive.reader import verify as verify_archive
 
     location = archive_location(uri, obj.settings.resolved_archive_url)
-    report = verify_archive(location, s3_endpoint_url=obj.settings.s3_endpoint_url)
+    report = verify_archive(location, s3_endpoint_url=obj.settings.archive.s3_endpoint_url)
     mismatch = f"{len(report.messages)} problems in {report.uri}"
     if as_json:
         result = verify_dict(report)
@@ -179,7 +179,7 @@ def restore_cmd(
     from taskledger.retention.restore.restore import restore
 
     obj.sessions()  # the schema must be current before anything is written
-    s3 = obj.settings.s3_endpoint_url
+    s3 = obj.settings.archive.s3_endpoint_url
     location = archive_location(uri, obj.settings.resolved_archive_url)
     show = sys.stderr.isatty() and not as_json
     total = 0

@@ -83,7 +83,7 @@ def choose_policy(obj: CliContext, preset: str | None, policy_file: str | None) 
 
     if preset and policy_file:
         raise click.UsageError("give --preset or --policy, not both")
-    return load_policy(preset or policy_file or obj.settings.retention_policy)
+    return load_policy(preset or policy_file or obj.settings.retention.policy)
 
 
 @click.group()

@@ -246,7 +246,7 @@ def prune(
     from taskledger.retention.safeguards.guard import SpikeGuard
 
     sessions = obj.sessions()
-    policy = load_policy(obj.settings.retention_policy)
+    policy = load_policy(obj.settings.retention.policy)
     counted = preview_prune(sessions, cutoff)
     refused = _refusal(policy, counted, force=force, reason=reason)
     if not as_json:
@@ -258,11 +258,11 @@ def prune(
     if refused is None and not yes:
         # A prune the caps refuse is refused (and audited) below without asking.
         confirm(f"Delete {counted.matched} runs?")
-    alerter = Alerter(webhook_url=obj.settings.alert_webhook_url, metrics=None)
+    alerter = Alerter(webhook_url=obj.settings.retention.alert_webhook_url, metrics=None)
     guard = SpikeGuard(
         obj.engine,
-        max_rows=obj.settings.spike_max_rows,
-        window_seconds=obj.settings.spike_window_seconds,
+        max_rows=obj.settings.retention.spike_max_rows,
+        window_seconds=obj.settings.retention.spike_window_seconds,
         alerter=alerter,
     )
     show = sys.stderr.isatty() and not as_json

@@ -26,7 +26,7 @@ def serve(
     from taskledger.store.engine import make_session_factory
 
     settings = obj.settings
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.server.log_format, settings.server.log_level)
     if not no_migrate:
         migrate.upgrade(obj.engine)
     if migrate.current_revision(obj.engine) == migrate.head_revision():
@@ -35,8 +35,8 @@ def serve(
     app = create_app(settings, engine=obj.engine)
     uvicorn.run(
         app,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=host or settings.server.host,
+        port=port or settings.server.port,
         log_config=None,
         proxy_headers=True,
     )

@@ -30,7 +30,7 @@ def stats(obj: CliContext, exact: bool, as_json: bool) -> None:
     from taskledger.retention.stats import BUCKETS, collect_stats
 
     obj.sessions()  # the schema must be current
-    report = collect_stats(obj.engine, load_policy(obj.settings.retention_policy), exact=exact)
+    report = collect_stats(obj.engine, load_policy(obj.settings.retention.policy), exact=exact)
     if as_json:
         emit_json(report.to_dict())
         return

@@ -63,7 +63,7 @@ def claim_tick(engine: Engine, tick: datetime, holder: str) -> bool:
 
 
 class Scheduler:
-    """A daemon thread that runs retention on ``settings.retention_schedule``."""
+    """A daemon thread that runs retention on ``settings.scheduler.schedule``."""
 
     def __init__(
         self,
@@ -72,8 +72,8 @@ class Scheduler:
         settings: Settings,
         metrics: Metrics | None = None,
     ) -> None:
-        assert settings.retention_schedule
-        validate_schedule(settings.retention_schedule)
+        assert settings.scheduler.schedule
+        validate_schedule(settings.scheduler.schedule)
         self.engine = engine
         self.sessions = sessions
         self.settings = settings
@@ -90,8 +90,8 @@ class Scheduler:
         self._thread.join(timeout=30)
 
     def _loop(self) -> None:
-        assert self.settings.retention_schedule
-        ticks = croniter(self.settings.retention_schedule, utcnow())
+        assert self.settings.scheduler.schedule
+        ticks = croniter(self.settings.scheduler.schedule, utcnow())
         while not self._stop.is_set():
             tick: datetime = ticks.get_next(datetime)
             if self._stop.wait(max(0.0, (tick - utcnow()).total_seconds())):
@@ -108,7 +108,7 @@ class Scheduler:
             actor=f"schedule:{self.holder}",
             trigger=RetentionTrigger.SCHEDULE,
             reason=f"scheduled tick {tick.isoformat()}",
-            policy=load_policy(self.settings.retention_policy),
+            policy=load_policy(self.settings.retention.policy),
             archive=ArchiveTarget.from_settings(self.settings),
             safeguards=Safeguards.from_settings(self.settings),
             metrics=self.metrics,

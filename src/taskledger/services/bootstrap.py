@@ -61,8 +61,8 @@ def write_private_file(path: Path, content: str) -> bool:
 
 def resolve_secret_key(settings: Settings) -> str:
     """The JWT signing secret: configured, or generated once and kept in the data dir (0600)."""
-    if settings.secret_key is not None and settings.secret_key.get_secret_value():
-        return settings.secret_key.get_secret_value()
+    if settings.auth.secret_key is not None and settings.auth.secret_key.get_secret_value():
+        return settings.auth.secret_key.get_secret_value()
     path = settings.ensure_data_dir() / SECRET_KEY_FILE
     write_private_file(path, secrets.token_urlsafe(48) + "\n")
     secret = path.read_text(encoding="utf-8").strip()

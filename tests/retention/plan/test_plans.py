@@ -26,6 +26,7 @@ from taskledger.retention.scheduler import Scheduler
 from taskledger.settings import Settings
 from taskledger.store.models import RetentionRun, Run
 from taskledger.store.types import utcnow
+from tests.helpers import changed
 from tests.retention.engine_helpers import count, populated, sessions_of
 
 RACERS = 6
@@ -134,9 +135,7 @@ def test_the_scheduler_spends_the_plan_of_each_tick(settings: Settings, engine: 
     scheduler = Scheduler(
         engine,
         sessions_of(engine),
-        settings.model_copy(
-            update={"retention_schedule": "15 3 * * 1", "archive_url": str(settings.data_dir)}
-        ),
+        changed(settings, scheduler__schedule="15 3 * * 1", archive__url=str(settings.data_dir)),
     )
     for _ in range(2):
         scheduler.run_tick(utcnow())

@@ -231,7 +231,9 @@ class ArchiveTarget:
     def from_settings(cls, settings: Settings) -> ArchiveTarget:
         """The archive root, endpoint and gzip level the settings configure."""
         return cls(
-            settings.resolved_archive_url, settings.s3_endpoint_url, settings.archive_gzip_level
+            settings.resolved_archive_url,
+            settings.archive.s3_endpoint_url,
+            settings.archive.gzip_level,
         )
 
 

@@ -48,8 +48,8 @@ class Safeguards:
     def from_settings(cls, settings: Settings, **chosen: Any) -> Safeguards:
         """The safeguards the settings configure (dry-run-only mode, plan TTL), plus ``chosen``."""
         return cls(
-            dry_run_only=settings.retention_dry_run_only,
-            plan_ttl=settings.retention_plan_ttl,
+            dry_run_only=settings.retention.dry_run_only,
+            plan_ttl=settings.retention.plan_ttl,
             **chosen,
         )
 
