@@ -244,15 +244,7 @@ class SchedulerSettings(_Section):
 class Settings(BaseSettings):
     """All of taskledger's configuration: the store at the top, a section per subsystem."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="TASKLEDGER_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        populate_by_name=True,
-        # A value in error may be a secret (a database URL with its password, a key).
-        hide_input_in_errors=True,
-    )
+    model_config = _Section.model_config
 
     data_dir: Path = Field(
         default=Path(".taskledger"),
