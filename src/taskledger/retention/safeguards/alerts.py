@@ -8,11 +8,10 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from taskledger.metrics import Metrics
+if TYPE_CHECKING:
+    from taskledger.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +58,8 @@ class Alerter:
         return self._pool.submit(self._post, {"alert": "deletion_spike", **payload})
 
     def _post(self, body: dict[str, Any]) -> bool:
+        import httpx  # only when an alert is sent: the CLI commands that guard need not load it
+
         assert self.webhook_url is not None
         for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
             try:
