@@ -111,3 +111,11 @@ def test_each_kind_maps_to_its_documented_status_and_exit_code(kind, status, exi
     # SPEC's statuses and docs/cli.md's exit codes; a refusal by a safeguard exits 3.
     assert HTTP_STATUS[kind] == status
     assert EXIT_CODES[kind] == exit_code
+
+
+def test_the_cli_docs_name_every_kind_a_json_error_can_have():
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    listed = text[text.index("`kind` is one of") :].split("\n\n")[0]
+    assert [kind.value for kind in ErrorKind if f"`{kind.value}`" not in listed] == []
