@@ -72,6 +72,19 @@ class AssigneeType(StrEnum):
     USER = "user"
 
 
+class ParticipantType(StrEnum):
+    """Who takes part in a room: an agent of its project, or a user who may see the project."""
+
+    AGENT = "agent"
+    USER = "user"
+
+
+class RoomRole(StrEnum):
+    OWNER = "owner"
+    MEMBER = "member"
+    OBSERVER = "observer"
+
+
 class Scope(StrEnum):
     READ = "read"
     WRITE = "write"

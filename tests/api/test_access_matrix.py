@@ -252,6 +252,38 @@ def _instruction(app: FastAPI, world: World) -> Any:
     return make_instruction(app, world.project, _agent(app, world))
 
 
+def _room(app: FastAPI, world: World) -> Any:
+    from taskledger.store.models import Room
+
+    with transaction(app) as session:
+        room = Room(project_id=world.project.id, name=f"room-{uuid.uuid4().hex[:8]}")
+        session.add(room)
+        session.flush()
+        session.expunge(room)
+        return room
+
+
+def _join(app: FastAPI, world: World, caller: str) -> Call:
+    body = {"participant_type": "agent", "participant_id": str(_agent(app, world).id)}
+    return Call({"room_id": _room(app, world).id}, json=body)
+
+
+def _leave(app: FastAPI, world: World, caller: str) -> Call:
+    from taskledger.store.models import RoomParticipant
+
+    room, agent = _room(app, world), _agent(app, world)
+    with transaction(app) as session:
+        session.add(
+            RoomParticipant(
+                project_id=world.project.id,
+                room_id=room.id,
+                participant_id=agent.id,
+                participant_type="agent",
+            )
+        )
+    return Call({"room_id": room.id, "participant_id": agent.id})
+
+
 def _assign(app: FastAPI, world: World, caller: str) -> Call:
     body = {"assignee_type": "agent", "assignee_id": str(_agent(app, world).id)}
     return Call({"task_id": _task(app, world).id}, json=body)
@@ -375,6 +407,25 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, int | str], Builder]] = {
         _fresh("agent_id", _agent, json={"nickname": "nick"}),
     ),
     ("DELETE", "/api/v1/agents/{agent_id}"): (PROJECT_WRITE, _fresh("agent_id", _agent)),
+    # Rooms and participants
+    ("POST", "/api/v1/rooms"): (
+        PROJECT_WRITE,
+        _create_in_project(lambda a, w: {"name": f"room-{uuid.uuid4().hex[:8]}"}),
+    ),
+    ("GET", "/api/v1/rooms"): (PROJECT_READ, _listing),
+    ("GET", "/api/v1/rooms/{room_id}"): (PROJECT_READ, _fresh("room_id", _room)),
+    ("PATCH", "/api/v1/rooms/{room_id}"): (
+        PROJECT_WRITE,
+        _fresh("room_id", _room, json={"topic": "t"}),
+    ),
+    ("DELETE", "/api/v1/rooms/{room_id}"): (PROJECT_WRITE, _fresh("room_id", _room)),
+    ("POST", "/api/v1/rooms/{room_id}/participants"): (PROJECT_WRITE, _join),
+    ("POST", "/api/v1/rooms/{room_id}/participants/{participant_id}/leave"): (
+        PROJECT_WRITE,
+        _leave,
+    ),
+    ("GET", "/api/v1/rooms/{room_id}/participants"): (PROJECT_READ, _fresh("room_id", _room)),
+    ("GET", "/api/v1/rooms/{room_id}/tasks"): (PROJECT_READ, _fresh("room_id", _room)),
     # Tasks
     ("POST", "/api/v1/tasks"): (PROJECT_WRITE, _create_in_project(lambda a, w: {"title": "t"})),
     ("GET", "/api/v1/tasks"): (PROJECT_READ, _listing),

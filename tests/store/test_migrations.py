@@ -127,3 +127,93 @@ def _rows(engine: Engine) -> list[tuple[object, ...]]:
             tuple(row)
             for row in conn.execute(text("SELECT id, run_id, inputs FROM runs ORDER BY id"))
         ]
+
+
+def test_0004_adds_rooms_keeping_tasks_dependencies_and_runs(empty_database_url: str) -> None:
+    """On a populated 0003 database, 0004 adds rooms and ``tasks.room_id`` without losing a
+    task, a dependency or a run's link to its task (SQLite rebuilds ``tasks`` to do it), and
+    downgrading takes only what 0004 added."""
+    engine = make_engine(empty_database_url)
+    sqlite = engine.dialect.name == "sqlite"
+
+    def uid(value: uuid.UUID) -> object:
+        return value.hex if sqlite else value
+
+    tasks = [uuid.UUID(f"00000000-0000-4000-8000-00000000001{i}") for i in range(3)]
+    try:
+        migrate.upgrade(engine, "0003")
+        with for_writing(engine).begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, password_hash, is_superuser, is_active,"
+                    " created_at, updated_at) VALUES (:u, 'a@example.com', 'x', false, true,"
+                    " :t, :t)"
+                ),
+                {"u": uid(USER), "t": T},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO projects (id, name, owner_id, created_at, updated_at)"
+                    " VALUES (:p, 'p', :u, :t, :t)"
+                ),
+                {"p": uid(PROJECT), "u": uid(USER), "t": T},
+            )
+            for task in tasks:
+                conn.execute(
+                    text(
+                        "INSERT INTO tasks (id, project_id, title, status, created_at,"
+                        " updated_at) VALUES (:i, :p, 't', 'pending', :t, :t)"
+                    ),
+                    {"i": uid(task), "p": uid(PROJECT), "t": T},
+                )
+            conn.execute(
+                text("INSERT INTO task_dependencies (task_id, depends_on_id) VALUES (:a, :b)"),
+                {"a": uid(tasks[1]), "b": uid(tasks[0])},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO runs (project_id, task_id, task, run_id, status, started_at,"
+                    " created_at, updated_at) VALUES (:p, :k, 't', 'r1', 'completed', :t, :t, :t)"
+                ),
+                {"p": uid(PROJECT), "k": uid(tasks[2]), "t": T},
+            )
+        before = _task_rows(engine)
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == "0004"
+        assert migrate.drift(engine) == []
+        assert _task_rows(engine) == before
+        room = uuid.UUID("00000000-0000-4000-8000-000000000020")
+        with for_writing(engine).begin() as conn:
+            assert (
+                conn.execute(text("SELECT count(*) FROM tasks WHERE room_id IS NULL")).scalar() == 3
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO rooms (id, project_id, name, created_at, updated_at)"
+                    " VALUES (:r, :p, 'general', :t, :t)"
+                ),
+                {"r": uid(room), "p": uid(PROJECT), "t": T},
+            )
+            conn.execute(
+                text("UPDATE tasks SET room_id = :r WHERE id = :i"),
+                {"r": uid(room), "i": uid(tasks[0])},
+            )
+            conn.execute(text("DELETE FROM rooms"))  # SET NULL: the task stays, out of the room
+            assert (
+                conn.execute(text("SELECT count(*) FROM tasks WHERE room_id IS NULL")).scalar() == 3
+            )
+        migrate.downgrade(engine, "0003")
+        assert _task_rows(engine) == before
+        assert not {"rooms", "room_participants"} & set(inspect(engine).get_table_names())
+        assert "room_id" not in {c["name"] for c in inspect(engine).get_columns("tasks")}
+    finally:
+        engine.dispose()
+
+
+def _task_rows(engine: Engine) -> list[object]:
+    with engine.connect() as conn:
+        return [
+            conn.execute(text("SELECT id, title FROM tasks ORDER BY id")).all(),
+            conn.execute(text("SELECT task_id, depends_on_id FROM task_dependencies")).all(),
+            conn.execute(text("SELECT id, task_id FROM runs ORDER BY id")).all(),
+        ]

@@ -35,7 +35,7 @@ from taskledger.services.pagination import DEFAULT_LIMIT
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], route_class=LedgerRoute)
 
 _CONFLICTS: dict[int | str, dict[str, Any]] = {
-    409: {"description": "A cycle, blockers, or a terminal status (detail says which)"}
+    409: {"description": "A cycle, blockers, a terminal status or an archived room (detail says)"}
 }
 
 
@@ -59,6 +59,7 @@ def list_tasks(
     project_id: ProjectQuery = None,
     status: Annotated[list[TaskStatus] | None, Query(description="Repeatable.")] = None,
     assigned_to: uuid.UUID | None = None,
+    room_id: Annotated[uuid.UUID | None, Query(description="Only the tasks of this room.")] = None,
     priority: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None,
     due_before: Annotated[
         AwareDatetime | None, Query(description="Due strictly before this instant.")
@@ -79,6 +80,7 @@ def list_tasks(
             project_id=project.id,
             statuses=status or (),
             assigned_to=assigned_to,
+            room_id=room_id,
             priority=priority,
             due_before=due_before,
             due_after=due_after,

@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 #: (tests/cli/test_startup.py keeps the two equal).
 RESTORABLE_TABLES = (
     "agents",
+    "rooms",
     "tasks",
     "agent_sessions",
     "api_keys",
+    "room_participants",
     "runs",
     "task_dependencies",
     "agent_connections",

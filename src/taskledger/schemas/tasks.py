@@ -48,6 +48,9 @@ class TaskCreate(StrictModel):
     )
     assignee_type: AssigneeType | None = None
     assignee_id: uuid.UUID | None = None
+    room_id: uuid.UUID | None = Field(
+        default=None, description="An open room of the same project the task belongs to."
+    )
     project_id: uuid.UUID | None = Field(
         default=None, description="Required for users; an API key acts in its own project."
     )
@@ -74,6 +77,10 @@ class TaskUpdate(PatchModel):
         max_length=MAX_DEPENDENCIES,
         description="Replaces the task's dependencies; a cycle is refused with 409.",
     )
+    room_id: uuid.UUID | None = Field(
+        default=None,
+        description="Move the task into an open room of its project; `null` takes it out.",
+    )
 
 
 class TaskStatusChange(StrictModel):
@@ -99,6 +106,7 @@ class TaskRead(ReadModel):
     started_at: datetime | None
     completed_at: datetime | None
     due_date: datetime | None
+    room_id: uuid.UUID | None
     result: Any
     created_at: datetime
     updated_at: datetime

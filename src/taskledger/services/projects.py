@@ -23,6 +23,7 @@ from taskledger.store.models import (
     AgentSession,
     Instruction,
     Project,
+    Room,
     Run,
     Task,
     User,
@@ -30,7 +31,7 @@ from taskledger.store.models import (
 
 PROJECTS_KEYSET = Keyset("projects", (Project.created_at, Project.id), descending=False)
 # What a project may hold; deleting it while any of these exist would drop history silently.
-_OWNED_RECORDS = (Run, Task, Agent, AgentSession, AgentConnection, Instruction)
+_OWNED_RECORDS = (Run, Task, Agent, AgentSession, AgentConnection, Instruction, Room)
 
 
 def find_project(*, session: Session, name_or_id: str) -> Project | None:

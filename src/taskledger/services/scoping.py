@@ -13,11 +13,18 @@ from typing import TypeVar
 from sqlalchemy.orm import Session
 
 from taskledger.enums import Scope
-from taskledger.errors import NotFoundError, PermissionDenied
+from taskledger.errors import ConflictError, NotFoundError, PermissionDenied
 from taskledger.services.access import ADMIN_KEY_ONLY, Principal, PrincipalKind, get_project_for
-from taskledger.store.models import Agent, AgentConnection, AgentSession, Instruction, Task
+from taskledger.store.models import (
+    Agent,
+    AgentConnection,
+    AgentSession,
+    Instruction,
+    Room,
+    Task,
+)
 
-M = TypeVar("M", Agent, Task, AgentSession, AgentConnection, Instruction)
+M = TypeVar("M", Agent, Task, AgentSession, AgentConnection, Instruction, Room)
 
 
 def load_for(
@@ -62,3 +69,20 @@ def require_in_project(
     if row is None or row.project_id != project_id:
         raise NotFoundError(f"{label} {row_id} not found in this project.")
     return row
+
+
+def require_open_room(*, session: Session, room_id: uuid.UUID, project_id: uuid.UUID) -> Room:
+    """The room ``room_id`` of ``project_id``, open to new participants and tasks.
+
+    Raises:
+        NotFoundError: no such room in that project.
+        ConflictError: the room is archived.
+    """
+    room = require_in_project(
+        session=session, model=Room, row_id=room_id, project_id=project_id, label="Room"
+    )
+    if room.archived_at is not None:
+        raise ConflictError(
+            f"Room {room.name!r} is archived: it takes no new participants or tasks."
+        )
+    return room

@@ -21,7 +21,7 @@ from taskledger.schemas.tasks import TaskCreate, TaskRead, TaskUpdate
 from taskledger.services import task_graph
 from taskledger.services.access import Principal
 from taskledger.services.pagination import Keyset, paginate
-from taskledger.services.scoping import load_for
+from taskledger.services.scoping import load_for, require_open_room
 from taskledger.store.models import Agent, Project, Task, User
 from taskledger.store.types import utcnow
 
@@ -48,7 +48,7 @@ _READ_COLUMNS = [
 ]
 
 
-def _check_assignee(
+def check_assignee(
     *, session: Session, project: Project, assignee_type: AssigneeType, assignee_id: uuid.UUID
 ) -> None:
     """An agent of the project, or an active user who may see it (its owner or a superuser)."""
@@ -67,12 +67,14 @@ def create_task(
 ) -> Task:
     """Create a ``pending`` task; its dependencies must be tasks of the same project."""
     if data.assignee_type is not None and data.assignee_id is not None:
-        _check_assignee(
+        check_assignee(
             session=session,
             project=project,
             assignee_type=data.assignee_type,
             assignee_id=data.assignee_id,
         )
+    if data.room_id is not None:
+        require_open_room(session=session, room_id=data.room_id, project_id=project.id)
     task = Task(
         project_id=project.id,
         title=data.title,
@@ -84,6 +86,7 @@ def create_task(
         assigned_to=data.assignee_id,
         assigned_to_type=data.assignee_type.value if data.assignee_type else None,
         created_by=created_by,
+        room_id=data.room_id,
     )
     session.add(task)
     session.flush()
@@ -99,6 +102,7 @@ def list_tasks(
     project_id: uuid.UUID,
     statuses: Sequence[TaskStatus] = (),
     assigned_to: uuid.UUID | None = None,
+    room_id: uuid.UUID | None = None,
     priority: str | None = None,
     due_before: datetime | None = None,
     due_after: datetime | None = None,
@@ -117,6 +121,8 @@ def list_tasks(
         stmt = stmt.where(Task.status.in_([s.value for s in statuses]))
     if assigned_to is not None:
         stmt = stmt.where(Task.assigned_to == assigned_to)
+    if room_id is not None:
+        stmt = stmt.where(Task.room_id == room_id)
     if priority is not None:
         stmt = stmt.where(Task.priority == priority)
     if due_before is not None:
@@ -127,6 +133,7 @@ def list_tasks(
         "project_id": str(project_id),
         "status": [s.value for s in statuses],
         "assigned_to": assigned_to,
+        "room_id": room_id,
         "priority": priority,
         "due_before": due_before,
         "due_after": due_after,
@@ -147,6 +154,9 @@ def update_task(*, session: Session, task: Task, changes: TaskUpdate) -> Task:
     """Apply the fields present in ``changes``; new dependencies are checked for cycles."""
     values = changes.model_dump(exclude_unset=True)
     dependencies = values.pop("dependencies", None)
+    room_id = values.get("room_id")
+    if room_id is not None and room_id != task.room_id:
+        require_open_room(session=session, room_id=room_id, project_id=task.project_id)
     for name, value in values.items():
         setattr(task, name, value.value if isinstance(value, StrEnum) else value)
     if dependencies is not None:
@@ -166,7 +176,7 @@ def assign_task(
     if assignee_type is not None and assignee_id is not None:
         project = session.get(Project, task.project_id)
         assert project is not None  # the foreign key guarantees it
-        _check_assignee(
+        check_assignee(
             session=session, project=project, assignee_type=assignee_type, assignee_id=assignee_id
         )
     task.assigned_to = assignee_id

@@ -3,8 +3,8 @@
 The database's foreign keys cascade (``ON DELETE CASCADE``: rows that go with the deleted ones)
 or empty references (``ON DELETE SET NULL``: rows that stay, unlinked). The executor archives
 both kinds in parts of their own (actions ``cascade`` and ``unlink``) before a delete, so that
-restore can put them back; what no foreign key does (an agent's tasks name their assignee
-without one) is applied here.
+restore can put them back; what no foreign key does (an agent's tasks name their assignee, and
+its room participations the participant, without one) is applied here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, Table, delete, select, update
 
 from taskledger.enums import AssigneeType, PartAction
 from taskledger.store.models import (
@@ -22,6 +22,7 @@ from taskledger.store.models import (
     AgentSession,
     ApiKey,
     Instruction,
+    RoomParticipant,
     Run,
     Task,
     TaskDependency,
@@ -59,7 +60,7 @@ def _unlink_rows(
 
 
 #: Tables whose deletes take or change rows elsewhere (see :func:`capture_side_effects`).
-SIDE_EFFECTS = frozenset({"tasks", "agent_sessions", "instructions", "agents"})
+SIDE_EFFECTS = frozenset({"tasks", "agent_sessions", "instructions", "agents", "rooms"})
 
 
 def capture_side_effects(conn: Connection, table: str, keys: Sequence[Any]) -> list[SideEffect]:
@@ -94,17 +95,31 @@ def capture_side_effects(conn: Connection, table: str, keys: Sequence[Any]) -> l
         extras.append(SideEffect(acks, rows, PartAction.CASCADE, "id"))
     elif table == "agents":
         extras.extend(_agent_side_effects(conn, keys))
+    elif table == "rooms":
+        people = table_of(RoomParticipant)
+        rows = fetch_rows(
+            conn, select(people).where(people.c.room_id.in_(keys)).order_by(people.c.id)
+        )
+        extras.append(SideEffect(people, rows, PartAction.CASCADE, "id"))
+        tasks = table_of(Task)
+        rows = _unlink_rows(conn, Task, "room_id", keys)
+        extras.append(SideEffect(tasks, rows, PartAction.UNLINK, "id"))
     return [extra for extra in extras if extra.rows]
 
 
 def _agent_side_effects(conn: Connection, keys: Sequence[Any]) -> list[SideEffect]:
-    """An agent takes its keys, sessions and connections with it, and leaves its history (runs,
-    instructions, acknowledgements, task assignments) unattributed."""
+    """An agent takes its keys, sessions, connections and room participations with it, and
+    leaves its history (runs, instructions, acknowledgements, task assignments) unattributed."""
     extras = []
     for model in (ApiKey, AgentSession, AgentConnection):
         t = table_of(model)
         rows = fetch_rows(conn, select(t).where(t.c.agent_id.in_(keys)).order_by(t.c.id))
         extras.append(SideEffect(t, rows, PartAction.CASCADE, "id"))
+    people = table_of(RoomParticipant)
+    rows = fetch_rows(
+        conn, select(people).where(*_agent_participations(keys)).order_by(people.c.id)
+    )
+    extras.append(SideEffect(people, rows, PartAction.CASCADE, "id"))
     sessions = select(AgentSession.id).where(AgentSession.agent_id.in_(keys))
     others = table_of(AgentConnection)
     extras.append(
@@ -152,10 +167,19 @@ def _assigned_to_agents(keys: Sequence[Any]) -> tuple[Any, ...]:
     return (Task.assigned_to.in_(keys), Task.assigned_to_type == AssigneeType.AGENT.value)
 
 
+def _agent_participations(keys: Sequence[Any]) -> tuple[Any, ...]:
+    return (
+        RoomParticipant.participant_id.in_(keys),
+        RoomParticipant.participant_type == AssigneeType.AGENT.value,
+    )
+
+
 def apply_side_effects(conn: Connection, table: str, keys: Sequence[Any]) -> None:
     """What deleting ``keys`` of ``table`` changes that no foreign key does: tasks name their
-    assignee without one, so an agent's tasks are unassigned here."""
+    assignee, and participations their participant, without one, so an agent's tasks are
+    unassigned and its participations removed here."""
     if table == "agents":
+        conn.execute(delete(RoomParticipant).where(*_agent_participations(keys)))
         conn.execute(
             update(Task)
             .where(*_assigned_to_agents(keys))

@@ -26,6 +26,8 @@ from taskledger.store.models import (
     Instruction,
     Project,
     RetentionHold,
+    Room,
+    RoomParticipant,
     Run,
     Task,
 )
@@ -196,6 +198,11 @@ _CHILD_LINKS: dict[str, list[tuple[Any, Any, str]]] = {
         (Agent.id, Instruction.agent_id, "instructions"),
         (Agent.id, Acknowledgement.agent_id, "acknowledgements"),
         (Agent.id, Task.assigned_to, "tasks"),
+        (Agent.id, RoomParticipant.participant_id, "room_participants"),
+    ],
+    "rooms": [
+        (Room.id, Task.room_id, "tasks"),
+        (Room.id, RoomParticipant.room_id, "room_participants"),
     ],
 }
 
@@ -233,6 +240,8 @@ _HOLD_COLUMNS: dict[str, list[tuple[HoldScope, Any]]] = {
         (HoldScope.AGENT, Acknowledgement.agent_id),
     ],
     "agents": [(HoldScope.AGENT, Agent.id), (HoldScope.PROJECT, Agent.project_id)],
+    "rooms": [(HoldScope.PROJECT, Room.project_id)],
+    "room_participants": [(HoldScope.PROJECT, RoomParticipant.project_id)],
 }
 
 

@@ -34,6 +34,7 @@ from taskledger.store.models import (
     AgentSession,
     Base,
     Instruction,
+    Room,
     Run,
     Task,
 )
@@ -180,6 +181,7 @@ TABLES: Mapping[str, RetainedTable] = MappingProxyType(
             parents=(
                 ParentRelation("project_id", "projects", nullable=False),
                 ParentRelation("created_by", "users", nullable=True),
+                ParentRelation("room_id", "rooms", nullable=True),
             ),
         ),
         "runs": RetainedTable(
@@ -261,7 +263,7 @@ TABLES: Mapping[str, RetainedTable] = MappingProxyType(
 
 
 #: Tables whose records the API deletes one by one (archived and audited like retention) but
-#: that no policy rule may name: agents leave only on purpose, never by age.
+#: that no policy rule may name: agents and rooms leave only on purpose, never by age.
 RECORD_TABLES: Mapping[str, RetainedTable] = MappingProxyType(
     {
         **TABLES,
@@ -272,6 +274,17 @@ RECORD_TABLES: Mapping[str, RetainedTable] = MappingProxyType(
             age_columns=("created_at", "updated_at"),
             statuses=_statuses(AgentStatus),
             parents=(ParentRelation("project_id", "projects", nullable=False),),
+        ),
+        "rooms": RetainedTable(
+            name="rooms",
+            model=Room,
+            default_age_column="created_at",
+            age_columns=("created_at", "updated_at", "archived_at"),
+            statuses=(),
+            parents=(
+                ParentRelation("project_id", "projects", nullable=False),
+                ParentRelation("created_by", "users", nullable=True),
+            ),
         ),
     }
 )

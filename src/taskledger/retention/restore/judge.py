@@ -30,8 +30,9 @@ from taskledger.retention.policy.tables import TABLES, ExpireSpec, is_scrub_mark
 from taskledger.store.models import Base
 
 #: Tables archives hold besides the retained ones (``capture_side_effects``): the dependency
-#: edges a task delete cascades to, and an agent deleted through the API with its API keys.
-SIDE_TABLES = ("task_dependencies", "agents", "api_keys")
+#: edges a task delete cascades to, an agent deleted through the API with its API keys, and
+#: rooms deleted through the API with the participations a room or agent delete takes.
+SIDE_TABLES = ("task_dependencies", "agents", "api_keys", "rooms", "room_participants")
 
 #: References without a foreign key that a delete empties all the same: a task's assignee
 #: (an agent or a user, so no foreign key can name it).

@@ -15,6 +15,7 @@ from taskledger.store.models.governance import (
     ScheduleTick,
 )
 from taskledger.store.models.identity import ApiKey, LoginFailure, Project, User
+from taskledger.store.models.rooms import Room, RoomParticipant
 from taskledger.store.models.runs import Run
 from taskledger.store.models.work import Agent, Task, TaskDependency
 
@@ -32,6 +33,8 @@ __all__ = [
     "RetentionHold",
     "RetentionLease",
     "RetentionRun",
+    "Room",
+    "RoomParticipant",
     "Run",
     "ScheduleTick",
     "Task",

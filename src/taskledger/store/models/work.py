@@ -71,6 +71,9 @@ class Task(UuidPrimaryKey, Timestamps, Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     due_date: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    room_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("rooms.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     result: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
 
     __table_args__ = (
