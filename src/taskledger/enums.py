@@ -97,6 +97,7 @@ class HoldScope(StrEnum):
     TASK = "task"
     RUN = "run"
     SESSION = "session"
+    ROOM = "room"
 
 
 class RetentionTrigger(StrEnum):

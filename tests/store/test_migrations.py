@@ -177,6 +177,13 @@ def test_0004_adds_rooms_keeping_tasks_dependencies_and_runs(empty_database_url:
                 ),
                 {"p": uid(PROJECT), "k": uid(tasks[2]), "t": T},
             )
+            conn.execute(
+                text(
+                    "INSERT INTO retention_holds (scope, target_id, reason, created_by,"
+                    " created_at) VALUES ('project', :p, 'r', 'me', :t)"
+                ),
+                {"p": str(PROJECT), "t": T},
+            )
         before = _task_rows(engine)
         migrate.upgrade(engine)
         assert migrate.current_revision(engine) == "0004"
@@ -202,7 +209,16 @@ def test_0004_adds_rooms_keeping_tasks_dependencies_and_runs(empty_database_url:
             assert (
                 conn.execute(text("SELECT count(*) FROM tasks WHERE room_id IS NULL")).scalar() == 3
             )
+            conn.execute(  # the hold scope `room` is allowed now
+                text(
+                    "INSERT INTO retention_holds (scope, target_id, reason, created_by,"
+                    " created_at) VALUES ('room', :r, 'r', 'me', :t)"
+                ),
+                {"r": str(room), "t": T},
+            )
+        assert _holds(engine) == [("project", str(PROJECT)), ("room", str(room))]
         migrate.downgrade(engine, "0003")
+        assert _holds(engine) == [("project", str(PROJECT))]
         assert _task_rows(engine) == before
         assert not {"rooms", "room_participants"} & set(inspect(engine).get_table_names())
         assert "room_id" not in {c["name"] for c in inspect(engine).get_columns("tasks")}
@@ -216,4 +232,14 @@ def _task_rows(engine: Engine) -> list[object]:
             conn.execute(text("SELECT id, title FROM tasks ORDER BY id")).all(),
             conn.execute(text("SELECT task_id, depends_on_id FROM task_dependencies")).all(),
             conn.execute(text("SELECT id, task_id FROM runs ORDER BY id")).all(),
+        ]
+
+
+def _holds(engine: Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return [
+            tuple(row)
+            for row in conn.execute(
+                text("SELECT scope, target_id FROM retention_holds ORDER BY id")
+            )
         ]

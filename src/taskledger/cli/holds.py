@@ -38,7 +38,7 @@ def holds() -> None:
 @json_option
 @pass_ctx
 def add(obj: CliContext, scope: str, target_id: str, reason: str, as_json: bool) -> None:
-    """Hold a project, agent, task, run or session, and everything beneath it."""
+    """Hold a project, agent, task, run, session or room, and everything beneath it."""
     from taskledger.cli.retention import cli_actor
     from taskledger.retention.plan import holds as holds_service
 

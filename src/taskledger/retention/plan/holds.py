@@ -1,5 +1,7 @@
-"""Legal holds: a held project, agent, task, run or session (and every row beneath it) is never
-touched by any retention rule or delete path.
+"""Legal holds: a held project, agent, task, run, session or room (and every row beneath it) is
+never touched by any retention rule or delete path.
+
+A held room keeps its participations and its tasks (and so their ``room_id``).
 
 Holds are few and admin-made, so the planner loads the active ones once and turns them into
 plain ``IN`` conditions: the same SQL on SQLite and PostgreSQL, and cheap to evaluate.
@@ -42,6 +44,7 @@ _TARGETS: Mapping[HoldScope, Any] = {
     HoldScope.TASK: Task,
     HoldScope.RUN: Run,
     HoldScope.SESSION: AgentSession,
+    HoldScope.ROOM: Room,
 }
 
 
@@ -122,8 +125,10 @@ class HeldSet:
 
     def held(self, table: str) -> ColumnElement[bool]:
         """A condition true for the rows of ``table`` that some hold protects."""
+        # A NULL reference is held by nothing: without the IS NOT NULL, ``NULL IN (...)`` is
+        # NULL, and ``NOT held`` would keep an unattached row (a task in no room) out of a rule.
         conditions = [
-            column.in_(sorted(ids, key=str))
+            and_(column.is_not(None), column.in_(sorted(ids, key=str)))
             for scope, column in _columns(table)
             if (ids := self.ids(scope))
         ]
@@ -153,7 +158,14 @@ class HeldSet:
         # assigned to a held agent is held too.
         if table != "tasks" or not (ids := self.ids(HoldScope.AGENT)):
             return []
-        return [and_(Task.assigned_to_type == "agent", Task.assigned_to.in_(sorted(ids, key=str)))]
+        return [
+            and_(
+                Task.assigned_to.is_not(None),
+                Task.assigned_to_type.is_not(None),
+                Task.assigned_to_type == "agent",
+                Task.assigned_to.in_(sorted(ids, key=str)),
+            )
+        ]
 
     def held_children(self, table: str) -> ColumnElement[bool]:
         """Rows of ``table`` whose deletion would change or remove a held row elsewhere: a task a
@@ -219,7 +231,11 @@ _HOLD_COLUMNS: dict[str, list[tuple[HoldScope, Any]]] = {
         (HoldScope.AGENT, Run.agent_id),
         (HoldScope.TASK, Run.task_id),
     ],
-    "tasks": [(HoldScope.TASK, Task.id), (HoldScope.PROJECT, Task.project_id)],
+    "tasks": [
+        (HoldScope.TASK, Task.id),
+        (HoldScope.PROJECT, Task.project_id),
+        (HoldScope.ROOM, Task.room_id),
+    ],
     "agent_sessions": [
         (HoldScope.SESSION, AgentSession.id),
         (HoldScope.PROJECT, AgentSession.project_id),
@@ -240,8 +256,11 @@ _HOLD_COLUMNS: dict[str, list[tuple[HoldScope, Any]]] = {
         (HoldScope.AGENT, Acknowledgement.agent_id),
     ],
     "agents": [(HoldScope.AGENT, Agent.id), (HoldScope.PROJECT, Agent.project_id)],
-    "rooms": [(HoldScope.PROJECT, Room.project_id)],
-    "room_participants": [(HoldScope.PROJECT, RoomParticipant.project_id)],
+    "rooms": [(HoldScope.ROOM, Room.id), (HoldScope.PROJECT, Room.project_id)],
+    "room_participants": [
+        (HoldScope.ROOM, RoomParticipant.room_id),
+        (HoldScope.PROJECT, RoomParticipant.project_id),
+    ],
 }
 
 

@@ -14,7 +14,8 @@ from taskledger.store.types import BigIntPK, JSONType, UTCDateTime, utcnow
 
 
 class RetentionHold(Base):
-    """Shields a project, agent, task, run or session (and all beneath it) from every delete."""
+    """Shields a project, agent, task, run, session or room (and all beneath it) from every
+    delete."""
 
     __tablename__ = "retention_holds"
 

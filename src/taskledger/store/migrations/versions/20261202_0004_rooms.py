@@ -1,8 +1,10 @@
-"""Rooms and their participants (seed 004), and the room a task belongs to.
+"""Rooms and their participants (seed 004), the room a task belongs to, and the hold scope
+``room``.
 
 On SQLite, adding (and dropping) ``tasks.room_id`` with its named foreign key rebuilds
 ``tasks``; dropping the old table under ``foreign_keys=ON`` deletes the task dependencies and
-unlinks the runs that reference it, so the rebuild puts those rows back afterwards.
+unlinks the runs that reference it, so the rebuild puts those rows back afterwards. The scope
+CHECK of ``retention_holds`` is replaced the same way (rebuilt on SQLite, keeping AUTOINCREMENT).
 
 Revision ID: 0004
 Revises: 0003
@@ -21,6 +23,19 @@ depends_on: str | Sequence[str] | None = None
 
 TIMESTAMP = sa.DateTime(timezone=True)
 BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+HOLD_SCOPES = ("project", "agent", "task", "run", "session")
+
+
+def _hold_scopes(scopes: Sequence[str]) -> None:
+    """Let ``retention_holds.scope`` take exactly ``scopes``."""
+    allowed = ", ".join(f"'{s}'" for s in scopes)
+    with op.batch_alter_table(
+        "retention_holds", recreate="auto", table_kwargs={"sqlite_autoincrement": True}
+    ) as batch:
+        batch.drop_constraint(op.f("ck_retention_holds_scope"), type_="check")
+        batch.create_check_constraint(
+            op.f("ck_retention_holds_scope"), sa.text(f"scope IN ({allowed})")
+        )
 
 
 def upgrade() -> None:
@@ -108,9 +123,12 @@ def upgrade() -> None:
             ondelete="SET NULL",
         )
     op.create_index("ix_tasks_room_id", "tasks", ["room_id"])
+    _hold_scopes((*HOLD_SCOPES, "room"))
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM retention_holds WHERE scope = 'room'")
+    _hold_scopes(HOLD_SCOPES)
     op.drop_index("ix_tasks_room_id", table_name="tasks")
     if op.get_bind().dialect.name == "sqlite":
         _rebuild_tasks(add_room_id=False)
