@@ -13,6 +13,7 @@ from taskledger.cli.holds import holds
 from taskledger.cli.keys import keys
 from taskledger.cli.projects import projects
 from taskledger.cli.retention import retention
+from taskledger.cli.rooms import rooms
 from taskledger.cli.runs import runs
 from taskledger.cli.serve import serve
 from taskledger.cli.stats import stats
@@ -27,6 +28,7 @@ for command in (
     projects,
     restore_cmd,
     retention,
+    rooms,
     runs,
     serve,
     stats,
