@@ -20,6 +20,8 @@ from taskledger.store.models import (
     AgentSession,
     Instruction,
     Project,
+    Room,
+    RoomParticipant,
     Run,
     Task,
     TaskDependency,
@@ -82,8 +84,25 @@ def test_generate_fills_every_table(settings: Settings, engine: Engine) -> None:
             AgentConnection,
             Instruction,
             Acknowledgement,
+            Room,
+            RoomParticipant,
         ):
             assert (session.scalar(select(func.count()).select_from(model)) or 0) > 0, model
+        # Agents and the owner take part in rooms; a share of the tasks is in one.
+        kinds = set(session.scalars(select(RoomParticipant.participant_type).distinct()))
+        assert kinds == {"agent", "user"}
+        agent_ids = set(session.scalars(select(Agent.id)))
+        agents_in_rooms = set(
+            session.scalars(
+                select(RoomParticipant.participant_id).where(
+                    RoomParticipant.participant_type == "agent"
+                )
+            )
+        )
+        assert agents_in_rooms <= agent_ids
+        in_rooms = session.scalar(select(func.count()).where(Task.room_id.is_not(None)))
+        tasks = session.scalar(select(func.count()).select_from(Task))
+        assert in_rooms and tasks and 0 < in_rooms < tasks
         assert session.scalar(select(func.count()).select_from(Run)) == 2500
         statuses = set(session.scalars(select(Run.status).distinct()))
         assert {"completed", "failed", "running"} <= statuses

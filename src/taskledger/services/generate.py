@@ -1,5 +1,6 @@
-"""Realistic demo data for every table: agents, tasks with dependencies, sessions, connections,
-instructions, acknowledgements, and runs spread over a span of days.
+"""Realistic demo data for every table: agents, rooms with participants, tasks with dependencies
+(a share of them in rooms), sessions, connections, instructions, acknowledgements, and runs
+spread over a span of days.
 
 Used by ``taskledger generate``, the benchmarks and the tests. Rows go in through Core bulk
 inserts in chunks, each chunk its own short transaction, so a million runs take seconds.
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table
+from sqlalchemy import Engine, Table, select
 
 from taskledger.enums import TERMINAL_STATUSES
 from taskledger.store.bulk import bulk_insert, insert_rendered, render_rows
@@ -26,6 +27,9 @@ from taskledger.store.models import (
     AgentConnection,
     AgentSession,
     Instruction,
+    Project,
+    Room,
+    RoomParticipant,
     Run,
     Task,
     TaskDependency,
@@ -55,6 +59,9 @@ RUN_STATUSES = (
     ("awaiting_approval", 5),
 )
 AGENT_TYPES = ("generic", "planner", "worker", "reviewer")
+ROOM_NAMES = ("general", "planning", "reviews", "incidents", "research", "releases")
+#: The share of tasks that belong to a room.
+ROOM_SHARE = 0.4
 RUN_COLUMNS = (
     "project_id",
     "agent_id",
@@ -97,6 +104,9 @@ class _Generator:
         self.project_id = project_id
         self.days = days
         self.rng = random.Random(seed)
+        # Rooms draw from their own stream, so a seed gives the same agents, tasks and runs as
+        # it did before rooms existed.
+        self.room_rng = random.Random(None if seed is None else f"{seed}-rooms")
         self.now = now
         self.report = GenerateReport(project_id)
 
@@ -147,8 +157,60 @@ class _Generator:
         self._insert(Agent, rows)
         return [r["id"] for r in rows]
 
-    def tasks(self, count: int, agent_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-        """Tasks in dependency order; a task only started or finished once its deps completed."""
+    def rooms(self, count: int, agent_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Rooms, each with a few of the agents and the project's owner taking part; one room in
+        each few is archived, and some agents have left the rooms they were in."""
+        with self.engine.connect() as conn:
+            owner_id = conn.execute(
+                select(Project.owner_id).where(Project.id == self.project_id)
+            ).scalar_one()
+        rng = self.room_rng
+        rooms: list[dict[str, Any]] = []
+        people: list[dict[str, Any]] = []
+        for i in range(count):
+            created = self._when()
+            room_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+            base = ROOM_NAMES[i % len(ROOM_NAMES)]
+            rooms.append(
+                {
+                    "id": room_id,
+                    "project_id": self.project_id,
+                    # Unique across calls too: generating again adds rooms to the same project.
+                    "name": f"{base}-{rng.getrandbits(24):06x}",
+                    "topic": f"{base} of the project",
+                    "created_by": owner_id,
+                    "archived_at": self.now if i % 4 == 3 else None,
+                    "created_at": created,
+                    "updated_at": created,
+                }
+            )
+            members = [("user", owner_id, "owner")] + [
+                ("agent", agent_id, rng.choice(("member", "member", "observer")))
+                for agent_id in rng.sample(agent_ids, k=min(len(agent_ids), rng.randint(1, 4)))
+            ]
+            for kind, who, role in members:
+                joined = created + timedelta(minutes=rng.randint(0, 600))
+                left = kind == "agent" and rng.random() < 0.2
+                people.append(
+                    {
+                        "project_id": self.project_id,
+                        "room_id": room_id,
+                        "participant_id": who,
+                        "participant_type": kind,
+                        "role": role,
+                        "joined_at": joined,
+                        "left_at": joined + timedelta(hours=rng.randint(1, 48)) if left else None,
+                    }
+                )
+        self._insert(Room, rooms)
+        self._insert(RoomParticipant, people)
+        return [r["id"] for r in rooms]
+
+    def tasks(
+        self, count: int, agent_ids: list[uuid.UUID], room_ids: list[uuid.UUID] | None = None
+    ) -> list[uuid.UUID]:
+        """Tasks in dependency order; a task only started or finished once its deps completed.
+        A share of them (``ROOM_SHARE``) belong to one of ``room_ids``."""
         rows: list[dict[str, Any]] = []
         edges: list[dict[str, Any]] = []
         for i in range(count):
@@ -180,6 +242,9 @@ class _Generator:
                     else None,
                     "due_date": created + timedelta(days=self.rng.randint(1, 30)),
                     "result": {"ok": True} if status == "completed" else None,
+                    "room_id": self.room_rng.choice(room_ids)
+                    if room_ids and self.room_rng.random() < ROOM_SHARE
+                    else None,
                     "created_at": created,
                     "updated_at": created,
                 }
@@ -388,14 +453,15 @@ def generate(
         project_id: An existing project.
         runs: How many runs.
         days: The span of time the data covers, ending now.
-        agents: How many agents (sessions, connections and instructions scale with it).
+        agents: How many agents (rooms, sessions, connections and instructions scale with it).
         seed: Makes the output repeatable.
         now: The end of the span (default: the current time).
         progress: Called with the number of runs written after each chunk.
     """
     gen = _Generator(engine, project_id, days=days, seed=seed, now=now or utcnow())
     agent_ids = gen.agents(agents)
-    task_ids = gen.tasks(max(10, agents * 4), agent_ids)
+    room_ids = gen.rooms(max(2, min(len(ROOM_NAMES), agents)), agent_ids)
+    task_ids = gen.tasks(max(10, agents * 4), agent_ids, room_ids)
     gen.sessions_and_traffic(agent_ids, per_agent=max(2, min(20, int(days // 7) + 2)))
     gen.runs(runs, agent_ids, task_ids, progress)
     return gen.report
