@@ -49,17 +49,19 @@ def archive_location(uri: str, root: str) -> str:
     from pathlib import Path
     from urllib.parse import urlsplit
 
-    from taskledger.retention.archive.stores import confine
+    from taskledger.retention.archive.stores import InvalidArchiveURI, confine
 
     if not uri.strip() or len(urlsplit(uri).scheme) > 1:
         return uri  # a URL, or nothing: open_store says what is wrong with it
     local = Path(uri).expanduser()
     if local.is_absolute():
         return uri
-    if urlsplit(root).scheme.lower() == "s3":
-        return uri if local.exists() else confine(uri, root)
-    under_root = Path(root) / local
-    return str(under_root) if under_root.exists() or not local.exists() else uri
+    try:
+        under_root = confine(uri, root)  # read as the API reads it
+    except InvalidArchiveURI:
+        return uri  # it climbs out of the root: from the working directory, then
+    in_root = urlsplit(root).scheme.lower() != "s3" and Path(under_root).exists()
+    return uri if local.exists() and not in_root else under_root
 
 
 @click.group()

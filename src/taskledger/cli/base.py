@@ -151,11 +151,6 @@ def error_message(exc: TaskledgerError) -> str:
     return str(exc.detail)
 
 
-def error_kind(exc: TaskledgerError) -> str:
-    """The ``kind`` of ``exc`` in a JSON error object: its :class:`ErrorKind`."""
-    return exc.kind.value
-
-
 def report_error(ctx: click.Context, kind: str, message: str, exit_code: int) -> None:
     """Report an error the documented way: a line on standard error and, under ``--json``, a
     JSON error object on standard output."""
@@ -192,7 +187,7 @@ class LedgerGroup(click.Group):
             raise  # Click prints the message on standard error, with the usage line if any
         except TaskledgerError as exc:
             code = EXIT_CODES[exc.kind]
-            report_error(ctx, error_kind(exc), error_message(exc), code)
+            report_error(ctx, exc.kind.value, error_message(exc), code)
             sys.exit(code)
         except Exception as exc:
             if not _is_database_error(exc):
