@@ -293,8 +293,55 @@ def test_deleting_an_agent_removes_its_keys_and_participations_and_restore_bring
         assert len(session.scalars(select(ApiKey).where(ApiKey.agent_id == agent.id)).all()) == 1
 
 
-def test_a_project_with_rooms_is_not_deleted_silently(app: FastAPI, client: TestClient) -> None:
+def test_deleting_a_project_takes_its_rooms_through_the_archive(
+    app: FastAPI, client: TestClient
+) -> None:
     world = build_world(app, client)
-    _room(client, world.headers["write_key"], "general")
+    owner = world.headers["owner"]
+    general = _room(client, world.headers["write_key"], "general")
+    quiet = _room(client, world.headers["write_key"], "quiet")
+    client.patch(f"/api/v1/rooms/{quiet['id']}", json={"archived": True}, headers=owner)
+    assert _join(client, owner, general["id"], "user", world.owner.id).status_code == 201
+    elsewhere = _room(
+        client, world.headers["stranger"], "general", project_id=str(world.other_project.id)
+    )
+
+    # A hold on one of its rooms keeps the project and every room.
+    held = client.post(
+        "/api/v1/admin/holds",
+        json={"scope": "room", "target_id": general["id"], "reason": "review"},
+        headers=ADMIN,
+    )
+    assert held.status_code == 201, held.text
+    refused = client.delete(f"/api/v1/projects/{world.project.id}", headers=owner)
+    assert refused.status_code == 409 and "hold" in refused.json()["detail"]
+    assert client.get(f"/api/v1/rooms/{general['id']}", headers=owner).status_code == 200
+    client.post(f"/api/v1/admin/holds/{held.json()['id']}/release", headers=ADMIN)
+
+    assert client.delete(f"/api/v1/projects/{world.project.id}", headers=owner).status_code == 204
+    assert client.get(f"/api/v1/projects/{world.project.id}", headers=owner).status_code == 404
+    with transaction(app) as session:
+        assert session.scalars(select(RoomParticipant)).all() == []
+    audit = last_audit(client, mode="execute")
+    assert audit["policy_name"] == "api-delete-rooms" and audit["archive_uri"]
+    assert audit["counts"]["rules"][0]["affected"] == 2
+    stranger = world.headers["stranger"]
+    assert client.get(f"/api/v1/rooms/{elsewhere['id']}", headers=stranger).json() == elsewhere
+    # With the project gone, a restore names the rooms and participations as orphaned.
+    report = client.post("/api/v1/admin/restore", json={"uri": audit["archive_uri"]}, headers=ADMIN)
+    assert report.status_code == 200, report.text
+    assert report.json()["tables"]["rooms"]["orphaned"] == 2
+    assert report.json()["tables"]["room_participants"]["orphaned"] == 1
+
+
+def test_a_project_with_other_records_keeps_its_rooms(app: FastAPI, client: TestClient) -> None:
+    world = build_world(app, client)
+    headers = world.headers["write_key"]
+    room = _room(client, headers, "general")
+    client.post("/api/v1/tasks", json={"title": "t"}, headers=headers)
     refused = client.delete(f"/api/v1/projects/{world.project.id}", headers=world.headers["owner"])
-    assert refused.status_code == 409 and "rooms" in refused.json()["detail"]
+    assert refused.status_code == 409 and "tasks" in refused.json()["detail"]
+    assert client.get(f"/api/v1/rooms/{room['id']}", headers=headers).json() == room
+    assert (
+        client.get("/api/v1/admin/retention/runs?mode=execute", headers=ADMIN).json()["items"] == []
+    )

@@ -1,4 +1,4 @@
-"""``/api/v1/projects``: create, list, read, rename or hand over, delete (when empty)."""
+"""``/api/v1/projects``: create, list, read, rename or hand over, delete (with its rooms)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 
-from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from taskledger.api.deps import CursorQuery, LimitQuery, PrincipalDep, SessionDep, StateDep
 from taskledger.api.routing import LedgerRoute
 from taskledger.schemas.projects import ProjectCreate, ProjectPage, ProjectRead, ProjectUpdate
 from taskledger.services import projects, users
@@ -70,10 +70,22 @@ def update_project(
 @router.delete(
     "/{project_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={409: {"description": "The project still holds records"}},
+    responses={409: {"description": "The project still holds records, or a hold protects a room"}},
 )
-def delete_project(project_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> Response:
-    """Delete an empty project (owner or superuser); one holding records is refused with 409."""
+def delete_project(
+    project_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, state: StateDep
+) -> Response:
+    """Delete a project (owner or superuser) that holds no records but rooms; one holding
+    records is refused with 409.
+
+    Its rooms go with it, each archived first with its participations and audited, as every API
+    delete goes (a hold on one of them refuses the delete, 409)."""
+    with session.begin():
+        room_ids = projects.rooms_to_delete(
+            session=session, principal=principal, project_id=project_id
+        )
+    if room_ids:
+        state.delete_records("rooms", room_ids, actor=principal.actor)
     with session.begin():
         projects.delete_project(session=session, principal=principal, project_id=project_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -30,8 +30,10 @@ from taskledger.store.models import (
 )
 
 PROJECTS_KEYSET = Keyset("projects", (Project.created_at, Project.id), descending=False)
-# What a project may hold; deleting it while any of these exist would drop history silently.
-_OWNED_RECORDS = (Run, Task, Agent, AgentSession, AgentConnection, Instruction, Room)
+# What a project may hold that blocks its delete: removing these with it would drop history that
+# retention should archive first. Its rooms do not block it: the delete takes them, through the
+# archive (see :func:`rooms_to_delete`).
+_OWNED_RECORDS = (Run, Task, Agent, AgentSession, AgentConnection, Instruction)
 
 
 def find_project(*, session: Session, name_or_id: str) -> Project | None:
@@ -95,12 +97,7 @@ def update_project(
     return project
 
 
-def delete_project(*, session: Session, principal: Principal, project_id: uuid.UUID) -> None:
-    """Delete an empty project (its API keys go with it).
-
-    A project that still holds records is refused with 409: its history must leave through
-    retention, which archives and audits, never through a silent cascade.
-    """
+def _deletable_project(*, session: Session, principal: Principal, project_id: uuid.UUID) -> Project:
     project = get_project_for(
         session=session, principal=principal, project_id=project_id, need=Scope.READ
     )
@@ -111,6 +108,30 @@ def delete_project(*, session: Session, principal: Principal, project_id: uuid.U
                 f"Project {project.name!r} still holds {model.__tablename__}; remove its "
                 "records through retention (which archives them) before deleting it."
             )
+    return project
+
+
+def rooms_to_delete(
+    *, session: Session, principal: Principal, project_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """The rooms a delete of the project takes, once it may be deleted (404, 403 or 409 first).
+
+    The caller deletes them through the archive, as every API delete goes, before
+    :func:`delete_project`."""
+    project = _deletable_project(session=session, principal=principal, project_id=project_id)
+    return list(session.scalars(select(Room.id).where(Room.project_id == project.id)))
+
+
+def delete_project(*, session: Session, principal: Principal, project_id: uuid.UUID) -> None:
+    """Delete a project that holds no records any more (its API keys go with it).
+
+    A project that still holds records is refused with 409: its history must leave through
+    retention, which archives and audits, never through a silent cascade. Its rooms must have
+    gone first (:func:`rooms_to_delete`); one created since is a 409 too.
+    """
+    project = _deletable_project(session=session, principal=principal, project_id=project_id)
+    if session.scalar(select(exists().where(Room.project_id == project.id))):
+        raise ConflictError(f"Project {project.name!r} gained a room while it was being deleted.")
     if not principal.is_user:  # pragma: no cover - require_project_owner already refused
         raise PermissionDenied("Only the project's owner or a superuser may delete it.")
     session.delete(project)
