@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from taskledger.api.state import AppState
 from taskledger.enums import Scope
 from taskledger.schemas.agents import AgentCreate
 from taskledger.schemas.connections import ConnectionCreate
@@ -31,6 +30,7 @@ from taskledger.services import (
     users,
 )
 from taskledger.settings import Settings
+from taskledger.state import AppState
 from taskledger.store import make_session_factory
 from taskledger.store.models import (
     Agent,

@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings
 
 from taskledger.cli import cli
 from taskledger.settings import Settings
+from taskledger.web.pages import PageRoute
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -438,12 +439,18 @@ def _normal(path: str) -> str:
     return re.sub(r"\{[^}]*\}", "{}", path)
 
 
-def _routes(app: FastAPI) -> set[tuple[str, str]]:
+def _routes(app: FastAPI, *, pages: bool = False) -> set[tuple[str, str]]:
+    """The API's routes (documented in api.md), or with ``pages`` the web UI's (in ui.md)."""
     found = set()
     for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, PageRoute) != pages:
+            continue
         for method in route.methods or ():
             if method not in ("HEAD", "OPTIONS") and route.path_format:
                 found.add((method, _normal(route.path_format)))
+    if pages:
+        assert len(found) > 8, "no pages found: has the router API changed?"
+        return found
     for path, operations in app.openapi()["paths"].items():
         found |= {(method.upper(), _normal(path)) for method in operations}
     assert len(found) > 40, "the route table looks empty: has the router API changed?"
@@ -459,8 +466,14 @@ def test_every_route_is_documented(app: FastAPI) -> None:
     assert missing == [], "document these routes in docs/api.md"
 
 
+def test_every_page_is_documented(app: FastAPI) -> None:
+    documented = {(m, _normal(p)) for m, p in _ROUTE_MENTION.findall(page("ui.md").prose)}
+    missing = sorted(f"{m} {p}" for m, p in _routes(app, pages=True) - documented)
+    assert missing == [], "document these pages in docs/ui.md"
+
+
 def test_documented_routes_exist(app: FastAPI) -> None:
-    routes = _routes(app)
+    routes = _routes(app) | _routes(app, pages=True)
     stale = sorted(
         {
             f"{p.name}: {method} {path}"

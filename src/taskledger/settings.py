@@ -90,6 +90,15 @@ class AuthSettings(_Section):
         le=60 * 24 * 30,
         description="Lifetime of the tokens issued by `POST /api/v1/auth/token`, in minutes.",
     )
+    web_session_minutes: int = Field(
+        default=720,
+        ge=5,
+        le=60 * 24 * 30,
+        description=(
+            "Lifetime of a web UI login, in minutes: the session cookie and its server-side "
+            "record expire together, and logging out ends the session at once."
+        ),
+    )
     login_max_failures_per_account: int = Field(
         default=5,
         ge=1,

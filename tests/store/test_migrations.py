@@ -185,9 +185,8 @@ def test_0004_adds_rooms_keeping_tasks_dependencies_and_runs(empty_database_url:
                 {"p": str(PROJECT), "t": T},
             )
         before = _task_rows(engine)
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, "0004")
         assert migrate.current_revision(engine) == "0004"
-        assert migrate.drift(engine) == []
         assert _task_rows(engine) == before
         room = uuid.UUID("00000000-0000-4000-8000-000000000020")
         with for_writing(engine).begin() as conn:
@@ -222,6 +221,51 @@ def test_0004_adds_rooms_keeping_tasks_dependencies_and_runs(empty_database_url:
         assert _task_rows(engine) == before
         assert not {"rooms", "room_participants"} & set(inspect(engine).get_table_names())
         assert "room_id" not in {c["name"] for c in inspect(engine).get_columns("tasks")}
+    finally:
+        engine.dispose()
+
+
+def test_0005_adds_the_web_tables_to_a_populated_database(empty_database_url: str) -> None:
+    """On a populated 0004 database, 0005 adds login sessions and saved views, which go with
+    their user; downgrading removes only them."""
+    engine = make_engine(empty_database_url)
+    sqlite = engine.dialect.name == "sqlite"
+    user = USER.hex if sqlite else USER
+    try:
+        migrate.upgrade(engine, "0004")
+        with for_writing(engine).begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, password_hash, is_superuser, is_active,"
+                    " created_at, updated_at) VALUES (:u, 'a@example.com', 'x', false, true,"
+                    " :t, :t)"
+                ),
+                {"u": user, "t": T},
+            )
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == "0005"
+        assert migrate.drift(engine) == []
+        with for_writing(engine).begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO web_sessions (token_hash, user_id, csrf_token, created_at,"
+                    " expires_at) VALUES ('h', :u, 'c', :t, :t)"
+                ),
+                {"u": user, "t": T},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO saved_views (user_id, page, name, query, created_at)"
+                    " VALUES (:u, 'runs', 'failed', 'status=failed', :t)"
+                ),
+                {"u": user, "t": T},
+            )
+            conn.execute(text("DELETE FROM users"))
+            for table in ("web_sessions", "saved_views"):
+                assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0
+        migrate.downgrade(engine, "0004")
+        assert not {"web_sessions", "saved_views"} & set(inspect(engine).get_table_names())
+        assert "rooms" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
 

@@ -44,7 +44,6 @@ from taskledger.api.errors import install_error_handlers
 from taskledger.api.middleware import BodySizeLimit, RequestMetrics, ValidUnicodeBody
 from taskledger.api.openapi import install_openapi
 from taskledger.api.routing import MethodIndex
-from taskledger.api.state import AppState
 from taskledger.metrics import Metrics
 from taskledger.retention.safeguards.alerts import Alerter
 from taskledger.retention.safeguards.guard import SpikeGuard
@@ -53,8 +52,10 @@ from taskledger.services import passwords
 from taskledger.services.bootstrap import ensure_initial_admin, resolve_secret_key
 from taskledger.services.login_throttle import LoginThrottle
 from taskledger.settings import Settings
+from taskledger.state import AppState
 from taskledger.store.engine import make_engine, make_session_factory
 from taskledger.store.migrate import head_revision
+from taskledger.web import install_web
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ def create_app(
     )
     for module in routers:
         app.include_router(module.router)
+    install_web(app)
     # Every route, the documentation pages included, so each 405 names what its path allows.
     # (FastAPI keeps included routers as one entry each in app.routes, so they are listed apart.)
     pages = [route for route in app.routes if isinstance(route, Route)]

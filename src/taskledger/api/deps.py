@@ -17,13 +17,13 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from taskledger.api.state import AppState
 from taskledger.errors import AuthenticationError
 from taskledger.schemas.base import PROJECT_QUERY
 from taskledger.schemas.limits import MAX_INT64, QueryFlag, UtcDatetime
 from taskledger.services import api_keys, auth
 from taskledger.services.access import Principal
 from taskledger.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from taskledger.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +57,13 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-#: Methods whose routes only read: their sessions run concurrently with writers on SQLite.
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
 def get_session(request: Request, state: StateDep) -> Iterator[Session]:
     """A session for one request; the route opens ``with session.begin():`` itself.
 
     Requests that may write get a session whose transaction takes SQLite's write lock when it
     begins, so that concurrent writers wait for each other instead of failing; reads do not.
     """
-    factory = (
-        state.read_session_factory if request.method in READ_METHODS else state.session_factory
-    )
-    with factory() as session:
+    with state.sessions_for(request.method)() as session:
         yield session
 
 

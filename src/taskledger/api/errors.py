@@ -16,12 +16,12 @@ blockers of a task). A 405 names every method the path allows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
@@ -130,12 +130,35 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
 
 
+#: Turns an error response into what a web page shows; set on ``app.state`` by the web UI. It
+#: gets every error response and returns it unchanged unless the request was for a page.
+PageErrors = Callable[[Request, Response], Response]
+
+
+def _also_for_pages(
+    handler: Callable[[Request, Exception], Awaitable[Response]],
+) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """``handler``, its response handed to the web UI's renderer: one mapping from errors to
+    statuses for the API and the pages, each rendering it its own way."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        response = await handler(request, exc)
+        page_errors: PageErrors | None = getattr(request.app.state, "page_errors", None)
+        return page_errors(request, response) if page_errors is not None else response
+
+    return handle
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
-    app.add_exception_handler(TaskledgerError, _taskledger_error)
-    app.add_exception_handler(RequestValidationError, _request_validation)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(IntegrityError, _integrity_error)
-    app.add_exception_handler(DataError, _data_error)
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(Exception, _unexpected)
+    handlers: list[tuple[type[Exception], Callable[[Request, Exception], Awaitable[Response]]]] = [
+        (TaskledgerError, _taskledger_error),
+        (RequestValidationError, _request_validation),
+        (HTTPException, _http_error),
+        (IntegrityError, _integrity_error),
+        (DataError, _data_error),
+        (OperationalError, _database_unavailable),
+        (Exception, _unexpected),
+    ]
+    for exc_type, handler in handlers:
+        app.add_exception_handler(exc_type, _also_for_pages(handler))

@@ -23,7 +23,6 @@ from taskledger.api.deps import (
     streamed,
 )
 from taskledger.api.routing import LedgerRoute
-from taskledger.api.state import AppState
 from taskledger.enums import ExportFormat, RunStatus, Scope
 from taskledger.schemas.base import ReadModel, StrictModel
 from taskledger.schemas.limits import UtcDatetime
@@ -31,6 +30,7 @@ from taskledger.schemas.runs import BatchResult, RunCreate, RunFilters, RunPage,
 from taskledger.services import run_batch, run_export, runs
 from taskledger.services.access import Principal, resolve_project
 from taskledger.services.pagination import DEFAULT_LIMIT
+from taskledger.state import AppState
 from taskledger.store.types import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["runs"], route_class=LedgerRoute)

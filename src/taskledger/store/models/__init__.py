@@ -17,6 +17,7 @@ from taskledger.store.models.governance import (
 from taskledger.store.models.identity import ApiKey, LoginFailure, Project, User
 from taskledger.store.models.rooms import Room, RoomParticipant
 from taskledger.store.models.runs import Run
+from taskledger.store.models.web import SavedView, WebSession
 from taskledger.store.models.work import Agent, Task, TaskDependency
 
 __all__ = [
@@ -36,8 +37,10 @@ __all__ = [
     "Room",
     "RoomParticipant",
     "Run",
+    "SavedView",
     "ScheduleTick",
     "Task",
     "TaskDependency",
     "User",
+    "WebSession",
 ]

@@ -1,4 +1,6 @@
-"""What one running app owns: settings, engine, session factory, metrics and the JWT secret."""
+"""What one running app owns: settings, engine, session factories, metrics and the JWT secret.
+
+Built by :func:`taskledger.api.create_app`; the API and the web UI both read it."""
 
 from __future__ import annotations
 
@@ -17,10 +19,14 @@ from taskledger.retention.safeguards.guard import SpikeGuard
 from taskledger.services.login_throttle import LoginThrottle
 from taskledger.settings import Settings
 
+#: Methods whose requests only read: their sessions run concurrently with writers on SQLite.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 @dataclass
 class AppState:
-    """Held at ``app.state.ledger``; dependencies in :mod:`taskledger.api.deps` read from it."""
+    """Held at ``app.state.ledger``; the dependencies of :mod:`taskledger.api.deps` and
+    :mod:`taskledger.web.deps` read from it."""
 
     settings: Settings
     engine: Engine
@@ -34,6 +40,12 @@ class AppState:
     alerter: Alerter
     spike_guard: SpikeGuard
     login_throttle: LoginThrottle
+
+    def sessions_for(self, method: str) -> sessionmaker[Session]:
+        """The session factory for a request of ``method``: requests that may write get
+        sessions whose transactions take SQLite's write lock when they begin (so concurrent
+        writers wait for each other instead of failing); reads get concurrent ones."""
+        return self.read_session_factory if method in READ_METHODS else self.session_factory
 
     @property
     def archive_target(self) -> ArchiveTarget:
