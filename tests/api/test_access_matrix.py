@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from taskledger.services.auth import ALGORITHM
 from taskledger.store.types import utcnow
+from taskledger.web.pages import PageRoute
 from tests.conftest import ADMIN_KEY
 from tests.helpers import (
     World,
@@ -533,8 +534,11 @@ def _callers(app: FastAPI, client: TestClient, world: World) -> dict[str, dict[s
 
 
 def _app_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """The API's routes (the web UI's pages have their own access tests, in tests/web/)."""
     found = []
     for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, PageRoute):
+            continue
         for method in sorted(route.methods or ()):
             path = route.path_format  # without converters: /runs/{run_pk}, not {run_pk:int}
             if method not in ("HEAD", "OPTIONS") and path:
