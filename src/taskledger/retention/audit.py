@@ -16,6 +16,8 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskledger.enums import RetentionMode, RetentionOutcome, RetentionTrigger
+from taskledger.errors import NotFoundError
+from taskledger.schemas.limits import MAX_INT64
 from taskledger.services.pagination import Keyset, paginate
 from taskledger.store.models import RetentionRun
 from taskledger.store.types import utcnow
@@ -165,17 +167,36 @@ def record(
 
 
 def list_audit(
-    session: Session, *, limit: int, cursor: str | None, mode: str | None = None
+    session: Session,
+    *,
+    limit: int,
+    cursor: str | None,
+    mode: str | None = None,
+    outcome: str | None = None,
 ) -> tuple[list[RetentionRun], str | None]:
-    """One page of the audit log, newest first."""
+    """One page of the audit log, newest first; ``mode`` and ``outcome`` filter it."""
     stmt = select(RetentionRun)
     if mode:
         stmt = stmt.where(RetentionRun.mode == mode)
+    if outcome:
+        stmt = stmt.where(RetentionRun.outcome == outcome)
     return paginate(
         session=session,
         stmt=stmt,
         keyset=AUDIT_KEYSET,
         limit=limit,
         cursor=cursor,
-        filters={"mode": mode},
+        filters={"mode": mode, "outcome": outcome},
     )
+
+
+def get_audit(session: Session, run_id: int) -> RetentionRun:
+    """One row of the audit log.
+
+    Raises:
+        NotFoundError: There is no row ``run_id``.
+    """
+    row = session.get(RetentionRun, run_id) if 1 <= run_id <= MAX_INT64 else None
+    if row is None:
+        raise NotFoundError(f"No retention run {run_id}.")
+    return row
