@@ -186,16 +186,27 @@ def test_saved_views_are_kept_per_user_and_capped(
 ) -> None:
     token = web_login(client, "owner@example.com")
     pid = world["project"].id
-    assert client.post("/runs/views", data={"name": "failed", "query": "status=failed"}).status_code == 403
+    assert (
+        client.post("/runs/views", data={"name": "failed", "query": "status=failed"}).status_code
+        == 403
+    )
     saved = client.post(
         "/runs/views",
-        data={"name": " failed  builds ", "query": f"project={pid}&status=failed", "csrf_token": token},
+        data={
+            "name": " failed  builds ",
+            "query": f"project={pid}&status=failed",
+            "csrf_token": token,
+        },
         follow_redirects=False,
     )
     assert saved.status_code == 303 and saved.headers["location"].endswith("status=failed")
     again = client.post(
         "/runs/views",
-        data={"name": "failed builds", "query": f"project={pid}&status=queued", "csrf_token": token},
+        data={
+            "name": "failed builds",
+            "query": f"project={pid}&status=queued",
+            "csrf_token": token,
+        },
         follow_redirects=False,
     )
     assert again.status_code == 303
@@ -214,7 +225,8 @@ def test_saved_views_are_kept_per_user_and_capped(
     full = client.post("/runs/views", data={"name": "one more", "csrf_token": token})
     assert full.status_code == 409 and "50 saved views" in full.text
     replaced = client.post(
-        "/runs/views", data={"name": "v1", "query": "status=failed", "csrf_token": token},
+        "/runs/views",
+        data={"name": "v1", "query": "status=failed", "csrf_token": token},
         follow_redirects=False,
     )
     assert replaced.status_code == 303  # replacing one is still possible at the cap
@@ -238,7 +250,9 @@ def test_saved_views_are_kept_per_user_and_capped(
 def test_histogram_counts_the_filtered_runs(client: TestClient, world: dict[str, Any]) -> None:
     web_login(client, "owner@example.com")
     pid = world["project"].id
-    chart = client.get(f"/runs/histogram?project={pid}&status=failed", headers={"HX-Request": "true"})
+    chart = client.get(
+        f"/runs/histogram?project={pid}&status=failed", headers={"HX-Request": "true"}
+    )
     assert chart.status_code == 200 and "<svg" in chart.text
     assert "Runs per status over time: 8 runs" in chart.text  # 30 runs, every 4th from 1
     assert 'class="s-failed"' in chart.text and 'class="s-completed"' not in chart.text
@@ -276,7 +290,9 @@ def test_retention_overlay(app: FastAPI, client: TestClient, world: dict[str, An
     pid = world["project"].id
     recent = record(client, world["key"], [{"task": "fresh", "status": "completed"}])[0]
     with transaction(app) as session:
-        add_hold(session, scope=HoldScope.RUN, target_id=str(world["ids"][0]), reason="audit", actor="t")
+        add_hold(
+            session, scope=HoldScope.RUN, target_id=str(world["ids"][0]), reason="audit", actor="t"
+        )
     page = client.get(f"/runs?project={pid}&limit=1000")
     row = re.search(rf'<tr data-run="{world["ids"][0]}">.*?</tr>', page.text, re.S)
     assert row is not None and "badge-hold" in row[0]
@@ -286,7 +302,9 @@ def test_retention_overlay(app: FastAPI, client: TestClient, world: dict[str, An
     assert running is not None and "no rule picks it" in running[0]
     detail = client.get(f"/runs/{world['ids'][0]}")
     assert detail.status_code == 200 and "badge-hold" in detail.text
-    inputs = re.search(r'<pre class="runs-pre"[^>]*aria-label="Inputs">(.*?)</pre>', detail.text, re.S)
+    inputs = re.search(
+        r'<pre class="runs-pre"[^>]*aria-label="Inputs">(.*?)</pre>', detail.text, re.S
+    )
     assert inputs is not None, detail.text
     assert inputs[1] == (
         "{\n  &#34;i&#34;: 0,\n  &#34;text&#34;: &#34;a \\&#34;quoted\\&#34; &lt;b&gt;&#34;\n}"

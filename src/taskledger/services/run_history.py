@@ -91,10 +91,10 @@ def status_histogram(
     low = filters.since
     high = filters.until
     if low is None or high is None:
-        first, last = session.execute(
+        bounds = session.execute(
             select(func.min(Run.started_at), func.max(Run.started_at)).where(*conditions)
         ).one()
-        first, last = as_utc_or_none(first), as_utc_or_none(last)
+        first, last = as_utc_or_none(bounds[0]), as_utc_or_none(bounds[1])
         if first is None or last is None:
             return None
         low = low or first
@@ -166,10 +166,7 @@ def list_newer(
     conditions = _newer(session, project_id, filters, after)
     rows = list(
         session.scalars(
-            select(Run)
-            .where(*conditions)
-            .order_by(Run.started_at.asc(), Run.id.asc())
-            .limit(limit)
+            select(Run).where(*conditions).order_by(Run.started_at.asc(), Run.id.asc()).limit(limit)
         )
     )
     rows.reverse()

@@ -199,9 +199,7 @@ def row_views(
     """The rows with their agents' names and retention outlooks: two queries for the page."""
     names = run_history.agent_names(session=session, agent_ids=(r.agent_id for r in rows))
     outlooks = run_outlooks(session=session, project=project, runs=rows, policy=policy)
-    return [
-        RowView(r, names.get(r.agent_id) if r.agent_id else None, outlooks[r.id]) for r in rows
-    ]
+    return [RowView(r, names.get(r.agent_id) if r.agent_id else None, outlooks[r.id]) for r in rows]
 
 
 def _project(session: Session, principal: Any, project_id: uuid.UUID) -> Project:
@@ -482,9 +480,13 @@ def run_detail(
 ) -> Response:
     """One run: inputs, outputs URI, approval, log excerpt, timestamps, retention outlook."""
     with session.begin():
-        run = runs_service.get_run(session=session, principal=principal, run_pk=run_pk, need=Scope.READ)
+        run = runs_service.get_run(
+            session=session, principal=principal, run_pk=run_pk, need=Scope.READ
+        )
         project = _project(session, principal, run.project_id)
-        (view,) = row_views(session=session, project=project, rows=[run], policy=policy_in_force(state))
+        (view,) = row_views(
+            session=session, project=project, rows=[run], policy=policy_in_force(state)
+        )
         inputs = _pretty(run.inputs)
     choice: ProjectChoice = choose_project(principal, state, run.project_id)
     context = {
