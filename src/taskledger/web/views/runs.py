@@ -218,8 +218,12 @@ def _rows_context(
     state: Any,
     project_id: uuid.UUID,
     query: RunQuery,
+    *,
+    checked: bool = False,
 ) -> dict[str, Any]:
-    project = _project(session, principal, project_id)
+    # ``checked``: the project switcher has already checked the user's access to it.
+    found = session.get(Project, project_id) if checked else None
+    project = found or _project(session, principal, project_id)
     rows, next_cursor = runs_service.list_runs(
         session=session,
         project=project,
@@ -261,7 +265,9 @@ def runs_page(
     with session.begin():
         if choice.current is not None:
             context.update(
-                _rows_context(request, session, principal, state, choice.current.id, query)
+                _rows_context(
+                    request, session, principal, state, choice.current.id, query, checked=True
+                )
             )
         assert principal.user_id is not None
         context["views"] = saved_views.list_views(
