@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from enum import StrEnum
 
 from sqlalchemy import exists, select
@@ -95,3 +96,17 @@ def update_agent(*, session: Session, agent: Agent, changes: AgentUpdate) -> Age
         setattr(agent, name, value.value if isinstance(value, StrEnum) else value)
     session.flush()
     return agent
+
+
+def names_of(
+    *, session: Session, project_id: uuid.UUID, agent_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The names of the project's agents among ``agent_ids``, by id."""
+    if not agent_ids:
+        return {}
+    rows = session.execute(
+        select(Agent.id, Agent.name).where(
+            Agent.project_id == project_id, Agent.id.in_(list(agent_ids))
+        )
+    ).all()
+    return {agent_id: name for agent_id, name in rows}

@@ -7,13 +7,17 @@ agent, with no load-modify-save, so agents may beat often without contention on 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import case, exists, update
+from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from taskledger.enums import AgentStatus, ConnectionStatus, Scope
 from taskledger.errors import ConflictError
+from taskledger.retention.policy.presets import PRESETS
+from taskledger.retention.policy.rules import Policy
 from taskledger.schemas.connections import ConnectionCreate
 from taskledger.services.access import Principal
 from taskledger.services.addressing import check_addressee, list_addressed
@@ -167,3 +171,65 @@ def close_connection(
         .execution_options(synchronize_session="fetch")
     )
     return connection
+
+
+def open_counts(*, session: Session, agent_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """How many active connections each of ``agent_ids`` has (an agent with none is absent)."""
+    if not agent_ids:
+        return {}
+    rows = session.execute(
+        select(AgentConnection.agent_id, func.count())
+        .where(AgentConnection.agent_id.in_(list(agent_ids)), AgentConnection.status == _ACTIVE)
+        .group_by(AgentConnection.agent_id)
+    ).all()
+    return {agent_id: count for agent_id, count in rows}
+
+
+@dataclass(frozen=True)
+class StaleWindow:
+    """How long an active connection may go without a heartbeat before the retention engine's
+    cleanup (an ``expire`` rule on ``agent_connections``) times it out: past it, a heartbeat
+    is stale."""
+
+    after: timedelta
+    #: The rule and policy it comes from.
+    rule: str
+    policy: str
+    #: Whether the policy in force has no such rule, so the ``default`` preset's is used.
+    fallback: bool
+
+    def is_stale(self, moment: datetime | None, now: datetime) -> bool:
+        """Whether a heartbeat at ``moment`` is older than the window (never beating is not)."""
+        return moment is not None and now - moment > self.after
+
+
+def _cleanup_rules(
+    policy: Policy, project_id: uuid.UUID, project_name: str
+) -> list[tuple[timedelta, str]]:
+    found = []
+    for rule in policy.rules:
+        if rule.table != "agent_connections" or rule.action != "expire":
+            continue
+        if rule.statuses is not None and _ACTIVE not in rule.statuses:
+            continue
+        if rule.projects is not None and not {project_name, str(project_id)} & set(rule.projects):
+            continue
+        found.append((rule.older_than, rule.name))
+    return found
+
+
+def stale_window(policy: Policy | None, *, project_id: uuid.UUID, project_name: str) -> StaleWindow:
+    """The stale-connection window of a project under ``policy`` (the policy in force): the
+    shortest ``older_than`` of its rules that expire the project's active connections.
+
+    A policy without such a rule (``ops``), or none at all (it could not be loaded), falls back
+    to the ``default`` preset's rule, ``connections-stale`` (24 h).
+    """
+    if policy is not None:
+        rules = _cleanup_rules(policy, project_id, project_name)
+        if rules:
+            after, name = min(rules)
+            return StaleWindow(after=after, rule=name, policy=policy.name, fallback=False)
+    default = PRESETS["default"]
+    after, name = min(_cleanup_rules(default, project_id, project_name))
+    return StaleWindow(after=after, rule=name, policy=default.name, fallback=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -161,3 +162,26 @@ def list_acknowledgements(
         cursor=cursor,
         filters={"instruction_id": str(instruction_id)},
     )
+
+
+#: At most this many acknowledgements are shown for one page of instructions.
+ACKNOWLEDGEMENTS_SHOWN = 1000
+
+
+def acknowledgements_of(
+    *, session: Session, instruction_ids: Collection[uuid.UUID], limit: int = ACKNOWLEDGEMENTS_SHOWN
+) -> dict[uuid.UUID, list[Acknowledgement]]:
+    """The acknowledgements of several instructions at once (oldest first, ``limit`` in all),
+    by instruction; an instruction without any is absent."""
+    if not instruction_ids:
+        return {}
+    rows = session.scalars(
+        select(Acknowledgement)
+        .where(Acknowledgement.instruction_id.in_(list(instruction_ids)))
+        .order_by(Acknowledgement.id)
+        .limit(limit)
+    )
+    found: dict[uuid.UUID, list[Acknowledgement]] = {}
+    for row in rows:
+        found.setdefault(row.instruction_id, []).append(row)
+    return found
