@@ -88,6 +88,12 @@ def _open_context(browser: Any, live: LiveServer, watch: Watch, **options: Any) 
     context = browser.new_context(base_url=live.url, accept_downloads=True, **options)
     context.set_default_timeout(TIMEOUT_MS)
     context.on("request", lambda request: watch.requests.append(request.url))
+    context.on(
+        "response",
+        lambda response: watch.problems.append(f"{response.status} from {response.url}")
+        if response.status >= 500
+        else None,
+    )
 
     def on_page(page: Any) -> None:
         page.on(
@@ -119,8 +125,13 @@ def page(browser: Any, live: LiveServer, watch: Watch) -> Iterator[Any]:
     finally:
         context.close()
     assert watch.foreign() == [], "requests to other origins"
-    # Chromium logs every 4xx a page receives; the tests check those statuses themselves.
-    problems = [p for p in watch.problems if "Failed to load resource" not in p]
+    # Chromium logs every 4xx a page receives, and htmx each 4xx it swaps in; the tests check
+    # those statuses themselves (and any 5xx is a problem of its own, above).
+    problems = [
+        p
+        for p in watch.problems
+        if "Failed to load resource" not in p and p != "console error: htmx:responseError"
+    ]
     assert problems == [], "the pages logged errors"
 
 
