@@ -656,7 +656,7 @@ def test_the_path_check_catches_stale_paths() -> None:
     assert _stale_paths("`taskledger/web/views.py`", []) == ["taskledger/web/views.py"]
     assert _stale_paths("src/taskledger/nowhere.py", []) == ["src/taskledger/nowhere.py"]
     assert _stale_paths("`retention/nowhere.py`", []) == ["retention/nowhere.py"]
-    assert _stale_paths("the `taskledger.client` package", []) == ["taskledger.client"]
+    assert _stale_paths("the `taskledger.nowhere` package", []) == ["taskledger.nowhere"]
     assert _stale_paths("", ["nowhere/"]) == ["nowhere/"]
     assert _stale_paths("`taskledger.store.engine.make_engine` in `store/`", ["store/"]) == []
     assert _stale_paths("`.taskledger/secret_key`, /etc/taskledger/env, taskledger.db", []) == []
