@@ -38,7 +38,8 @@ PAGES = sorted(DOCS.glob("*.md"))
 #: Every page a reader gets: the docs and the README.
 ALL_PAGES = [*PAGES, ROOT / "README.md"]
 #: Environment variables the docs may name that are not settings of the product.
-OTHER_VARIABLES = {"TASKLEDGER_TEST_DATABASE_URL"}
+#: (The Python client reads TASKLEDGER_URL and TASKLEDGER_API_KEY; the server does not.)
+OTHER_VARIABLES = {"TASKLEDGER_TEST_DATABASE_URL", "TASKLEDGER_URL", "TASKLEDGER_API_KEY"}
 
 
 # --- reading Markdown -----------------------------------------------------------------------------

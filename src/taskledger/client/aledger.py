@@ -213,7 +213,8 @@ class AsyncLedger(BaseLedger):
         """Buffered mode: queue one run; returns its idempotency key (never blocks)."""
         if self._buffer is None:
             raise LedgerError("record() needs AsyncLedger(..., buffer=True); use runs.create().")
-        item = S.run_item(body(RunCreate, given, fields))
+        item = body(RunCreate, given, fields)
+        item.setdefault("idempotency_key", S.new_key())
         self._buffer.add(item)
         return str(item["idempotency_key"])
 

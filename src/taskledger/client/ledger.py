@@ -230,7 +230,8 @@ class Ledger(BaseLedger):
         idempotency key. It is sent with the next batch."""
         if self._buffer is None:
             raise LedgerError("record() needs Ledger(..., buffer=True); use runs.create().")
-        item = S.run_item(body(RunCreate, given, fields))
+        item = body(RunCreate, given, fields)
+        item.setdefault("idempotency_key", S.new_key())
         self._buffer.add(item)
         return str(item["idempotency_key"])
 
