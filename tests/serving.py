@@ -108,10 +108,16 @@ class Server:
 
 @contextmanager
 def serving(
-    env: dict[str, str], *, migrate: bool = False, cwd: Path | None = None, **popen: Any
+    env: dict[str, str],
+    *,
+    migrate: bool = False,
+    cwd: Path | None = None,
+    port: int | None = None,
+    **popen: Any,
 ) -> Iterator[Server]:
-    """Start ``taskledger serve`` with ``env`` on a free port and wait until it is ready."""
-    port = free_port()
+    """Start ``taskledger serve`` with ``env`` on ``port`` (default: a free one) and wait until
+    it is ready."""
+    port = port or free_port()
     command = [sys.executable, "-m", "taskledger", "serve", "--port", str(port)]
     if not migrate:
         command.append("--no-migrate")

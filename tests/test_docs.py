@@ -38,7 +38,8 @@ PAGES = sorted(DOCS.glob("*.md"))
 #: Every page a reader gets: the docs and the README.
 ALL_PAGES = [*PAGES, ROOT / "README.md"]
 #: Environment variables the docs may name that are not settings of the product.
-OTHER_VARIABLES = {"TASKLEDGER_TEST_DATABASE_URL"}
+#: (The Python client reads TASKLEDGER_URL and TASKLEDGER_API_KEY; the server does not.)
+OTHER_VARIABLES = {"TASKLEDGER_TEST_DATABASE_URL", "TASKLEDGER_URL", "TASKLEDGER_API_KEY"}
 
 
 # --- reading Markdown -----------------------------------------------------------------------------
@@ -656,7 +657,7 @@ def test_the_path_check_catches_stale_paths() -> None:
     assert _stale_paths("`taskledger/web/views.py`", []) == ["taskledger/web/views.py"]
     assert _stale_paths("src/taskledger/nowhere.py", []) == ["src/taskledger/nowhere.py"]
     assert _stale_paths("`retention/nowhere.py`", []) == ["retention/nowhere.py"]
-    assert _stale_paths("the `taskledger.client` package", []) == ["taskledger.client"]
+    assert _stale_paths("the `taskledger.nowhere` package", []) == ["taskledger.nowhere"]
     assert _stale_paths("", ["nowhere/"]) == ["nowhere/"]
     assert _stale_paths("`taskledger.store.engine.make_engine` in `store/`", ["store/"]) == []
     assert _stale_paths("`.taskledger/secret_key`, /etc/taskledger/env, taskledger.db", []) == []
