@@ -51,8 +51,9 @@ def fits_a_phone(page: Any) -> bool:
     return fits
 
 
-def test_start_blocked_then_complete_the_blockers_and_start(page: Any, live: LiveServer) -> None:
-    app = live.app
+def build_chain(app: FastAPI) -> dict[str, Any]:
+    """Gather notes (done) <- Write spec <- Ship it -> Review spec (started); Ship it <-
+    Announce <- Celebrate. Write spec is the agent builder's; Ship it is in the room design."""
     owner = make_user(app, "owner@example.com")
     project = make_project(app, owner, "alpha")
     builder = make_agent(app, project, "builder")
@@ -79,7 +80,21 @@ def test_start_blocked_then_complete_the_blockers_and_start(page: Any, live: Liv
         due_date=datetime.now(UTC) + timedelta(days=3),
     )
     announce = make_task(app, project, "Announce", dependencies=[ship.id])
-    make_task(app, project, "Celebrate", dependencies=[announce.id])
+    celebrate = make_task(app, project, "Celebrate", dependencies=[announce.id])
+    return {
+        "builder": builder,
+        "design": design,
+        "spec": spec,
+        "review": review,
+        "ship": ship,
+        "celebrate": celebrate,
+    }
+
+
+def test_start_blocked_then_complete_the_blockers_and_start(page: Any, live: LiveServer) -> None:
+    app = live.app
+    chain = build_chain(app)
+    spec, review, ship = chain["spec"], chain["review"], chain["ship"]
 
     log_in(page, "owner@example.com")
     page.goto("/tasks")
@@ -104,6 +119,7 @@ def test_start_blocked_then_complete_the_blockers_and_start(page: Any, live: Liv
     assert page.locator("#messages").inner_text().strip() == ""  # not a generic error
     assert status_of(app, ship) == "pending"
     assert serious_violations(page) == []
+    assert fits_a_phone(page)
 
     # Complete the blockers: their rows change in place.
     for blocker in (spec, review):
@@ -127,48 +143,58 @@ def test_start_blocked_then_complete_the_blockers_and_start(page: Any, live: Liv
     page.reload()
     assert "none (all done)" in page.locator(f"#task-{ship.id}").inner_text()
 
+
+def test_dependency_view_and_filters(page: Any, live: LiveServer) -> None:
+    chain = build_chain(live.app)
+    builder, design, ship = chain["builder"], chain["design"], chain["ship"]
+    log_in(page, "owner@example.com")
+
     # The dependency view: upstream (transitively) and downstream (transitively).
-    page.locator(f"#task-{ship.id}").get_by_role("link", name="Ship it").click()
-    page.wait_for_url(f"**/tasks/{ship.id}")
+    page.goto(f"/tasks/{ship.id}")
     upstream = page.get_by_role("list", name="Upstream tasks")
     downstream = page.get_by_role("list", name="Downstream tasks")
-    assert upstream.get_by_role("link", name="Write spec").count() == 1
-    assert upstream.get_by_role("link", name="Review spec").count() == 1
+    assert upstream.locator("> li > a").all_inner_texts() == ["Write spec", "Review spec"]
     nested = upstream.locator("li", has_text="Write spec").locator("ul a")
     assert nested.all_inner_texts() == ["Gather notes"]
     assert downstream.locator("> li > a").all_inner_texts() == ["Announce"]
     assert downstream.locator("li li a").all_inner_texts() == ["Celebrate"]
+    assert "builder" not in page.locator("dl.props").inner_text()
     assert serious_violations(page) == []
     assert fits_a_phone(page)
     downstream.get_by_role("link", name="Celebrate").click()
-    page.wait_for_url("**/tasks/*")
+    page.wait_for_url(f"**/tasks/{chain['celebrate'].id}")
     up = page.get_by_role("list", name="Upstream tasks")
     # Celebrate <- Announce <- Ship it <- (Write spec <- Gather notes, Review spec)
     assert up.get_by_role("link", name="Gather notes").count() == 1
-    assert "no task depends on this one" in page.content()
+    assert "no task depends on this one" in page.locator("main").inner_text()
 
-    # Filter by room, then by status: the filters live in the URL.
+    # Filter by room, by status and by assignee: the filters live in the URL.
     page.goto("/tasks")
     page.get_by_label("Room").select_option(label="design")
     page.get_by_role("button", name="Apply").click()
     page.wait_for_url(re.compile(rf"room_id={design.id}"))
     assert page.locator("tr[data-task-row] th a").all_inner_texts() == ["Ship it"]
     page.get_by_role("link", name="Reset").click()
-    page.wait_for_url(re.compile(r"/tasks\?project="))
+    page.wait_for_url(re.compile(r"/tasks\?project=[^&]+$"))
     page.locator("label.pill", has_text="pending").click()
-    page.get_by_label("Assignee").select_option(label="Anyone")
     page.get_by_role("button", name="Apply").click()
     page.wait_for_url(re.compile(r"status=pending"))
-    assert page.locator("tr[data-task-row] th a").all_inner_texts() == ["Announce", "Celebrate"]
+    titles = page.locator("tr[data-task-row] th a").all_inner_texts()
+    assert titles == ["Write spec", "Ship it", "Announce", "Celebrate"]
     page.get_by_label("Assignee").select_option(label="builder")
     page.get_by_role("button", name="Apply").click()
     page.wait_for_url(re.compile(rf"assignee={builder.id}"))
+    assert page.locator("tr[data-task-row] th a").all_inner_texts() == ["Write spec"]
+    page.locator("label.pill", has_text="pending").click()
+    page.locator("label.pill", has_text="in progress").click()
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url(re.compile(r"status=in_progress"))
     assert "No tasks match these filters" in page.locator("main").inner_text()
     assert serious_violations(page) == []
     page.go_back()
-    page.wait_for_url(lambda url: str(builder.id) not in url and "status=pending" in url)
-    assert page.locator("tr[data-task-row]").count() == 2
-    assert fits_a_phone(page)
+    page.wait_for_url(re.compile(r"status=pending"))
+    assert page.locator("tr[data-task-row] th a").all_inner_texts() == ["Write spec"]
+    assert page.get_by_label("Assignee").input_value() == str(builder.id)
 
 
 def test_load_more_and_empty_state(page: Any, live: LiveServer) -> None:
