@@ -45,6 +45,7 @@ def list_rooms(
     session: Session,
     project_id: uuid.UUID,
     name: str | None = None,
+    name_contains: str | None = None,
     archived: bool | None = None,
     limit: int,
     cursor: str | None,
@@ -53,14 +54,23 @@ def list_rooms(
 
     Args:
         name: Only the room of this exact name.
+        name_contains: Only rooms whose name holds this text, in any case (``%`` and ``_``
+            match themselves).
         archived: Only archived rooms (``True``) or only open ones (``False``).
     """
     stmt = select(Room).where(Room.project_id == project_id)
     if name is not None:
         stmt = stmt.where(Room.name == name)
+    if name_contains:
+        stmt = stmt.where(Room.name.icontains(name_contains, autoescape=True))
     if archived is not None:
         stmt = stmt.where(Room.archived_at.is_not(None) if archived else Room.archived_at.is_(None))
-    filters = {"project_id": str(project_id), "name": name, "archived": archived}
+    filters = {
+        "project_id": str(project_id),
+        "name": name,
+        "name_contains": name_contains or None,
+        "archived": archived,
+    }
     return paginate(
         session=session, stmt=stmt, keyset=ROOMS_KEYSET, limit=limit, cursor=cursor, filters=filters
     )

@@ -225,3 +225,122 @@ def active_dependents(*, session: Session, task_id: uuid.UUID) -> list[dict[str,
         .order_by(Task.created_at, Task.id)
     )
     return _describe(rows.all())
+
+
+# --- the neighbourhood of one task, for the web UI's dependency view --------------------------
+
+#: How far the dependency view walks from a task, and how many tasks it shows at most.
+NEIGHBOURHOOD_DEPTH = 8
+NEIGHBOURHOOD_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A task as a link shows it: id, title and status."""
+
+    id: uuid.UUID
+    title: str
+    status: str
+
+
+@dataclass
+class GraphNode:
+    """A task in a dependency tree; ``seen`` marks a task shown already on another branch."""
+
+    task: TaskRef
+    children: list[GraphNode] = field(default_factory=list)
+    seen: bool = False
+
+
+@dataclass
+class Neighbourhood:
+    """A task's upstream tree (what it depends on, transitively) and downstream tree (what
+    depends on it, transitively), each cut at ``depth`` levels or ``limit`` tasks."""
+
+    upstream: list[GraphNode]
+    downstream: list[GraphNode]
+    upstream_truncated: bool
+    downstream_truncated: bool
+
+
+def _walk(
+    *, session: Session, task_id: uuid.UUID, upstream: bool, depth: int, limit: int
+) -> tuple[list[GraphNode], bool]:
+    """The tree of tasks reached from ``task_id`` along the edges in one direction.
+
+    A breadth-first walk, one query per level (chunked), so each task sits on its shortest
+    path from ``task_id``; a task reached again on another branch appears there with
+    ``seen`` and no children, which keeps the tree finite and small on diamonds.
+    """
+    if upstream:
+        source, target = TaskDependency.task_id, TaskDependency.depends_on_id
+    else:
+        source, target = TaskDependency.depends_on_id, TaskDependency.task_id
+    placed: dict[uuid.UUID, GraphNode] = {}
+    roots: list[GraphNode] = []
+    parents: dict[uuid.UUID, list[GraphNode]] = {task_id: roots}
+    frontier = [task_id]
+    truncated = False
+    for level in range(depth + 1):
+        if not frontier:
+            break
+        found: list[uuid.UUID] = []
+        for chunk in _chunks(frontier):
+            rows = session.execute(
+                select(source, Task.id, Task.title, Task.status)
+                .join(Task, Task.id == target)
+                .where(source.in_(chunk))
+                .order_by(Task.created_at, Task.id)
+            ).all()
+            if rows and level == depth:
+                truncated = True
+                break
+            for parent_id, child_id, title, status in rows:
+                siblings = parents[parent_id]
+                if child_id in placed or child_id == task_id:
+                    siblings.append(GraphNode(TaskRef(child_id, title, status), seen=True))
+                    continue
+                if len(placed) >= limit:
+                    truncated = True
+                    continue
+                node = GraphNode(TaskRef(child_id, title, status))
+                placed[child_id] = node
+                siblings.append(node)
+                parents[child_id] = node.children
+                found.append(child_id)
+        frontier = found
+    return roots, truncated
+
+
+def neighbourhood(
+    *,
+    session: Session,
+    task_id: uuid.UUID,
+    depth: int = NEIGHBOURHOOD_DEPTH,
+    limit: int = NEIGHBOURHOOD_LIMIT,
+) -> Neighbourhood:
+    """The upstream and downstream trees of ``task_id`` (see :class:`Neighbourhood`)."""
+    up, up_cut = _walk(session=session, task_id=task_id, upstream=True, depth=depth, limit=limit)
+    down, down_cut = _walk(
+        session=session, task_id=task_id, upstream=False, depth=depth, limit=limit
+    )
+    return Neighbourhood(up, down, up_cut, down_cut)
+
+
+def dependency_refs(
+    *, session: Session, task_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[TaskRef]]:
+    """The direct dependencies of many tasks with their titles and statuses, in one query."""
+    refs: dict[uuid.UUID, list[TaskRef]] = {task_id: [] for task_id in task_ids}
+    if not refs:
+        return refs
+    for chunk in _chunks(list(refs)):
+        rows = session.execute(
+            select(TaskDependency.task_id, Task.id, Task.title, Task.status)
+            .join(Task, Task.id == TaskDependency.depends_on_id)
+            .where(TaskDependency.task_id.in_(chunk))
+            .order_by(Task.created_at, Task.id)
+        )
+        for owner, dep_id, title, status in rows:
+            refs[owner].append(TaskRef(dep_id, title, status))
+    return refs
