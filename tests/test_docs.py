@@ -586,7 +586,7 @@ _SKIP_DIRS = {"__pycache__"}
 def _tree() -> tuple[str, ...]:
     """The project's files and directories (not build output or caches), relative to the root."""
     found = [p.name + ("/" if p.is_dir() else "") for p in ROOT.iterdir()]
-    for top in ("src", "tests", "bench", "docs"):
+    for top in ("src", "tests", "bench", "docs", "scripts"):
         for path in (ROOT / top).rglob("*"):
             parts = path.relative_to(ROOT).parts
             if any(part in _SKIP_DIRS or part.endswith(".egg-info") for part in parts):
