@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
 
 from taskledger import __version__
 from taskledger.web.deps import CSRF_COOKIE, check_csrf, csrf_token
@@ -51,7 +52,10 @@ class Pages:
     """The templates of the web UI and how a view renders one."""
 
     def __init__(self, directory: Path, *, static_url: str) -> None:
-        self.templates = Jinja2Templates(directory=directory)
+        # Templates ship in the package: they are read once, not checked for changes per render.
+        self.templates = Jinja2Templates(
+            env=Environment(loader=FileSystemLoader(directory), autoescape=True, auto_reload=False)
+        )
         env = self.templates.env
         env.filters.update(FILTERS)
         env.globals["static"] = lambda path: f"{static_url}/{path}?v={__version__}"
