@@ -90,9 +90,11 @@ def _open_context(browser: Any, live: LiveServer, watch: Watch, **options: Any) 
     context.on("request", lambda request: watch.requests.append(request.url))
     context.on(
         "response",
-        lambda response: watch.problems.append(f"{response.status} from {response.url}")
-        if response.status >= 500
-        else None,
+        lambda response: (
+            watch.problems.append(f"{response.status} from {response.url}")
+            if response.status >= 500
+            else None
+        ),
     )
 
     def on_page(page: Any) -> None:

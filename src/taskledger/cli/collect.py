@@ -53,7 +53,7 @@ def collect() -> None:
 )
 @click.option(
     "--queue-name",
-    default="taskledger.celery.events",
+    default="taskledger-celery-events",
     show_default=True,
     help="The AMQP events queue; collectors sharing one name share its events.",
 )

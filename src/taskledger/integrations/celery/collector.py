@@ -69,7 +69,7 @@ class CollectorConfig:
     """
 
     broker: str
-    queue_name: str = "taskledger.celery.events"
+    queue_name: str = "taskledger-celery-events"
     queue_expires: float = 86400.0
     exchange: str = "celeryev"
     enable_events: bool = False
