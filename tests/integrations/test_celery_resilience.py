@@ -5,16 +5,20 @@ at once."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import update
 
 from taskledger.client import Ledger
 from taskledger.store import make_session_factory
 from taskledger.store.models import Run
+from tests.client.conftest import Live
 from tests.conftest import ADMIN_KEY
-from tests.integrations.conftest import REDIS, CeleryKit
+from tests.integrations.conftest import REDIS, CeleryKit, make_kit
 from tests.serving import wait_until
 
 ADD = "tests.integrations.celery_app.add"
@@ -140,3 +144,36 @@ def test_events_disabled_warns_and_enable_events_makes_them_flow(amqp_kit: Celer
 
     wait_until(flowing, "task events after enable_events", interval=1.0, alive=enabled.check_alive)
     assert enabled.stop() == 0
+
+
+def test_redis_restart_reconciles_from_the_result_backend(live: Live, tmp_path: Path) -> None:
+    kit = make_kit("redis", live, tmp_path, backend=f"{REDIS}/{uuid.uuid4().int % 14 + 1}")
+    try:
+        collector = kit.collector()
+        kit.worker()
+        app = kit.producer()
+        slow = [app.send_task("tests.integrations.celery_app.nap", args=[2.0]) for _ in range(2)]
+
+        def running() -> bool:
+            runs = kit.runs()
+            return all(r.id in runs and runs[r.id].status == "running" for r in slow)
+
+        wait_until(running, "the runs running", alive=collector.check_alive)
+        collector.stop(signal.SIGKILL)
+        assert [r.get(timeout=60) for r in slow] == [2.0, 2.0]  # they end while it is down
+        assert {kit.runs()[r.id].status for r in slow} == {"running"}
+        restarted = kit.collector(
+            "--result-backend", kit.backend or "", name="collector, restarted"
+        )
+        ids = {r.id for r in slow}
+        wait_until(lambda: _completed(kit, ids), "the runs completed", alive=restarted.check_alive)
+        assert restarted.stop() == 0
+        assert "taskledger_collector_runs_reconciled 2" in restarted.output()
+    finally:
+        kit.close()
+
+
+def test_help_does_not_import_celery() -> None:
+    code = "import sys; from taskledger.cli import cli; print('celery' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
