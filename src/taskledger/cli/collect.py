@@ -125,6 +125,9 @@ def celery_cmd(
     from taskledger.client import Ledger
     from taskledger.logs import configure_logging
 
+    # The collector needs none of the server's settings, but, like every command, it stops on
+    # settings that cannot be used rather than run beside a misconfigured environment.
+    obj.settings  # noqa: B018
     configure_logging("json" if as_json else "text", log_level.upper())
     try:
         from taskledger.integrations.celery.collector import Collector, CollectorConfig
