@@ -14,7 +14,7 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[dev,s3]'
+	$(PIP) install -e '.[dev,s3,celery]'
 	@touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run

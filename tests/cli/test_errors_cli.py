@@ -21,6 +21,10 @@ from tests.retention.engine_helpers import populated
 ARGUMENTS: dict[tuple[str, ...], list[str]] = {
     ("archive", "list"): [],
     ("archive", "verify"): ["2026/12/some-run"],
+    ("collect", "celery"): [
+        *("--broker", "amqp://127.0.0.1:1//", "--project", "p"),
+        *("--url", "http://127.0.0.1:1", "--api-key", "k"),
+    ],
     ("db", "check"): [],
     ("db", "current"): [],
     ("db", "upgrade"): [],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from taskledger.cli.archive import archive, restore_cmd
 from taskledger.cli.base import cli
+from taskledger.cli.collect import collect
 from taskledger.cli.db import db
 from taskledger.cli.generate import generate
 from taskledger.cli.holds import holds
@@ -21,6 +22,7 @@ from taskledger.cli.users import users
 
 for command in (
     archive,
+    collect,
     db,
     generate,
     holds,

@@ -1,0 +1,1 @@
+"""Adapters that turn other systems' records into taskledger records, through the client."""

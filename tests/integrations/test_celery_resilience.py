@@ -1,0 +1,179 @@
+"""What the collector must not lose: seed 002 (the result backend forgets, taskledger does not),
+a collector killed mid-stream on RabbitMQ, workers sending no task events, and two collectors
+at once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import update
+
+from taskledger.client import Ledger
+from taskledger.store import make_session_factory
+from taskledger.store.models import Run
+from tests.client.conftest import Live
+from tests.conftest import ADMIN_KEY
+from tests.integrations.conftest import REDIS, CeleryKit, make_kit
+from tests.serving import wait_until
+
+ADD = "tests.integrations.celery_app.add"
+
+
+def _completed(kit: CeleryKit, ids: set[str]) -> bool:
+    runs = kit.runs()
+    return all(t in runs and runs[t].status == "completed" for t in ids)
+
+
+def test_seed_002_runs_outlive_the_result_backend(amqp_kit: CeleryKit) -> None:
+    kit = amqp_kit
+    kit.backend = f"{REDIS}/{uuid.uuid4().int % 14 + 1}"
+    collector = kit.collector()
+    kit.worker(TL_RESULT_EXPIRES="2")
+    app = kit.producer()
+    results = [app.send_task(ADD, args=[i, i]) for i in range(6)]
+    assert [r.get(timeout=60) for r in results] == [2 * i for i in range(6)]
+    ids = {r.id for r in results}
+    wait_until(lambda: _completed(kit, ids), "the runs", alive=collector.check_alive)
+
+    # The incident: the backend's TTL passes and Celery has forgotten every task.
+    wait_until(
+        lambda: all(app.AsyncResult(t).state == "PENDING" for t in ids),
+        "the result backend to forget the tasks",
+    )
+    runs = kit.runs()
+    assert {t for t in ids if runs[t].status == "completed"} == ids, "taskledger kept them all"
+
+    # Retention then removes them only under the policy, archived first: half are made two
+    # days old, and only those go.
+    old = sorted(ids)[:3]
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    with make_session_factory(kit.live.engine).begin() as session:
+        session.execute(
+            update(Run)
+            .where(Run.project_id == kit.live.project_id, Run.run_id.in_(old))
+            .values(started_at=two_days_ago, finished_at=two_days_ago)
+        )
+    policy = f"""
+name = "celery-history"
+max_table_fraction = 1.0
+[[rule]]
+name = "old-celery-runs"
+table = "runs"
+older_than = "1d"
+status = ["completed"]
+projects = ["{kit.live.project_id}"]
+action = "delete"
+archive = true
+"""
+    with Ledger(kit.live.url, admin_key=ADMIN_KEY) as admin:
+        preview = admin.admin.preview(policy=policy)
+        assert preview.rules[0].model_dump()["matched"] == 3
+        outcome = admin.admin.execute(preview.plan_id, policy=policy)
+        assert outcome.rules[0].affected == 3
+        assert outcome.archive_uri
+    left = kit.runs()
+    assert set(left) == ids - set(old)
+
+
+def test_sigkill_mid_stream_loses_nothing_on_rabbitmq(amqp_kit: CeleryKit) -> None:
+    kit = amqp_kit
+    collector = kit.collector()
+    kit.worker()
+    app = kit.producer()
+    first = {app.send_task(ADD, args=[i, 1]).id for i in range(300)}
+    wait_until(lambda: len(kit.runs()) >= 20, "some runs", alive=collector.check_alive)
+    collector.stop(signal.SIGKILL)  # mid-stream: events delivered and not yet written
+    # While it is down the events wait in its queue.
+    second = {app.send_task(ADD, args=[i, 2]).id for i in range(300)}
+    restarted = kit.collector(name="collector, restarted")
+    every = first | second
+    wait_until(lambda: _completed(kit, every), "every run completed", alive=restarted.check_alive)
+    assert set(kit.runs()) == every, "one run per task, none missing, none more"
+    assert restarted.stop() == 0
+
+
+def test_two_collectors_write_no_duplicates(amqp_kit: CeleryKit) -> None:
+    kit = amqp_kit
+    one = kit.collector(queue=f"{kit.events_queue}-a", name="collector a")
+    two = kit.collector(queue=f"{kit.events_queue}-b", name="collector b")
+    kit.worker()
+    app = kit.producer()
+    ids = {app.send_task(ADD, args=[i, 3]).id for i in range(150)}
+    wait_until(lambda: _completed(kit, ids), "every run completed", alive=one.check_alive)
+    two.check_alive()
+    with kit.ledger() as ledger:
+        all_runs = list(ledger.runs.iter(page_size=1000))
+    assert len(all_runs) == len(ids) == len({r.run_id for r in all_runs})
+    with kit.ledger() as ledger:
+        workers = [a for a in ledger.agents.iter(agent_type="celery-worker")]
+        assert [a.name for a in workers] == [f"w1-{kit.uid}@tl"], "one agent per worker"
+        active = list(ledger.connections.iter(agent_id=workers[0].id, status="active"))
+        assert len(active) >= 1
+    assert one.stop() == 0 and two.stop() == 0
+
+
+def test_events_disabled_warns_and_enable_events_makes_them_flow(amqp_kit: CeleryKit) -> None:
+    kit = amqp_kit
+    collector = kit.collector()
+    worker = kit.worker(events=False)
+    app = kit.producer()
+    app.send_task(ADD, args=[1, 1])
+    wait_until(
+        lambda: "sent no task events" in collector.output(),
+        "the warning",
+        alive=collector.check_alive,
+    )
+    assert "--enable-events" in collector.output()
+    assert collector.stop() == 0
+    worker.check_alive()
+
+    enabled = kit.collector("--enable-events", name="collector --enable-events")
+    wait_until(lambda: "sent enable_events" in enabled.output(), "enable_events sent")
+    ids: set[str] = set()
+
+    def flowing() -> bool:
+        # The worker turns its events on when the broadcast reaches it: send until they flow.
+        ids.add(app.send_task(ADD, args=[2, 2]).id)
+        runs = kit.runs()
+        return any(t in runs and runs[t].status == "completed" for t in ids)
+
+    wait_until(flowing, "task events after enable_events", interval=1.0, alive=enabled.check_alive)
+    assert enabled.stop() == 0
+
+
+def test_redis_restart_reconciles_from_the_result_backend(live: Live, tmp_path: Path) -> None:
+    kit = make_kit("redis", live, tmp_path, backend=f"{REDIS}/{uuid.uuid4().int % 14 + 1}")
+    try:
+        collector = kit.collector()
+        kit.worker()
+        app = kit.producer()
+        slow = [app.send_task("tests.integrations.celery_app.nap", args=[2.0]) for _ in range(2)]
+
+        def running() -> bool:
+            runs = kit.runs()
+            return all(r.id in runs and runs[r.id].status == "running" for r in slow)
+
+        wait_until(running, "the runs running", alive=collector.check_alive)
+        collector.stop(signal.SIGKILL)
+        assert [r.get(timeout=60) for r in slow] == [2.0, 2.0]  # they end while it is down
+        assert {kit.runs()[r.id].status for r in slow} == {"running"}
+        restarted = kit.collector(
+            "--result-backend", kit.backend or "", name="collector, restarted"
+        )
+        ids = {r.id for r in slow}
+        wait_until(lambda: _completed(kit, ids), "the runs completed", alive=restarted.check_alive)
+        assert restarted.stop() == 0
+        assert "taskledger_collector_runs_reconciled 2" in restarted.output()
+    finally:
+        kit.close()
+
+
+def test_help_does_not_import_celery() -> None:
+    code = "import sys; from taskledger.cli import cli; print('celery' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
