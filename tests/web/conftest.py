@@ -154,6 +154,15 @@ def superuser_page(page: Any, live: LiveServer) -> Any:
     return page
 
 
+def fits_a_phone(page: Any) -> bool:
+    """Whether the page, as it is now, fits 390x844 without sideways scrolling (the viewport
+    goes back to 1280x800 afterwards)."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    fits = bool(page.evaluate("() => document.documentElement.scrollWidth <= 390"))
+    page.set_viewport_size({"width": 1280, "height": 800})
+    return fits
+
+
 _AXE = os.path.join(os.path.dirname(__file__), "vendor", "axe.min.js")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
@@ -13,6 +14,17 @@ from tests.helpers import PASSWORD
 
 _FORM_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 _META_TOKEN = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+def form_login(client: Any, email: str, password: str = PASSWORD) -> str:
+    """Log ``client`` (an httpx or Starlette test client) in through the login form; the
+    session's CSRF token."""
+    form = _FORM_TOKEN.search(client.get("/login").text)
+    assert form is not None
+    fields = {"email": email, "password": password, "csrf_token": form.group(1)}
+    answer = client.post("/login", data=fields, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    return csrf_of(client.get("/runs").text)
 
 
 @contextmanager

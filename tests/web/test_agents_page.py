@@ -30,7 +30,7 @@ from tests.helpers import (
     make_user,
     transaction,
 )
-from tests.web.conftest import LiveServer, log_in, serious_violations
+from tests.web.conftest import LiveServer, fits_a_phone, log_in, serious_violations
 from tests.web.http_login import logged_in
 
 #: The ``default`` policy's ``connections-stale`` rule (the policy in force in the tests).
@@ -49,13 +49,6 @@ def age_heartbeats(
             .values(last_heartbeat_at=moment)
         )
         session.execute(update(Agent).where(Agent.id == agent.id).values(last_heartbeat_at=moment))
-
-
-def fits_a_phone(page: Any) -> bool:
-    page.set_viewport_size({"width": 390, "height": 844})
-    width = page.evaluate("document.documentElement.scrollWidth")
-    page.set_viewport_size({"width": 1280, "height": 800})
-    return bool(width <= 390)
 
 
 def test_agents_with_a_stale_and_a_fresh_connection(page: Any, live: LiveServer) -> None:

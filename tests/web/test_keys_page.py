@@ -10,9 +10,8 @@ from typing import Any
 import httpx
 
 from tests.helpers import make_agent, make_key, make_project, make_user
-from tests.web.conftest import LiveServer, log_in, serious_violations
+from tests.web.conftest import LiveServer, fits_a_phone, log_in, serious_violations
 from tests.web.http_login import logged_in
-from tests.web.test_agents_page import fits_a_phone
 
 
 def me(live: LiveServer, secret: str) -> httpx.Response:

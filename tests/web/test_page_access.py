@@ -4,7 +4,6 @@ whatever its path and form."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
@@ -13,7 +12,8 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
 from taskledger.web.pages import PageRoute
-from tests.helpers import PASSWORD, make_user
+from tests.helpers import make_user
+from tests.web.http_login import form_login
 
 OPEN = {("GET", "/"), ("GET", "/login")}
 
@@ -34,22 +34,6 @@ def _pages(app: FastAPI) -> list[tuple[str, str]]:
     return found
 
 
-def _log_in(client: TestClient) -> str:
-    make_user(client.app, "owner@example.com")  # type: ignore[arg-type]
-    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
-    assert token is not None
-    answer = client.post(
-        "/login",
-        data={"email": "owner@example.com", "password": PASSWORD, "csrf_token": token.group(1)},
-        follow_redirects=False,
-    )
-    assert answer.status_code == 303
-    page = client.get("/runs")
-    session_token = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
-    assert session_token is not None
-    return session_token.group(1)
-
-
 def test_every_page_needs_a_login(client: TestClient, app: FastAPI) -> None:
     for method, path in _pages(app):
         if method != "GET" or (method, path) in OPEN:
@@ -63,7 +47,8 @@ def test_every_post_needs_the_csrf_token(client: TestClient, app: FastAPI) -> No
     posts = [path for method, path in _pages(app) if method == "POST"]
     for path in posts:  # anonymous: no pre-login token either
         assert client.post(path, data={"x": "1"}).status_code == 403, path
-    _log_in(client)
+    make_user(app, "owner@example.com")
+    form_login(client, "owner@example.com")
     for path in posts:
         bodies: list[dict[str, Any]] = [
             {"data": {"name": "x"}},

@@ -14,7 +14,7 @@ from taskledger.store.models import Run
 from tests.conftest import ADMIN_KEY
 from tests.helpers import state_of, transaction
 from tests.retention.engine_helpers import old_and_new_runs
-from tests.web.conftest import LiveServer, serious_violations
+from tests.web.conftest import LiveServer, fits_a_phone, serious_violations
 
 PREVIEW_PAGE = re.compile(r"/retention/runs/\d+$")
 
@@ -22,13 +22,6 @@ PREVIEW_PAGE = re.compile(r"/retention/runs/\d+$")
 def runs(live: LiveServer) -> int:
     with transaction(live.app) as session:
         return int(session.scalar(select(func.count()).select_from(Run)) or 0)
-
-
-def fits_a_phone(page: Any) -> bool:
-    page.set_viewport_size({"width": 390, "height": 844})
-    fits = bool(page.evaluate("() => document.documentElement.scrollWidth <= 390"))
-    page.set_viewport_size({"width": 1280, "height": 800})
-    return fits
 
 
 def preview(page: Any) -> str:

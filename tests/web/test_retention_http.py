@@ -16,31 +16,15 @@ from sqlalchemy import func, select
 from taskledger.store.models import RetentionRun, Run
 from taskledger.store.types import utcnow
 from taskledger.web.pages import PageRoute
-from tests.helpers import PASSWORD, make_user, state_of, transaction
+from tests.helpers import make_user, state_of, transaction
 from tests.retention.engine_helpers import old_and_new_runs
+from tests.web.http_login import form_login
 
 
 @pytest.fixture
 def web(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as client:
         yield client
-
-
-def log_in(client: TestClient, email: str) -> str:
-    """Log ``client`` in as ``email``; returns the session's CSRF token."""
-    form = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token is not None
-    done = client.post(
-        "/login",
-        data={"email": email, "password": PASSWORD, "csrf_token": token.group(1)},
-        follow_redirects=False,
-    )
-    assert done.status_code == 303
-    page = client.get("/retention/holds")
-    session_token = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
-    assert session_token is not None
-    return session_token.group(1)
 
 
 def runs(app: FastAPI) -> int:
@@ -61,7 +45,7 @@ def retention_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 def test_only_superusers_reach_any_retention_route(app: FastAPI, web: TestClient) -> None:
     make_user(app, "owner@example.com")
-    token = log_in(web, "owner@example.com")
+    token = form_login(web, "owner@example.com")
     routes = retention_routes(app)
     assert {path for _, path in routes} >= {
         "/retention",
@@ -85,7 +69,7 @@ def test_only_superusers_reach_any_retention_route(app: FastAPI, web: TestClient
 
 def test_posts_need_the_csrf_token(app: FastAPI, web: TestClient) -> None:
     make_user(app, "root@example.com", superuser=True)
-    log_in(web, "root@example.com")
+    form_login(web, "root@example.com")
     before = len(_audit(app))
     assert web.post("/retention/preview").status_code == 403
     assert web.post("/retention/preview", data={"csrf_token": "forged"}).status_code == 403
@@ -110,7 +94,7 @@ def _preview(web: TestClient, token: str) -> tuple[int, str]:
 def test_a_wrong_confirmation_executes_nothing(app: FastAPI, web: TestClient) -> None:
     make_user(app, "root@example.com", superuser=True)
     old_and_new_runs(state_of(app).engine, 3, 5)
-    token = log_in(web, "root@example.com")
+    token = form_login(web, "root@example.com")
     _, plan = _preview(web, token)
     for confirm in ("", "Default", "ops", "default!"):
         data = {"csrf_token": token, "plan_id": plan, "confirm": confirm}
@@ -147,7 +131,7 @@ def test_a_wrong_confirmation_executes_nothing(app: FastAPI, web: TestClient) ->
 def test_a_plan_over_the_table_cap_needs_force_and_a_reason(app: FastAPI, web: TestClient) -> None:
     make_user(app, "root@example.com", superuser=True)
     old_and_new_runs(state_of(app).engine, 6, 2)
-    token = log_in(web, "root@example.com")
+    token = form_login(web, "root@example.com")
     _, plan = _preview(web, token)
     data = {"csrf_token": token, "plan_id": plan, "confirm": "default"}
     capped = web.post("/retention/execute", data=data)
@@ -163,7 +147,7 @@ def test_a_plan_over_the_table_cap_needs_force_and_a_reason(app: FastAPI, web: T
 
 def test_bad_ids_and_bad_input_are_4xx(app: FastAPI, web: TestClient) -> None:
     make_user(app, "root@example.com", superuser=True)
-    token = log_in(web, "root@example.com")
+    token = form_login(web, "root@example.com")
     for path in (
         "/retention/runs/abc",
         "/retention/runs/0",
@@ -208,7 +192,7 @@ def test_holds_are_placed_listed_and_released(app: FastAPI, web: TestClient) -> 
     old_and_new_runs(state_of(app).engine, 2, 0)
     with transaction(app) as session:
         run_id = session.scalar(select(func.min(Run.id)))
-    token = log_in(web, "root@example.com")
+    token = form_login(web, "root@example.com")
     placed = web.post(
         "/retention/holds",
         data={"csrf_token": token, "scope": "run", "target_id": str(run_id), "reason": "legal"},
@@ -227,7 +211,7 @@ def test_holds_are_placed_listed_and_released(app: FastAPI, web: TestClient) -> 
 
 def test_the_audit_log_pages_by_keyset(app: FastAPI, web: TestClient) -> None:
     make_user(app, "root@example.com", superuser=True)
-    token = log_in(web, "root@example.com")
+    token = form_login(web, "root@example.com")
     for _ in range(5):
         _preview(web, token)
     seen: list[str] = []
@@ -260,7 +244,7 @@ def test_histograms_and_the_expiring_timeline(app: FastAPI, web: TestClient) -> 
                     started_at=now - timedelta(days=days),
                 )
             )
-    log_in(web, "root@example.com")
+    form_login(web, "root@example.com")
     page = web.get("/retention").text
     expiring = page[page.index('id="expiring"') :]
     row = re.search(r"<code>runs-terminal</code>.*?</tr>", expiring, re.S)

@@ -16,8 +16,8 @@ from taskledger.schemas.rooms import ParticipantJoin, RoomUpdate
 from taskledger.services import rooms
 from taskledger.store.models import Room
 from tests.helpers import make_agent, make_project, make_task, make_user, transaction
-from tests.web.conftest import LiveServer, log_in, serious_violations
-from tests.web.test_tasks_page import fits_a_phone, make_room, web_client
+from tests.web.conftest import LiveServer, fits_a_phone, log_in, serious_violations
+from tests.web.test_tasks_page import make_room, web_client
 
 
 def join(

@@ -16,24 +16,8 @@ from fastapi.testclient import TestClient
 from taskledger.enums import HoldScope
 from taskledger.retention.plan.holds import add_hold
 from taskledger.services import saved_views
-from tests.helpers import PASSWORD, make_agent, make_key, make_project, make_user, transaction
-
-
-def web_login(client: TestClient, email: str) -> str:
-    """Log ``client`` in through the login form; the session's CSRF token."""
-    form = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token is not None
-    done = client.post(
-        "/login",
-        data={"email": email, "password": PASSWORD, "csrf_token": token.group(1)},
-        follow_redirects=False,
-    )
-    assert done.status_code == 303, done.text
-    page = client.get("/runs")
-    meta = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
-    assert meta is not None
-    return meta.group(1)
+from tests.helpers import make_agent, make_key, make_project, make_user, transaction
+from tests.web.http_login import form_login
 
 
 def record(client: TestClient, key: str, runs: list[dict[str, Any]]) -> list[int]:
@@ -94,7 +78,7 @@ def world(app: FastAPI, client: TestClient) -> dict[str, Any]:
 def test_bad_input_is_a_clear_4xx_page(
     client: TestClient, world: dict[str, Any], query: str
 ) -> None:
-    web_login(client, "owner@example.com")
+    form_login(client, "owner@example.com")
     paths = ["/runs", "/runs/rows"]
     if "cursor" not in query and "limit" not in query:  # the others take neither
         paths += ["/runs.csv", "/runs.ndjson", "/runs/new", "/runs/histogram"]
@@ -108,7 +92,7 @@ def test_bad_input_is_a_clear_4xx_page(
 
 
 def test_a_cursor_of_other_filters_is_refused(client: TestClient, world: dict[str, Any]) -> None:
-    web_login(client, "owner@example.com")
+    form_login(client, "owner@example.com")
     pid = world["project"].id
     page = client.get(f"/runs?project={pid}&limit=5")
     cursor = re.search(r"cursor=([A-Za-z0-9_-]+)", page.text)
@@ -120,7 +104,7 @@ def test_a_cursor_of_other_filters_is_refused(client: TestClient, world: dict[st
 def test_another_users_project_and_runs_are_not_found(
     client: TestClient, world: dict[str, Any]
 ) -> None:
-    web_login(client, "owner@example.com")
+    form_login(client, "owner@example.com")
     other = world["other"].id
     for path in (
         f"/runs?project={other}",
@@ -144,7 +128,7 @@ def test_logged_out_is_sent_to_log_in(client: TestClient, world: dict[str, Any])
 
 
 def test_the_page_filters_and_pages_as_the_api(client: TestClient, world: dict[str, Any]) -> None:
-    web_login(client, "owner@example.com")
+    form_login(client, "owner@example.com")
     pid = world["project"].id
     query = "status=failed&status=completed&task=build,+deploy&limit=4"
     seen: list[int] = []
@@ -168,7 +152,7 @@ def test_the_page_filters_and_pages_as_the_api(client: TestClient, world: dict[s
 def test_downloads_are_the_api_exports(
     client: TestClient, world: dict[str, Any], suffix: str
 ) -> None:
-    web_login(client, "owner@example.com")
+    form_login(client, "owner@example.com")
     pid = world["project"].id
     web = client.get(f"/runs.{suffix}?project={pid}&status=failed&task=build,test&q=line")
     api = client.get(
@@ -184,7 +168,7 @@ def test_downloads_are_the_api_exports(
 def test_saved_views_are_kept_per_user_and_capped(
     app: FastAPI, client: TestClient, world: dict[str, Any]
 ) -> None:
-    token = web_login(client, "owner@example.com")
+    token = form_login(client, "owner@example.com")
     pid = world["project"].id
     assert (
         client.post("/runs/views", data={"name": "failed", "query": "status=failed"}).status_code
@@ -234,12 +218,12 @@ def test_saved_views_are_kept_per_user_and_capped(
     view_id = re.search(r'action="/runs/views/(\d+)/delete"', page.text)
     assert view_id is not None
     client.cookies.clear()
-    other_token = web_login(client, "stranger@example.com")
+    other_token = form_login(client, "stranger@example.com")
     assert "failed builds" not in client.get("/runs").text
     refused = client.post(f"/runs/views/{view_id[1]}/delete", data={"csrf_token": other_token})
     assert refused.status_code == 404
     client.cookies.clear()
-    token = web_login(client, "owner@example.com")
+    token = form_login(client, "owner@example.com")
     deleted = client.post(
         f"/runs/views/{view_id[1]}/delete", data={"csrf_token": token}, follow_redirects=False
     )
@@ -248,7 +232,7 @@ def test_saved_views_are_kept_per_user_and_capped(
 
 
 def test_histogram_counts_the_filtered_runs(client: TestClient, world: dict[str, Any]) -> None:
-    web_login(client, "owner@example.com")
+    form_login(client, "owner@example.com")
     pid = world["project"].id
     chart = client.get(
         f"/runs/histogram?project={pid}&status=failed", headers={"HX-Request": "true"}
@@ -264,7 +248,7 @@ def test_histogram_counts_the_filtered_runs(client: TestClient, world: dict[str,
 
 
 def test_new_runs_are_counted_and_listed(client: TestClient, world: dict[str, Any]) -> None:
-    web_login(client, "owner@example.com")
+    form_login(client, "owner@example.com")
     pid = world["project"].id
     newest = max(world["ids"])  # the latest started_at too
     indicator = client.get(f"/runs/new?project={pid}&after={newest}")
@@ -286,7 +270,7 @@ def test_new_runs_are_counted_and_listed(client: TestClient, world: dict[str, An
 
 
 def test_retention_overlay(app: FastAPI, client: TestClient, world: dict[str, Any]) -> None:
-    web_login(client, "owner@example.com")
+    form_login(client, "owner@example.com")
     pid = world["project"].id
     recent = record(client, world["key"], [{"task": "fresh", "status": "completed"}])[0]
     with transaction(app) as session:
@@ -313,7 +297,7 @@ def test_retention_overlay(app: FastAPI, client: TestClient, world: dict[str, An
 
 def test_empty_states(app: FastAPI, client: TestClient) -> None:
     owner = make_user(app, "new@example.com")
-    web_login(client, "new@example.com")
+    form_login(client, "new@example.com")
     assert "You have no project yet" in client.get("/runs").text
     project = make_project(app, owner, "empty")
     page = client.get(f"/runs?project={project.id}")

@@ -19,8 +19,9 @@ from taskledger.enums import AssigneeType, TaskStatus
 from taskledger.schemas.rooms import RoomCreate
 from taskledger.services import rooms, tasks
 from taskledger.store.models import Project, Room, Task
-from tests.helpers import PASSWORD, make_agent, make_project, make_task, make_user, transaction
-from tests.web.conftest import LiveServer, log_in, serious_violations
+from tests.helpers import make_agent, make_project, make_task, make_user, transaction
+from tests.web.conftest import LiveServer, fits_a_phone, log_in, serious_violations
+from tests.web.http_login import form_login
 
 
 def make_room(app: FastAPI, project: Project, name: str) -> Room:
@@ -42,13 +43,6 @@ def status_of(app: FastAPI, task: Task) -> str:
         row = session.get(Task, task.id)
         assert row is not None
         return row.status
-
-
-def fits_a_phone(page: Any) -> bool:
-    page.set_viewport_size({"width": 390, "height": 844})
-    fits: bool = page.evaluate("() => document.documentElement.scrollWidth <= 390")
-    page.set_viewport_size({"width": 1280, "height": 800})
-    return fits
 
 
 def build_chain(app: FastAPI) -> dict[str, Any]:
@@ -240,21 +234,7 @@ def test_load_more_and_empty_state(page: Any, live: LiveServer) -> None:
 def web_client(app: FastAPI, email: str) -> Iterator[tuple[TestClient, str]]:
     """A client logged in through the login form, and its session's CSRF token."""
     with TestClient(app, follow_redirects=False) as client:
-        yield client, log_in_over_http(client, email)
-
-
-def log_in_over_http(client: TestClient, email: str) -> str:
-    form = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token is not None
-    done = client.post(
-        "/login", data={"email": email, "password": PASSWORD, "csrf_token": token.group(1)}
-    )
-    assert done.status_code == 303
-    page = client.get("/tasks")
-    session_token = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
-    assert session_token is not None
-    return session_token.group(1)
+        yield client, form_login(client, email)
 
 
 @pytest.fixture

@@ -9,9 +9,15 @@ from typing import Any
 
 from taskledger.services import users
 from tests.helpers import make_user, transaction
-from tests.web.conftest import LiveServer, Watch, _open_context, log_in, serious_violations
+from tests.web.conftest import (
+    LiveServer,
+    Watch,
+    _open_context,
+    fits_a_phone,
+    log_in,
+    serious_violations,
+)
 from tests.web.http_login import logged_in
-from tests.web.test_agents_page import fits_a_phone
 
 
 def test_create_deactivate_and_reset_a_password(
