@@ -55,16 +55,27 @@ def resolve_session(*, session: Session, raw: str) -> WebLogin | None:
     """The login a cookie's secret names, if it is unexpired and its user active and
     unchanged since (a new password or role ends every session begun before it)."""
     row = session.execute(
-        select(WebSession, User)
+        select(
+            WebSession.csrf_token,
+            WebSession.created_at,
+            WebSession.expires_at,
+            User.id,
+            User.email,
+            User.is_superuser,
+            User.is_active,
+            User.updated_at,
+        )
         .join(User, User.id == WebSession.user_id)
         .where(WebSession.token_hash == _digest(raw))
     ).first()
     if row is None:
         return None
-    record, user = row
-    if record.expires_at <= utcnow() or not user.is_active or user.updated_at > record.created_at:
+    if row.expires_at <= utcnow() or not row.is_active or row.updated_at > row.created_at:
         return None
-    return WebLogin(_principal(user), record.csrf_token)
+    principal = Principal(
+        kind=PrincipalKind.USER, user_id=row.id, email=row.email, is_superuser=row.is_superuser
+    )
+    return WebLogin(principal, row.csrf_token)
 
 
 def close_session(*, session: Session, raw: str) -> None:

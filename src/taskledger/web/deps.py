@@ -145,12 +145,14 @@ def choose_project(
         projects = [ProjectRef(row.id, row.name) for row in rows]
         if project is None:
             return ProjectChoice(projects, projects[0] if projects else None)
+        listed = next((p for p in projects if p.id == project), None)
+        if listed is not None:  # visible, so no second query is needed
+            return ProjectChoice(projects, listed)
         chosen = get_project_for(
             session=session, principal=principal, project_id=project, need=Scope.READ
         )
         current = ProjectRef(chosen.id, chosen.name)
-    if current not in projects:
-        projects.append(current)
+    projects.append(current)  # beyond the switcher's limit
     return ProjectChoice(projects, current)
 
 
