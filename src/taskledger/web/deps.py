@@ -18,6 +18,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from taskledger.enums import Scope
 from taskledger.errors import AuthenticationError, PermissionDenied
@@ -52,15 +53,24 @@ def get_session(request: Request, state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_login(request: Request, state: StateDep) -> WebLogin | None:
-    """The login of the request's session cookie, if it is valid (kept on ``request.state``)."""
+def _resolve_login(request: Request, session: Session) -> WebLogin | None:
     raw = request.cookies.get(SESSION_COOKIE)
-    login = None
-    if raw:
-        with state.read_session_factory.begin() as session:
-            login = resolve_session(session=session, raw=raw)
+    login = resolve_session(session=session, raw=raw) if raw else None
     request.state.login = login
     return login
+
+
+def get_login(request: Request, state: StateDep) -> WebLogin | None:
+    """The login of the request's session cookie, if it is valid, read once per request (kept
+    on ``request.state``; :func:`choose_project` reads it in its own transaction)."""
+    if hasattr(request.state, "login"):
+        cached: WebLogin | None = request.state.login
+        return cached
+    if not request.cookies.get(SESSION_COOKIE):
+        request.state.login = None
+        return None
+    with state.read_session_factory.begin() as session:
+        return _resolve_login(request, session)
 
 
 MaybeLoginDep = Annotated[WebLogin | None, Depends(get_login)]
@@ -96,10 +106,11 @@ def csrf_token(request: Request) -> str:
     return token
 
 
-async def check_csrf(request: Request, login: MaybeLoginDep) -> None:
+async def check_csrf(request: Request, state: StateDep) -> None:
     """Refuse (403) a state-changing request whose CSRF token is missing or wrong."""
     if request.method in READ_METHODS:
         return
+    login = await run_in_threadpool(get_login, request, state)
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -130,12 +141,19 @@ SWITCHER_LIMIT = 500
 
 
 def choose_project(
-    principal: PrincipalDep,
+    request: Request,
     state: StateDep,
     project: Annotated[uuid.UUID | None, Query(description="The project to show.")] = None,
 ) -> ProjectChoice:
-    """``?project=`` if the user may see it (404 otherwise), else the first project by name."""
+    """``?project=`` if the user may see it (404 otherwise), else the first project by name.
+
+    The login is read in the same transaction when no dependency has read it yet (a view
+    declares ``ProjectDep`` before ``PrincipalDep`` for that: one transaction instead of two)."""
     with state.read_session_factory.begin() as session:
+        login = request.state.login if hasattr(request.state, "login") else None
+        if login is None:
+            login = _resolve_login(request, session)
+        principal = require_login(login).principal
         rows = session.execute(
             visible_projects(principal)
             .with_only_columns(Project.id, Project.name)

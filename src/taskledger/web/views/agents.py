@@ -125,7 +125,7 @@ def agent_page(
         acks = instructions.acknowledgements_of(
             session=session, instruction_ids=[i.id for i in instruction_rows]
         )
-    choice = choose_project(principal, state, project=agent.project_id)
+    choice = choose_project(request, state, project=agent.project_id)
     assert choice.current is not None  # the agent's project, which the caller may see
     window = stale_window_for(state, choice.current)
     now = utcnow()

@@ -103,8 +103,8 @@ def _render(
 def keys_page(
     request: Request,
     session: SessionDep,
+    choice: ProjectDep,  # before the principal: one transaction reads both
     principal: PrincipalDep,
-    choice: ProjectDep,
     cursor: CursorParam = None,
 ) -> Response:
     return _render(request, session, principal, choice, cursor=cursor)
@@ -114,8 +114,8 @@ def keys_page(
 def create_key(
     request: Request,
     session: SessionDep,
+    choice: ProjectDep,  # before the principal: one transaction reads both
     principal: PrincipalDep,
-    choice: ProjectDep,
     project: ProjectParam,
     name: Annotated[str, Form(max_length=1000)] = "",
     scopes: Annotated[list[str] | None, Form()] = None,
@@ -155,8 +155,8 @@ def revoke_key(
     request: Request,
     key_id: uuid.UUID,
     session: SessionDep,
+    choice: ProjectDep,  # before the principal: one transaction reads both
     principal: PrincipalDep,
-    choice: ProjectDep,
     project: ProjectParam,
 ) -> Response:
     """Revoke a key of the project (404 for any other key); it stops working at once."""

@@ -94,7 +94,7 @@ def room_page(
         )
         task_rows = task_board.task_rows(session=session, task_list=room_tasks)
         counts = task_board.room_counts(session=session, room_ids=[room.id])[room.id]
-    choice = choose_project(principal, state, project=room.project_id)
+    choice = choose_project(request, state, project=room.project_id)
     context = {
         "page": "rooms",
         "choice": choice,

@@ -246,10 +246,10 @@ def _rows_context(
 @router.get("/runs")
 def runs_page(
     request: Request,
+    choice: ProjectDep,  # before the principal: one transaction reads both
     principal: PrincipalDep,
     session: SessionDep,
     state: StateDep,
-    choice: ProjectDep,
 ) -> Response:
     """The page: filters, histogram (loaded after), table, paging, downloads, saved views."""
     query = parse_query(request)
@@ -360,9 +360,9 @@ def histogram_buckets(histogram: run_history.StatusHistogram) -> list[Bucket]:
 @router.get("/runs/histogram")
 def runs_histogram(
     request: Request,
+    choice: ProjectDep,  # before the principal: one transaction reads both
     principal: PrincipalDep,
     session: SessionDep,
-    choice: ProjectDep,
 ) -> Response:
     """Runs per status over time for the filtered set (an SVG); a page of its own without htmx."""
     query = parse_query(request)
@@ -494,7 +494,7 @@ def run_detail(
             session=session, project=project, rows=[run], policy=policy_in_force(state)
         )
         inputs = _pretty(run.inputs)
-    choice: ProjectChoice = choose_project(principal, state, run.project_id)
+    choice: ProjectChoice = choose_project(request, state, run.project_id)
     context = {
         "page": PAGE,
         "choice": choice,

@@ -114,7 +114,7 @@ def _detail(
         )
         row = task_board.task_rows(session=session, task_list=[task])[0]
         graph = task_graph.neighbourhood(session=session, task_id=task.id)
-    choice = choose_project(principal, state, project=row.task.project_id)
+    choice = choose_project(request, state, project=row.task.project_id)
     context = _common(choice=choice, row=row, graph=graph, blockers=blockers)
     return pages_of(request).render(request, "task_detail.html", context, status_code=status_code)
 
