@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from taskledger.client._calls import (
     Call,
@@ -20,11 +21,12 @@ from taskledger.client._calls import (
     patch,
     post,
     query,
+    reader,
     run_params,
 )
 from taskledger.schemas.agents import AgentCreate, AgentPage, AgentRead, AgentUpdate
 from taskledger.schemas.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyPage
-from taskledger.schemas.auth import Me
+from taskledger.schemas.auth import Me, Token
 from taskledger.schemas.connections import (
     ConnectionClose,
     ConnectionCreate,
@@ -54,6 +56,15 @@ from taskledger.schemas.retention import (
     RestoreRequest,
     RetentionRunPage,
 )
+from taskledger.schemas.rooms import (
+    ParticipantJoin,
+    ParticipantPage,
+    ParticipantRead,
+    RoomCreate,
+    RoomPage,
+    RoomRead,
+    RoomUpdate,
+)
 from taskledger.schemas.runs import BatchResult, RunCreate, RunPage, RunRead, RunUpdate
 from taskledger.schemas.sessions import SessionCreate, SessionEnd, SessionPage, SessionRead
 from taskledger.schemas.tasks import (
@@ -64,6 +75,7 @@ from taskledger.schemas.tasks import (
     TaskStatusChange,
     TaskUpdate,
 )
+from taskledger.schemas.users import UserCreate, UserPage, UserRead, UserUpdate
 
 API = "/api/v1"
 Id = uuid.UUID | str
@@ -74,6 +86,33 @@ MAX_BATCH = 1000
 
 def me() -> Call[Me]:
     return get(f"{API}/auth/me", Me)
+
+
+def login(email: str, password: str) -> Call[Token]:
+    # A form, as OAuth2's password flow has it. Not repeated once it may have reached the
+    # server: a wrong password counts towards the login throttle.
+    content = urlencode({"username": email, "password": password}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    return Call("POST", f"{API}/auth/token", reader(Token), content=content, headers=headers)
+
+
+# --- users (superusers) ---------------------------------------------------------------------------
+
+
+def user_create(given: Given, fields: Mapping[str, Any]) -> Call[UserRead]:
+    return post(f"{API}/users", UserRead, body(UserCreate, given, fields))
+
+
+def user_list(limit: int | None, cursor: str | None) -> Call[UserPage]:
+    return get(f"{API}/users", UserPage, query(limit=limit, cursor=cursor))
+
+
+def user_get(user_id: Id) -> Call[UserRead]:
+    return get(f"{API}/users/{ident(user_id)}", UserRead)
+
+
+def user_update(user_id: Id, given: Given, fields: Mapping[str, Any]) -> Call[UserRead]:
+    return patch(f"{API}/users/{ident(user_id)}", UserRead, body(UserUpdate, given, fields))
 
 
 # --- projects -------------------------------------------------------------------------------------
@@ -141,6 +180,60 @@ def key_revoke(project_id: Id, key_id: Id) -> Call[None]:
     # Revoking twice is harmless: safe to repeat.
     path = f"{API}/projects/{ident(project_id)}/api-keys/{ident(key_id)}"
     return Call("DELETE", path, nothing, idempotent=True)
+
+
+# --- rooms ----------------------------------------------------------------------------------------
+
+
+def room_create(given: Given, fields: Mapping[str, Any]) -> Call[RoomRead]:
+    return post(f"{API}/rooms", RoomRead, body(RoomCreate, given, fields), scope="body")
+
+
+def room_list(**filters: Any) -> Call[RoomPage]:
+    return get(f"{API}/rooms", RoomPage, query(**filters), scope="query")
+
+
+def room_get(room_id: Id) -> Call[RoomRead]:
+    return get(f"{API}/rooms/{ident(room_id)}", RoomRead)
+
+
+def room_update(room_id: Id, given: Given, fields: Mapping[str, Any]) -> Call[RoomRead]:
+    return patch(f"{API}/rooms/{ident(room_id)}", RoomRead, body(RoomUpdate, given, fields))
+
+
+def room_delete(room_id: Id) -> Call[None]:
+    return delete(f"{API}/rooms/{ident(room_id)}")
+
+
+def room_join(
+    room_id: Id, participant_type: str, participant_id: Id, role: str | None
+) -> Call[ParticipantRead]:
+    fields: dict[str, Any] = {
+        "participant_type": participant_type,
+        "participant_id": participant_id,
+    }
+    if role is not None:
+        fields["role"] = role
+    json = body(ParticipantJoin, None, fields)
+    # Joining twice is a 409: not repeated once it may have reached the server.
+    return post(f"{API}/rooms/{ident(room_id)}/participants", ParticipantRead, json)
+
+
+def room_leave(room_id: Id, participant_id: Id) -> Call[ParticipantRead]:
+    path = f"{API}/rooms/{ident(room_id)}/participants/{ident(participant_id)}/leave"
+    return post(path, ParticipantRead, None)
+
+
+def room_participants(
+    room_id: Id, active: bool | None, limit: int | None, cursor: str | None
+) -> Call[ParticipantPage]:
+    params = query(active=active, limit=limit, cursor=cursor)
+    return get(f"{API}/rooms/{ident(room_id)}/participants", ParticipantPage, params)
+
+
+def room_tasks(room_id: Id, limit: int | None, cursor: str | None) -> Call[TaskPage]:
+    params = query(limit=limit, cursor=cursor)
+    return get(f"{API}/rooms/{ident(room_id)}/tasks", TaskPage, params)
 
 
 # --- tasks ----------------------------------------------------------------------------------------

@@ -20,16 +20,18 @@ from taskledger.client.aresources import (
     AsyncConnections,
     AsyncInstructions,
     AsyncProjects,
+    AsyncRooms,
     AsyncRuns,
     AsyncSessions,
     AsyncTasks,
+    AsyncUsers,
 )
 from taskledger.client.buffer import BufferStats, OnFull, RunBuffer
 from taskledger.client.errors import LedgerError, error_for
 from taskledger.client.heartbeat import AsyncHeartbeat
 from taskledger.client.run import RunContext, Tracker, run_fields
 from taskledger.client.spool import Spool
-from taskledger.schemas.auth import Me
+from taskledger.schemas.auth import Me, Token
 from taskledger.schemas.runs import RunCreate
 
 T = TypeVar("T")
@@ -61,12 +63,15 @@ class AsyncLedger(BaseLedger):
         self.projects = AsyncProjects(self)
         self.agents = AsyncAgents(self)
         self.api_keys = AsyncApiKeys(self)
+        self.rooms = AsyncRooms(self)
         self.tasks = AsyncTasks(self)
         self.runs = AsyncRuns(self)
         self.sessions = AsyncSessions(self)
         self.connections = AsyncConnections(self)
         self.instructions = AsyncInstructions(self)
+        self.users = AsyncUsers(self)
         self.admin = AsyncAdmin(self)
+        self.token: Token | None = None  # set by login()
         self._buffer: RunBuffer | None = None
         self._batch_http: httpx.Client | None = None
         if buffer:
@@ -86,6 +91,25 @@ class AsyncLedger(BaseLedger):
             )
         elif spool_dir is not None:
             raise ValueError("spool_dir needs buffer=True")
+
+    @classmethod
+    async def login(cls, url: str | None, email: str, password: str, **options: Any) -> AsyncLedger:
+        """``ledger = await AsyncLedger.login(url, email, password)``; see
+        :meth:`Ledger.login <taskledger.client.Ledger.login>`."""
+        ledger = cls(url, "", **options)
+        try:
+            ledger._use_token(await ledger._send(S.login(email, password)))
+        except BaseException:
+            await ledger.aclose()
+            raise
+        return ledger
+
+    def _use_token(self, token: Token) -> None:
+        self.token = token
+        self.api_key = token.access_token
+        for http in (self._http, self._batch_http):
+            if http is not None:
+                http.headers["Authorization"] = f"Bearer {token.access_token}"
 
     # --- transport --------------------------------------------------------------------------------
 
