@@ -12,7 +12,7 @@ import httpx
 
 from taskledger.client import _specs as S
 from taskledger.client._base import BaseLedger
-from taskledger.client._calls import Call, body, items_of, pages_of
+from taskledger.client._calls import Call, items_of, pages_of
 from taskledger.client.buffer import BufferStats, OnFull, RunBuffer
 from taskledger.client.errors import LedgerError, error_for
 from taskledger.client.heartbeat import Heartbeat
@@ -32,7 +32,6 @@ from taskledger.client.resources import (
 from taskledger.client.run import RunContext, Tracker, run_fields
 from taskledger.client.spool import Spool
 from taskledger.schemas.auth import Me, Token
-from taskledger.schemas.runs import RunCreate
 
 T = TypeVar("T")
 
@@ -255,10 +254,9 @@ class Ledger(BaseLedger):
         idempotency key. It is sent with the next batch."""
         if self._buffer is None:
             raise LedgerError("record() needs Ledger(..., buffer=True); use runs.create().")
-        item = body(RunCreate, given, fields)
-        item.setdefault("idempotency_key", S.new_key())
-        self._buffer.add(item)
-        return str(item["idempotency_key"])
+        key, encoded = S.encode_run(given, fields)
+        self._buffer.add(encoded)
+        return key
 
     @property
     def buffered(self) -> bool:
