@@ -9,6 +9,12 @@ thread sends batches of 1000) and ends with ``flush()``. Rounds alternate which 
 and the best rate of each is kept. The ``with ledger.run()`` round is compared with the same two
 requests made with httpx (the POST carrying an idempotency key, then the PATCH), median of
 interleaved repeats.
+
+On PostgreSQL each side is preceded by ``ANALYZE runs``, which autovacuum does on a server left
+to itself: without statistics the planner takes a table loaded since its last analysis to hold a
+few rows per project and looks up a batch's idempotency keys by reading every run of the project
+instead of probing the unique index, so keyed batches (the buffered side's) would slow down as
+the table grows while unkeyed ones (the direct side's) would not (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine, text
 
 from benchlib import (
     Target,
@@ -109,7 +116,14 @@ def rounds(base_url: str, key: str) -> list[float]:
         raw.close()
 
 
-def measure(engine: Any, rows: int) -> tuple[list[list[Any]], list[list[Any]]]:
+def analyze(engine: Engine) -> None:
+    """Fresh planner statistics for ``runs`` on PostgreSQL, as autovacuum keeps them."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE runs"))
+
+
+def measure(engine: Engine, rows: int) -> tuple[list[list[Any]], list[list[Any]]]:
     project_id = new_project(engine)
     key = new_api_key(engine, project_id, Scope.READ, Scope.WRITE)
     direct_rates, buffered_rates = [], []
@@ -117,6 +131,7 @@ def measure(engine: Any, rows: int) -> tuple[list[list[Any]], list[list[Any]]]:
         for n in range(ROUNDS):
             order = ("direct", "buffered") if n % 2 == 0 else ("buffered", "direct")
             for kind in order:
+                analyze(engine)
                 if kind == "direct":
                     direct_rates.append(direct(base_url, key, rows, f"d{n}"))
                 else:

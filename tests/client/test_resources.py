@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,10 +47,16 @@ from taskledger.schemas.retention import (
     RestoreOut,
     RetentionRunPage,
 )
+from taskledger.schemas.rooms import ParticipantPage, ParticipantRead, RoomPage, RoomRead
 from taskledger.schemas.runs import BatchResult, RunCreate, RunPage, RunRead
 from taskledger.schemas.sessions import SessionPage, SessionRead
 from taskledger.schemas.tasks import TaskPage, TaskRead
+from taskledger.schemas.users import UserPage, UserRead
+from taskledger.services import users
+from taskledger.store import make_session_factory
 from tests.client.conftest import Live
+from tests.client.routes import CLIENT_METHODS, requested_routes
+from tests.helpers import PASSWORD
 from tests.serving import free_port
 
 Client = Ledger | AsyncLedger
@@ -77,13 +84,46 @@ def make(kind: str, url: str, key: str | None = None, **options: Any) -> Client:
     return cls(url, key, **options)
 
 
+async def login(kind: str, url: str, email: str, password: str, **options: Any) -> Client:
+    cls = AsyncLedger if kind == "async" else Ledger
+    return await done(cls.login(url, email, password, **options))
+
+
+def superuser(live: Live) -> str:
+    email = f"root-{uuid.uuid4().hex[:8]}@example.com"
+    with make_session_factory(live.engine).begin() as session:
+        users.create_user(session=session, email=email, password=PASSWORD, is_superuser=True)
+    return email
+
+
 async def scenario(kind: str, live: Live, tmp_path: Any) -> None:
     owner = make(kind, live.url, live.token, project_id=live.project_id)
     ledger = make(kind, live.url, live.key)
     admin = make(kind, live.url, admin_key=live.admin_key)
+    root = await login(kind, live.url, superuser(live), PASSWORD)
     try:
         me = await done(ledger.me())
         assert isinstance(me, Me) and me.kind == "api_key"
+
+        # users, as a superuser who logged in with email and password
+        assert root.token is not None and root.token.expires_in > 0
+        assert (await done(root.me())).kind == "user"
+        user = await done(
+            root.users.create(email=f"{kind}-{uuid.uuid4().hex[:6]}@x.org", password=PASSWORD)
+        )
+        assert isinstance(user, UserRead) and user.is_active and not user.is_superuser
+        assert isinstance(await done(root.users.list(limit=1)), UserPage)
+        assert user.id in {u.id for u in await every(root.users.iter(page_size=1))}
+        assert (await done(root.users.get(user.id))).email == user.email
+        member = await login(kind, live.url, user.email, PASSWORD)
+        assert (await done(member.me())).user.id == user.id  # type: ignore[union-attr]
+        await close(member)
+        deactivated = await done(root.users.update(user.id, is_active=False))
+        assert isinstance(deactivated, UserRead) and not deactivated.is_active
+        with pytest.raises(Unauthorized):
+            await login(kind, live.url, user.email, PASSWORD)
+        with pytest.raises(Forbidden):  # a project's owner is no superuser
+            await done(owner.users.list())
 
         # projects, as the user who owns them
         project = await done(owner.projects.create(name=f"second-{kind}"))
@@ -123,6 +163,46 @@ async def scenario(kind: str, live: Live, tmp_path: Any) -> None:
         assert await done(ledger.agents.delete(spare.id)) is None
         with pytest.raises(Conflict):  # the name is taken
             await done(ledger.agents.create(name=f"planner-{kind}"))
+
+        # rooms: participants and tasks
+        room = await done(ledger.rooms.create(name=f"planning-{kind}", topic="weekly"))
+        assert isinstance(room, RoomRead) and room.topic == "weekly"
+        spare_room = await done(owner.rooms.create({"name": f"spare-{kind}"}))
+        assert spare_room.project_id == live.project_id and spare_room.created_by is not None
+        assert isinstance(await done(ledger.rooms.list(name=room.name)), RoomPage)
+        assert [r.id for r in await every(ledger.rooms.iter(page_size=1))] == [
+            room.id,
+            spare_room.id,
+        ]
+        assert (await done(ledger.rooms.get(room.id))).name == room.name
+        joined = await done(ledger.rooms.join(room.id, "agent", agent.id, role="owner"))
+        assert isinstance(joined, ParticipantRead) and joined.role == "owner"
+        with pytest.raises(Conflict):  # already in the room
+            await done(ledger.rooms.join(room.id, "agent", agent.id))
+        left = await done(ledger.rooms.leave(room.id, agent.id))
+        assert left.left_at is not None
+        again_in = await done(ledger.rooms.join(room.id, "agent", agent.id))
+        participants = await done(ledger.rooms.participants(room.id, active=True))
+        assert isinstance(participants, ParticipantPage)
+        assert [p.id for p in participants.items] == [again_in.id]
+        every_one = await every(ledger.rooms.iter_participants(room.id, page_size=1))
+        assert [p.id for p in every_one] == [joined.id, again_in.id]
+        in_room = [await done(ledger.tasks.create(title=f"r{i}", room_id=room.id)) for i in (1, 2)]
+        room_tasks = await done(ledger.rooms.tasks(room.id, limit=1))
+        assert isinstance(room_tasks, TaskPage) and room_tasks.next_cursor
+        assert [t.id for t in await every(ledger.rooms.iter_tasks(room.id, page_size=1))] == [
+            t.id for t in in_room
+        ]
+        for task in in_room:
+            await done(ledger.tasks.delete(task.id))
+        archived = await done(ledger.rooms.update(room.id, archived=True, topic=None))
+        assert archived.archived_at is not None and archived.topic is None
+        with pytest.raises(Conflict):  # an archived room takes no one new
+            await done(ledger.rooms.join(room.id, "user", user.id))
+        assert [r.id for r in (await done(ledger.rooms.list(archived=True))).items] == [room.id]
+        assert await done(ledger.rooms.delete(spare_room.id)) is None
+        with pytest.raises(NotFound):
+            await done(ledger.rooms.get(spare_room.id))
 
         # tasks, with a dependency that blocks
         first = await done(ledger.tasks.create(title="first"))
@@ -256,7 +336,7 @@ async def scenario(kind: str, live: Live, tmp_path: Any) -> None:
             await done(nowhere.runs.get(1))
         await close(nowhere)
     finally:
-        for client in (owner, ledger, admin):
+        for client in (owner, ledger, admin, root):
             await close(client)
 
 
@@ -264,5 +344,9 @@ async def scenario(kind: str, live: Live, tmp_path: Any) -> None:
 def test_every_resource_method(kind: str, live: Live, tmp_path: Any) -> None:
     import asyncio
 
+    before = len(live.server.output())
     asyncio.run(scenario(kind, live, tmp_path))
     assert live.server.faults() == []
+    # Each route the client wraps was requested, so each wrapper was exercised.
+    requested = requested_routes(live.server.output()[before:].splitlines())
+    assert sorted(CLIENT_METHODS.keys() - requested) == []

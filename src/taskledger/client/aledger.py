@@ -12,7 +12,7 @@ import httpx
 
 from taskledger.client import _specs as S
 from taskledger.client._base import BaseLedger
-from taskledger.client._calls import Call, body, items_of, pages_of
+from taskledger.client._calls import Call, items_of, pages_of
 from taskledger.client.aresources import (
     AsyncAdmin,
     AsyncAgents,
@@ -20,17 +20,18 @@ from taskledger.client.aresources import (
     AsyncConnections,
     AsyncInstructions,
     AsyncProjects,
+    AsyncRooms,
     AsyncRuns,
     AsyncSessions,
     AsyncTasks,
+    AsyncUsers,
 )
 from taskledger.client.buffer import BufferStats, OnFull, RunBuffer
 from taskledger.client.errors import LedgerError, error_for
 from taskledger.client.heartbeat import AsyncHeartbeat
 from taskledger.client.run import RunContext, Tracker, run_fields
 from taskledger.client.spool import Spool
-from taskledger.schemas.auth import Me
-from taskledger.schemas.runs import RunCreate
+from taskledger.schemas.auth import Me, Token
 
 T = TypeVar("T")
 
@@ -61,12 +62,15 @@ class AsyncLedger(BaseLedger):
         self.projects = AsyncProjects(self)
         self.agents = AsyncAgents(self)
         self.api_keys = AsyncApiKeys(self)
+        self.rooms = AsyncRooms(self)
         self.tasks = AsyncTasks(self)
         self.runs = AsyncRuns(self)
         self.sessions = AsyncSessions(self)
         self.connections = AsyncConnections(self)
         self.instructions = AsyncInstructions(self)
+        self.users = AsyncUsers(self)
         self.admin = AsyncAdmin(self)
+        self.token: Token | None = None  # set by login()
         self._buffer: RunBuffer | None = None
         self._batch_http: httpx.Client | None = None
         if buffer:
@@ -86,6 +90,25 @@ class AsyncLedger(BaseLedger):
             )
         elif spool_dir is not None:
             raise ValueError("spool_dir needs buffer=True")
+
+    @classmethod
+    async def login(cls, url: str | None, email: str, password: str, **options: Any) -> AsyncLedger:
+        """``ledger = await AsyncLedger.login(url, email, password)``; see
+        :meth:`Ledger.login <taskledger.client.Ledger.login>`."""
+        ledger = cls(url, "", **options)
+        try:
+            ledger._use_token(await ledger._send(S.login(email, password)))
+        except BaseException:
+            await ledger.aclose()
+            raise
+        return ledger
+
+    def _use_token(self, token: Token) -> None:
+        self.token = token
+        self.api_key = token.access_token
+        for http in (self._http, self._batch_http):
+            if http is not None:
+                http.headers["Authorization"] = f"Bearer {token.access_token}"
 
     # --- transport --------------------------------------------------------------------------------
 
@@ -213,10 +236,9 @@ class AsyncLedger(BaseLedger):
         """Buffered mode: queue one run; returns its idempotency key (never blocks)."""
         if self._buffer is None:
             raise LedgerError("record() needs AsyncLedger(..., buffer=True); use runs.create().")
-        item = body(RunCreate, given, fields)
-        item.setdefault("idempotency_key", S.new_key())
-        self._buffer.add(item)
-        return str(item["idempotency_key"])
+        key, encoded = S.encode_run(given, fields)
+        self._buffer.add(encoded)
+        return key
 
     @property
     def buffered(self) -> bool:

@@ -1,7 +1,8 @@
 """The resources of the async client: those of :mod:`taskledger.client.resources`, awaited,
 each a thin face on :mod:`taskledger.client._specs`:
 ``ledger.runs``, ``ledger.tasks``, ``ledger.agents``, ``ledger.projects``, ``ledger.api_keys``,
-``ledger.sessions``, ``ledger.connections``, ``ledger.instructions`` and ``ledger.admin``.
+``ledger.rooms``, ``ledger.sessions``, ``ledger.connections``, ``ledger.instructions``,
+``ledger.users`` and ``ledger.admin``.
 
 Methods that create or change a record take its request model (``AgentCreate(...)``), a dict,
 or keyword fields, and return the response model; lists return a page (``items`` and
@@ -38,9 +39,11 @@ from taskledger.schemas.retention import (
     RetentionRunPage,
     RetentionRunRead,
 )
+from taskledger.schemas.rooms import ParticipantPage, ParticipantRead, RoomPage, RoomRead
 from taskledger.schemas.runs import BatchResult, RunCreate, RunPage, RunRead
 from taskledger.schemas.sessions import SessionPage, SessionRead
 from taskledger.schemas.tasks import TaskPage, TaskRead
+from taskledger.schemas.users import UserPage, UserRead
 
 if TYPE_CHECKING:
     from taskledger.client.aledger import AsyncLedger
@@ -114,6 +117,69 @@ class AsyncApiKeys(_Resource):
 
     async def revoke(self, project_id: Id, key_id: Id) -> None:
         await self._c._send(S.key_revoke(project_id, key_id))
+
+
+class AsyncRooms(_Resource):
+    async def create(self, body: Any = None, /, **fields: Any) -> RoomRead:
+        """Open a room: ``create(name="planning", topic="...")``; a name taken is a 409."""
+        return await self._c._send(S.room_create(body, fields))
+
+    async def list(
+        self, *, limit: int | None = None, cursor: str | None = None, **filters: Any
+    ) -> RoomPage:
+        """Oldest first. Filters: ``name`` (exact), ``archived``, ``project_id``."""
+        return await self._c._send(S.room_list(limit=limit, cursor=cursor, **filters))
+
+    def iter(self, *, page_size: int | None = None, **filters: Any) -> AsyncIterator[RoomRead]:
+        return self._c._iterate(S.room_list(limit=page_size, **filters))
+
+    async def get(self, room_id: Id) -> RoomRead:
+        return await self._c._send(S.room_get(room_id))
+
+    async def update(self, room_id: Id, body: Any = None, /, **fields: Any) -> RoomRead:
+        """Rename, change the topic, or archive (``archived=True``) or reopen the room."""
+        return await self._c._send(S.room_update(room_id, body, fields))
+
+    async def delete(self, room_id: Id) -> None:
+        """Delete the room and its participations (archived first); its tasks stay."""
+        await self._c._send(S.room_delete(room_id))
+
+    async def join(
+        self, room_id: Id, participant_type: str, participant_id: Id, *, role: str | None = None
+    ) -> ParticipantRead:
+        """Let an ``"agent"`` or a ``"user"`` join, as ``"member"`` (default), ``"owner"`` or
+        ``"observer"``; joining twice is a 409."""
+        return await self._c._send(S.room_join(room_id, participant_type, participant_id, role))
+
+    async def leave(self, room_id: Id, participant_id: Id) -> ParticipantRead:
+        """End the agent's or user's active participation (it stays listed, with ``left_at``)."""
+        return await self._c._send(S.room_leave(room_id, participant_id))
+
+    async def participants(
+        self,
+        room_id: Id,
+        *,
+        active: bool | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ParticipantPage:
+        """The room's participations, in the order they joined (``active``: current ones only,
+        or with ``False`` past ones)."""
+        return await self._c._send(S.room_participants(room_id, active, limit, cursor))
+
+    def iter_participants(
+        self, room_id: Id, *, active: bool | None = None, page_size: int | None = None
+    ) -> AsyncIterator[ParticipantRead]:
+        return self._c._iterate(S.room_participants(room_id, active, page_size, None))
+
+    async def tasks(
+        self, room_id: Id, *, limit: int | None = None, cursor: str | None = None
+    ) -> TaskPage:
+        """The room's tasks, oldest first."""
+        return await self._c._send(S.room_tasks(room_id, limit, cursor))
+
+    def iter_tasks(self, room_id: Id, *, page_size: int | None = None) -> AsyncIterator[TaskRead]:
+        return self._c._iterate(S.room_tasks(room_id, page_size, None))
 
 
 class AsyncTasks(_Resource):
@@ -292,6 +358,28 @@ class AsyncInstructions(_Resource):
         self, instruction_id: Id, *, limit: int | None = None, cursor: str | None = None
     ) -> AcknowledgementPage:
         return await self._c._send(S.acknowledgement_list(instruction_id, limit, cursor))
+
+
+class AsyncUsers(_Resource):
+    """User accounts, for a superuser's client (see :meth:`AsyncLedger.login`)."""
+
+    async def create(self, body: Any = None, /, **fields: Any) -> UserRead:
+        """``create(email="...", password="...", is_superuser=False)``."""
+        return await self._c._send(S.user_create(body, fields))
+
+    async def list(self, *, limit: int | None = None, cursor: str | None = None) -> UserPage:
+        return await self._c._send(S.user_list(limit, cursor))
+
+    def iter(self, *, page_size: int | None = None) -> AsyncIterator[UserRead]:
+        return self._c._iterate(S.user_list(page_size, None))
+
+    async def get(self, user_id: Id) -> UserRead:
+        return await self._c._send(S.user_get(user_id))
+
+    async def update(self, user_id: Id, body: Any = None, /, **fields: Any) -> UserRead:
+        """Deactivate (``is_active=False``) or reactivate, promote or demote, or set a new
+        ``password``."""
+        return await self._c._send(S.user_update(user_id, body, fields))
 
 
 class AsyncAdmin(_Resource):

@@ -20,7 +20,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -116,9 +116,9 @@ class RunBuffer:
 
     # --- the caller's side ------------------------------------------------------------------------
 
-    def add(self, item: Mapping[str, Any]) -> None:
-        """Queue one run (a validated ``RunCreate`` as JSON, with its idempotency key)."""
-        encoded = json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
+    def add(self, encoded: bytes) -> None:
+        """Queue one run: a validated ``RunCreate`` with its idempotency key, encoded as JSON
+        (:func:`~taskledger.client._specs.encode_run`)."""
         if len(encoded) > MAX_BATCH_BYTES:
             raise LedgerError(f"A run of {len(encoded)} bytes cannot be sent in a batch.")
         with self._cond:

@@ -12,7 +12,7 @@ import httpx
 
 from taskledger.client import _specs as S
 from taskledger.client._base import BaseLedger
-from taskledger.client._calls import Call, body, items_of, pages_of
+from taskledger.client._calls import Call, items_of, pages_of
 from taskledger.client.buffer import BufferStats, OnFull, RunBuffer
 from taskledger.client.errors import LedgerError, error_for
 from taskledger.client.heartbeat import Heartbeat
@@ -23,14 +23,15 @@ from taskledger.client.resources import (
     Connections,
     Instructions,
     Projects,
+    Rooms,
     Runs,
     Sessions,
     Tasks,
+    Users,
 )
 from taskledger.client.run import RunContext, Tracker, run_fields
 from taskledger.client.spool import Spool
-from taskledger.schemas.auth import Me
-from taskledger.schemas.runs import RunCreate
+from taskledger.schemas.auth import Me, Token
 
 T = TypeVar("T")
 
@@ -72,12 +73,15 @@ class Ledger(BaseLedger):
         self.projects = Projects(self)
         self.agents = Agents(self)
         self.api_keys = ApiKeys(self)
+        self.rooms = Rooms(self)
         self.tasks = Tasks(self)
         self.runs = Runs(self)
         self.sessions = Sessions(self)
         self.connections = Connections(self)
         self.instructions = Instructions(self)
+        self.users = Users(self)
         self.admin = Admin(self)
+        self.token: Token | None = None  # set by login()
         self._buffer: RunBuffer | None = None
         if buffer:
             self._buffer = RunBuffer(
@@ -93,6 +97,26 @@ class Ledger(BaseLedger):
             )
         elif spool_dir is not None:
             raise ValueError("spool_dir needs buffer=True")
+
+    @classmethod
+    def login(cls, url: str | None, email: str, password: str, **options: Any) -> Ledger:
+        """A client acting as the user ``email``: it logs in with the password
+        (``POST /api/v1/auth/token``) and sends the bearer token it gets from then on.
+        ``options`` are the constructor's. The token expires after the server's
+        ``TASKLEDGER_JWT_EXPIRE_MINUTES`` (``ledger.token.expires_in`` seconds): log in
+        again then. A wrong password raises :class:`~taskledger.client.Unauthorized`."""
+        ledger = cls(url, "", **options)
+        try:
+            ledger._use_token(ledger._send(S.login(email, password)))
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
+    def _use_token(self, token: Token) -> None:
+        self.token = token
+        self.api_key = token.access_token
+        self._http.headers["Authorization"] = f"Bearer {token.access_token}"
 
     # --- transport --------------------------------------------------------------------------------
 
@@ -230,10 +254,9 @@ class Ledger(BaseLedger):
         idempotency key. It is sent with the next batch."""
         if self._buffer is None:
             raise LedgerError("record() needs Ledger(..., buffer=True); use runs.create().")
-        item = body(RunCreate, given, fields)
-        item.setdefault("idempotency_key", S.new_key())
-        self._buffer.add(item)
-        return str(item["idempotency_key"])
+        key, encoded = S.encode_run(given, fields)
+        self._buffer.add(encoded)
+        return key
 
     @property
     def buffered(self) -> bool:

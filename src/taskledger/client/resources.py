@@ -1,6 +1,7 @@
 """The resources of the sync client, each a thin face on :mod:`taskledger.client._specs`:
 ``ledger.runs``, ``ledger.tasks``, ``ledger.agents``, ``ledger.projects``, ``ledger.api_keys``,
-``ledger.sessions``, ``ledger.connections``, ``ledger.instructions`` and ``ledger.admin``.
+``ledger.rooms``, ``ledger.sessions``, ``ledger.connections``, ``ledger.instructions``,
+``ledger.users`` and ``ledger.admin``.
 
 Methods that create or change a record take its request model (``AgentCreate(...)``), a dict,
 or keyword fields, and return the response model; lists return a page (``items`` and
@@ -37,9 +38,11 @@ from taskledger.schemas.retention import (
     RetentionRunPage,
     RetentionRunRead,
 )
+from taskledger.schemas.rooms import ParticipantPage, ParticipantRead, RoomPage, RoomRead
 from taskledger.schemas.runs import BatchResult, RunCreate, RunPage, RunRead
 from taskledger.schemas.sessions import SessionPage, SessionRead
 from taskledger.schemas.tasks import TaskPage, TaskRead
+from taskledger.schemas.users import UserPage, UserRead
 
 if TYPE_CHECKING:
     from taskledger.client.ledger import Ledger
@@ -113,6 +116,69 @@ class ApiKeys(_Resource):
 
     def revoke(self, project_id: Id, key_id: Id) -> None:
         self._c._send(S.key_revoke(project_id, key_id))
+
+
+class Rooms(_Resource):
+    def create(self, body: Any = None, /, **fields: Any) -> RoomRead:
+        """Open a room: ``create(name="planning", topic="...")``; a name taken is a 409."""
+        return self._c._send(S.room_create(body, fields))
+
+    def list(
+        self, *, limit: int | None = None, cursor: str | None = None, **filters: Any
+    ) -> RoomPage:
+        """Oldest first. Filters: ``name`` (exact), ``archived``, ``project_id``."""
+        return self._c._send(S.room_list(limit=limit, cursor=cursor, **filters))
+
+    def iter(self, *, page_size: int | None = None, **filters: Any) -> Iterator[RoomRead]:
+        return self._c._iterate(S.room_list(limit=page_size, **filters))
+
+    def get(self, room_id: Id) -> RoomRead:
+        return self._c._send(S.room_get(room_id))
+
+    def update(self, room_id: Id, body: Any = None, /, **fields: Any) -> RoomRead:
+        """Rename, change the topic, or archive (``archived=True``) or reopen the room."""
+        return self._c._send(S.room_update(room_id, body, fields))
+
+    def delete(self, room_id: Id) -> None:
+        """Delete the room and its participations (archived first); its tasks stay."""
+        self._c._send(S.room_delete(room_id))
+
+    def join(
+        self, room_id: Id, participant_type: str, participant_id: Id, *, role: str | None = None
+    ) -> ParticipantRead:
+        """Let an ``"agent"`` or a ``"user"`` join, as ``"member"`` (default), ``"owner"`` or
+        ``"observer"``; joining twice is a 409."""
+        return self._c._send(S.room_join(room_id, participant_type, participant_id, role))
+
+    def leave(self, room_id: Id, participant_id: Id) -> ParticipantRead:
+        """End the agent's or user's active participation (it stays listed, with ``left_at``)."""
+        return self._c._send(S.room_leave(room_id, participant_id))
+
+    def participants(
+        self,
+        room_id: Id,
+        *,
+        active: bool | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ParticipantPage:
+        """The room's participations, in the order they joined (``active``: current ones only,
+        or with ``False`` past ones)."""
+        return self._c._send(S.room_participants(room_id, active, limit, cursor))
+
+    def iter_participants(
+        self, room_id: Id, *, active: bool | None = None, page_size: int | None = None
+    ) -> Iterator[ParticipantRead]:
+        return self._c._iterate(S.room_participants(room_id, active, page_size, None))
+
+    def tasks(
+        self, room_id: Id, *, limit: int | None = None, cursor: str | None = None
+    ) -> TaskPage:
+        """The room's tasks, oldest first."""
+        return self._c._send(S.room_tasks(room_id, limit, cursor))
+
+    def iter_tasks(self, room_id: Id, *, page_size: int | None = None) -> Iterator[TaskRead]:
+        return self._c._iterate(S.room_tasks(room_id, page_size, None))
 
 
 class Tasks(_Resource):
@@ -281,6 +347,28 @@ class Instructions(_Resource):
         self, instruction_id: Id, *, limit: int | None = None, cursor: str | None = None
     ) -> AcknowledgementPage:
         return self._c._send(S.acknowledgement_list(instruction_id, limit, cursor))
+
+
+class Users(_Resource):
+    """User accounts, for a superuser's client (see :meth:`Ledger.login`)."""
+
+    def create(self, body: Any = None, /, **fields: Any) -> UserRead:
+        """``create(email="...", password="...", is_superuser=False)``."""
+        return self._c._send(S.user_create(body, fields))
+
+    def list(self, *, limit: int | None = None, cursor: str | None = None) -> UserPage:
+        return self._c._send(S.user_list(limit, cursor))
+
+    def iter(self, *, page_size: int | None = None) -> Iterator[UserRead]:
+        return self._c._iterate(S.user_list(page_size, None))
+
+    def get(self, user_id: Id) -> UserRead:
+        return self._c._send(S.user_get(user_id))
+
+    def update(self, user_id: Id, body: Any = None, /, **fields: Any) -> UserRead:
+        """Deactivate (``is_active=False``) or reactivate, promote or demote, or set a new
+        ``password``."""
+        return self._c._send(S.user_update(user_id, body, fields))
 
 
 class Admin(_Resource):
