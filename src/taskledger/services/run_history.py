@@ -122,7 +122,7 @@ def status_histogram(
     return StatusHistogram(start=start, bucket_seconds=width, counts=counts)
 
 
-def _key_of(session: Session, project_id: uuid.UUID, after: int) -> tuple[datetime, int] | None:
+def _key_of(*, session: Session, project_id: uuid.UUID, after: int) -> tuple[datetime, int] | None:
     row = session.execute(
         select(Run.started_at, Run.id).where(Run.id == after, Run.project_id == project_id)
     ).first()
@@ -130,12 +130,12 @@ def _key_of(session: Session, project_id: uuid.UUID, after: int) -> tuple[dateti
 
 
 def _newer(
-    session: Session, project_id: uuid.UUID, filters: RunFilters, after: int | None
+    *, session: Session, project_id: uuid.UUID, filters: RunFilters, after: int | None
 ) -> list[ColumnElement[bool]]:
     conditions = filter_conditions(project_id, filters)
     if after is None:
         return conditions
-    key = _key_of(session, project_id, after)
+    key = _key_of(session=session, project_id=project_id, after=after)
     if key is None:  # the run shown first is gone: newer means recorded since
         conditions.append(Run.id > after)
     else:
@@ -148,7 +148,7 @@ def count_newer(
 ) -> int:
     """How many filtered runs sort before the run ``after`` (newest first), up to
     :data:`NEWER_CAP`; with no ``after`` (an empty table), how many match at all."""
-    conditions = _newer(session, project_id, filters, after)
+    conditions = _newer(session=session, project_id=project_id, filters=filters, after=after)
     capped = select(Run.id).where(*conditions).limit(NEWER_CAP).subquery()
     return int(session.scalar(select(func.count()).select_from(capped)) or 0)
 
@@ -163,7 +163,7 @@ def list_newer(
 ) -> list[Run]:
     """The ``limit`` filtered runs just before ``after`` in the list's order, newest first:
     put above the run ``after``, they continue the table without a gap."""
-    conditions = _newer(session, project_id, filters, after)
+    conditions = _newer(session=session, project_id=project_id, filters=filters, after=after)
     rows = list(
         session.scalars(
             select(Run).where(*conditions).order_by(Run.started_at.asc(), Run.id.asc()).limit(limit)
