@@ -1,8 +1,8 @@
 """A recording process for the outage tests: a buffered client with a spool records a stream of
 runs named ``<prefix>-<n>``, printing its progress; run as ``python -m tests.client.recorder``.
 
-``--pause-at N --go FILE``: after N runs, wait until FILE exists (the test stops the server
-meanwhile). ``--drain``: at the end, wait until everything is delivered, however long the
+``--pause-at N``: after N runs, wait for a line on stdin (the test stops the server meanwhile,
+then writes one). ``--drain``: at the end, wait until everything is delivered, however long the
 server takes to come back; else close at once, leaving what is unsent in the spool."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 from taskledger.client import Ledger
 
@@ -23,7 +22,6 @@ def main() -> int:
     parser.add_argument("--last", type=int, required=True)
     parser.add_argument("--prefix", default="stream")
     parser.add_argument("--pause-at", type=int, default=None)
-    parser.add_argument("--go", default=None)
     parser.add_argument("--drain", action="store_true")
     args = parser.parse_args()
     ledger = Ledger(
@@ -40,16 +38,14 @@ def main() -> int:
     for n in range(args.first, args.last):
         if n == args.pause_at:
             print(f"paused {n}", flush=True)
-            while not os.path.exists(args.go):
-                time.sleep(0.02)
+            sys.stdin.readline()  # blocks until the test says go
         ledger.record(task="stream", run_id=f"{args.prefix}-{n:05d}", status="completed")
-        # Keep at most a few batches in flight while the server answers, so that the stream
-        # lasts as long as the server takes and an outage lands in the middle of it.
-        while True:
-            stats = ledger.buffer_stats()
-            if stats.pending < 1000 or stats.backlog_batches or stats.last_error:
-                break
-            time.sleep(0.005)
+        # Keep at most two batches ahead of the server while it answers, so that the stream
+        # lasts as long as the server takes and an outage lands in the middle of it: wait
+        # (on the buffer's condition) until what is queued is delivered. Once the server has
+        # failed, go on at once: the rest goes to the spool.
+        if (n + 1) % 1000 == 0 and not ledger.buffer_stats().last_error:
+            ledger.flush(timeout=5.0)
     print(f"recorded {args.last}", flush=True)
     if args.drain:
         while not ledger.flush(timeout=1.0):

@@ -31,7 +31,13 @@ def recorder(url: str, spool: Path, key: str, *args: str) -> subprocess.Popen[st
     command = [sys.executable, "-m", "tests.client.recorder", url, str(spool), *args]
     env = {**os.environ, "RECORDER_KEY": key}
     return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -72,18 +78,18 @@ def test_stop_restart_recorder_then_server(
     engine: Engine, database_url: str, tmp_path: Path
 ) -> None:
     project_id, _, keys = seed(engine)
-    spool, go = tmp_path / "spool", tmp_path / "go"
+    spool = tmp_path / "spool"
     env, port = server_env(database_url, tmp_path), free_port()
     url = f"http://127.0.0.1:{port}"
     with serving(env, port=port) as server:
-        first = recorder(
-            url, spool, keys["write"], "--last", "7000", "--pause-at", "4000", "--go", str(go)
-        )
+        first = recorder(url, spool, keys["write"], "--last", "7000", "--pause-at", "4000")
         read_until(first, "paused")
         wait_until(lambda: count(engine, project_id) >= 3000, "runs arriving")
         server.process.terminate()  # a graceful stop: in-flight requests finish
         server.process.wait(timeout=DEADLINE)
-    go.touch()
+    assert first.stdin is not None
+    first.stdin.write("go\n")
+    first.stdin.flush()
     finish(first)  # runs 4000-6999 went to the spool; the process ended
     assert spooled(spool)
     second = recorder(
