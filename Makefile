@@ -38,7 +38,7 @@ format: $(VENV)/.installed-dev
 
 # Every script in bench/ but the shared library; options pass through, e.g. BENCH_ARGS="--rows 100000".
 bench: $(VENV)/.installed-dev
-	@for script in $(filter-out bench/benchlib.py,$(wildcard bench/*.py)); do \
+	@for script in $(filter-out bench/benchlib.py bench/_%.py,$(wildcard bench/*.py)); do \
 		echo "== $$script"; $(BIN)/python $$script $(BENCH_ARGS) || exit 1; done
 
 # docs/ui/*.png: every page of the web UI, light and dark, in Debian's Chromium (apt-get install chromium).

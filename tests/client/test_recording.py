@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from taskledger.client import AsyncLedger, Ledger
+from taskledger.schemas.runs import BatchResult
 from tests.client.conftest import Live
 from tests.serving import wait_until
 
@@ -152,3 +154,45 @@ def test_heartbeats_move_last_heartbeat_at(live: Live) -> None:
             assert (await aledger.connections.get(conn.id)).close_reason == "bye"
 
     asyncio.run(asyncio.wait_for(main(), timeout=90))
+
+
+def test_buffered_advance_persists_to_the_spool_and_reports_each_batch(
+    live: Live, tmp_path: Path
+) -> None:
+    """States of one run recorded in turn end as its furthest; ``persist`` returns once they
+    are on disk while the server is unreachable, and the spool is sent on the next start."""
+    spool = tmp_path / "spool"
+    key = "advance-1"
+    states = [
+        {"task": "t", "idempotency_key": key, "status": "queued"},
+        {"task": "t", "idempotency_key": key, "status": "running"},
+    ]
+    dead = "http://127.0.0.1:9"  # nothing listens on the discard port
+    with Ledger(dead, live.key, buffer=True, spool_dir=str(spool), on_existing="advance") as off:
+        for state in states:
+            off.record(state)
+        assert off.persist(timeout=60)  # on disk, not on the server
+        assert off.buffer_stats().backlog_batches >= 1
+    with Ledger(dead, live.key, buffer=True, on_existing="advance") as memory_only:
+        memory_only.record(states[0])
+        assert not memory_only.persist(timeout=1)  # in memory only: not persisted
+    assert live.count_runs() == 0
+
+    seen: list[tuple[list[dict[str, object]], BatchResult]] = []
+    with Ledger(
+        live.url,
+        live.key,
+        buffer=True,
+        spool_dir=str(spool),
+        on_existing="advance",
+        on_sent=lambda items, answer: seen.append((items, answer)),
+    ) as ledger:
+        ledger.record({"task": "t", "idempotency_key": key, "status": "completed"})
+        assert ledger.flush(timeout=60)
+    [run] = live.runs_in_db()
+    assert run.status == "completed" and run.idempotency_key == key
+    answers = [item for _, answer in seen for item in answer.items]
+    assert [a.status for a in answers] == ["queued", "running", "completed"]
+    assert [a.created for a in answers] == [True, False, False]
+    assert sum(len(items) for items, _ in seen) == 3
+    assert list(spool.glob("*.batch.json")) == []

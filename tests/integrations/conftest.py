@@ -23,6 +23,7 @@ from typing import IO, Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 import redis
 from celery import Celery
 from kombu import Connection
@@ -105,6 +106,17 @@ class Proc:
     def check_alive(self) -> None:
         if self.process.poll() is not None:
             pytest.fail(f"{self.name} exited ({self.process.returncode}):\n{self.output()[-5000:]}")
+
+    def counters(self) -> dict[str, float]:
+        """The counters a collector wrote on standard output as it ended (Prometheus text)."""
+        text = self.output()
+        start = text.find("# HELP taskledger_collector_")
+        assert start >= 0, f"{self.name} wrote no counters:\n{text[-3000:]}"
+        return {
+            sample.name.removeprefix("taskledger_collector_").removesuffix("_total"): sample.value
+            for family in text_string_to_metric_families(text[start:])
+            for sample in family.samples
+        }
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
@@ -209,7 +221,9 @@ class CeleryKit:
             "600",
             *extra,
         ]
-        proc = self._spawn(name, command, clean_env(PYTHONPATH=str(ROOT)))
+        # The default spool directory, under this test's own state directory.
+        env = clean_env(PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(self.tmp / "state"))
+        proc = self._spawn(name, command, env)
         wait_until(
             lambda: "collector ready" in proc.output(), f"{name} ready", alive=proc.check_alive
         )

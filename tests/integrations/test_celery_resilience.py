@@ -168,7 +168,7 @@ def test_redis_restart_reconciles_from_the_result_backend(live: Live, tmp_path: 
         ids = {r.id for r in slow}
         wait_until(lambda: _completed(kit, ids), "the runs completed", alive=restarted.check_alive)
         assert restarted.stop() == 0
-        assert "taskledger_collector_runs_reconciled 2" in restarted.output()
+        assert restarted.counters()["runs_reconciled"] == 2
     finally:
         kit.close()
 

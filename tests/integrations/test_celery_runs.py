@@ -79,5 +79,7 @@ def test_outcomes_become_one_run_each(kit: CeleryKit) -> None:
 
     assert collector.stop() == 0
     out = collector.output()
-    assert "taskledger_collector_runs_created" in out
+    counters = collector.counters()
+    assert counters["runs_created"] == len(runs) and counters["runs_rejected"] == 0
+    assert counters["events_seen"] >= 2 * len(runs) and counters["pending_states"] == 0
     assert "Traceback" not in out.split("collector ready")[-1]

@@ -115,6 +115,11 @@ def create_run(
 class BatchBody(StrictModel):
     project_id: uuid.UUID | None = Field(default=None, description="When calling as a user.")
     runs: list[Any] = Field(description=f"Up to {run_batch.MAX_BATCH} runs (as for POST /runs).")
+    on_existing: run_batch.OnExisting = Field(
+        default="keep",
+        description="For an item whose idempotency key is recorded already: keep that run as "
+        "it is, or advance it to the item when the item's status is at a later stage.",
+    )
 
 
 @router.post("/runs:batch", response_model=BatchResult, status_code=status.HTTP_201_CREATED)
@@ -129,7 +134,9 @@ def ingest_batch(
         project = resolve_project(
             session=session, principal=principal, project_id=body.project_id, need=Scope.WRITE
         )
-        result = run_batch.ingest_batch(session=session, project=project, raw=body.runs)
+        result = run_batch.ingest_batch(
+            session=session, project=project, raw=body.runs, on_existing=body.on_existing
+        )
     state.metrics.runs_recorded.inc(result.created)
     return result
 

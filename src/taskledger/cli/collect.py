@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -88,7 +89,14 @@ def collect() -> None:
 @click.option(
     "--spool-dir",
     type=click.Path(file_okay=False),
-    help="Keep runs the server cannot take now in this directory, and send them later.",
+    help="Keep runs the server cannot take now in this directory, and send them later "
+    "[default: $XDG_STATE_HOME/taskledger/celery/<project id>, ~/.local/state when unset].",
+)
+@click.option(
+    "--no-spool",
+    is_flag=True,
+    help="Keep unsent runs in memory only (lost if the collector dies while the server is "
+    "unreachable; on RabbitMQ their events are delivered again).",
 )
 @click.option(
     "--log-level",
@@ -114,6 +122,7 @@ def celery_cmd(
     result_backend: str | None,
     metrics_port: int | None,
     spool_dir: str | None,
+    no_spool: bool,
     log_level: str,
     as_json: bool,
 ) -> None:
@@ -130,7 +139,11 @@ def celery_cmd(
     obj.settings  # noqa: B018
     configure_logging("json" if as_json else "text", log_level.upper())
     try:
-        from taskledger.integrations.celery.collector import Collector, CollectorConfig
+        from taskledger.integrations.celery.collector import (
+            Collector,
+            CollectorConfig,
+            collector_ledger,
+        )
         from taskledger.integrations.celery.mapping import MappingOptions
         from taskledger.integrations.celery.metrics import Counters, serve_metrics
     except ImportError as exc:  # pragma: no cover - the extra is missing
@@ -138,6 +151,8 @@ def celery_cmd(
             f"the Celery collector needs the celery extra: pip install 'taskledger[celery]' ({exc})"
         ) from None
 
+    if no_spool and spool_dir:
+        raise click.UsageError("--no-spool and --spool-dir exclude each other", None)
     project_id = _resolve_project(Ledger(url, api_key), project)
     names = frozenset(n.strip() for item in redact for n in item.split(",") if n.strip())
     config = CollectorConfig(
@@ -150,14 +165,14 @@ def celery_cmd(
         options=MappingOptions(redact=names, max_input_chars=max_input_chars),
     )
     counters = Counters()
-    ledger = Ledger(
-        url,
-        api_key,
-        project_id=project_id,
-        buffer=spool_dir is not None,
-        spool_dir=spool_dir,
-    )
-    collector = Collector(config, ledger, counters)
+    spool = None if no_spool else (spool_dir or default_spool_dir(project_id))
+    connect = collector_ledger(url, api_key, project_id, spool, config.interval, config.batch)
+    try:
+        collector = Collector(config, connect, counters)
+    except OSError as exc:
+        raise click.ClickException(f"cannot use the spool directory {spool}: {exc}") from None
+    ledger = collector.ledger
+    log.info("spooling unsent runs in %s", spool or "memory only", extra={"event": "spool"})
     metrics = serve_metrics(counters, metrics_port) if metrics_port is not None else None
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -181,6 +196,13 @@ def celery_cmd(
         else:
             sys.stdout.write(counters.exposition())
             sys.stdout.flush()
+
+
+def default_spool_dir(project_id: str) -> str:
+    """Where the collector spools by default: a directory per project under the user's state
+    directory (``$XDG_STATE_HOME``, else ``~/.local/state``)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
+    return os.path.join(base, "taskledger", "celery", project_id)
 
 
 def _resolve_project(ledger: Ledger, project: str) -> str:

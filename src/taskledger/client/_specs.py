@@ -343,12 +343,16 @@ def run_item(item: RunCreate | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_batch(
-    runs: Sequence[RunCreate | Mapping[str, Any]], project_id: Id | None
+    runs: Sequence[RunCreate | Mapping[str, Any]],
+    project_id: Id | None,
+    on_existing: str = "keep",
 ) -> Call[BatchResult]:
     items = [run_item(r) for r in runs]
     json: dict[str, Any] = {"runs": items}
     if project_id is not None:
         json["project_id"] = ident(project_id)
+    if on_existing != "keep":
+        json["on_existing"] = on_existing
     return post(f"{API}/runs:batch", BatchResult, json, idempotent=True, scope="body")
 
 

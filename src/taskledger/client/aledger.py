@@ -26,7 +26,7 @@ from taskledger.client.aresources import (
     AsyncTasks,
     AsyncUsers,
 )
-from taskledger.client.buffer import BufferStats, OnFull, RunBuffer
+from taskledger.client.buffer import BufferStats, OnExisting, OnFull, OnSent, RunBuffer
 from taskledger.client.errors import LedgerError, error_for
 from taskledger.client.heartbeat import AsyncHeartbeat
 from taskledger.client.run import RunContext, Tracker, run_fields
@@ -52,6 +52,8 @@ class AsyncLedger(BaseLedger):
         spool_dir: str | None = None,
         spool_max_bytes: int = 256 * 2**20,
         on_full: OnFull = "raise",
+        on_existing: OnExisting = "keep",
+        on_sent: OnSent | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         **options: Any,
     ) -> None:
@@ -87,6 +89,8 @@ class AsyncLedger(BaseLedger):
                 backoff=self.backoff,
                 max_backoff=self.max_backoff,
                 project_id=self.project_id,
+                on_existing=on_existing,
+                on_sent=on_sent,
             )
         elif spool_dir is not None:
             raise ValueError("spool_dir needs buffer=True")
@@ -130,16 +134,17 @@ class AsyncLedger(BaseLedger):
                 continue
             return self._answer(call, response)
 
-    def _send_batch(self, content: bytes) -> None:
+    def _send_batch(self, content: bytes) -> bytes:
         # Runs in the buffer's thread, on a sync client of its own; one attempt per call.
         assert self._batch_http is not None
-        call = Call("POST", "/api/v1/runs:batch", lambda r: None, content=content)
+        call = Call("POST", "/api/v1/runs:batch", lambda r: r.content, content=content)
         try:
             response = self._batch_http.send(self._request(self._batch_http, call))
         except httpx.TransportError as exc:
             raise self._unreachable(call, exc, 1) from exc
         if response.is_error:
             raise error_for(response)
+        return response.content
 
     async def _iterate(self, first: Call[Any]) -> AsyncIterator[Any]:
         cursor: str | None = None
@@ -254,6 +259,13 @@ class AsyncLedger(BaseLedger):
         if self._buffer is None:
             return True
         return await asyncio.to_thread(self._buffer.flush, timeout)
+
+    async def persist(self, timeout: float | None = None) -> bool:
+        """Buffered mode: wait (in a thread) until what is queued is on the server or in the
+        spool on disk; see :meth:`Ledger.persist <taskledger.client.Ledger.persist>`."""
+        if self._buffer is None:
+            return True
+        return await asyncio.to_thread(self._buffer.persist, timeout)
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Flush the buffer (what cannot be sent stays in the spool) and close connections."""

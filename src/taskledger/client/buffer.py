@@ -9,6 +9,11 @@ so the order is kept. The backlog is bounded: once it holds ``spool_max_bytes``,
 refused (``on_full="raise"``, :class:`~taskledger.client.errors.SpoolFull`) or dropped and
 counted (``on_full="drop"``). A batch the server refuses item by item (422) is sent again without
 the refused items, which are counted as ``rejected`` and logged.
+
+With ``on_existing="advance"`` each batch asks the server to move a run whose key is recorded
+already forward to the item, so a caller can record the whole current state of a run each time
+it changes (what the Celery collector does). ``on_sent`` is called, in the sender thread and
+before the next batch goes, with the items of each batch the server took and its answer.
 """
 
 from __future__ import annotations
@@ -35,12 +40,16 @@ from taskledger.client.errors import (
     ValidationError,
 )
 from taskledger.client.spool import Backlog, MemoryBacklog
+from taskledger.schemas.runs import BatchResult
 
 log = logging.getLogger("taskledger.client")
 
 #: The largest body a batch is given, below the server's 1 MiB request limit.
 MAX_BATCH_BYTES = 960 * 1024
 OnFull = Literal["raise", "drop"]
+OnExisting = Literal["keep", "advance"]
+#: Called with the items of a batch the server took and its answer (buffered mode).
+OnSent = Callable[[list[dict[str, Any]], BatchResult], None]
 
 
 @dataclass
@@ -59,8 +68,10 @@ class BufferStats:
     last_error: str | None = None
 
 
-def _encode(items: list[bytes], project_id: str | None) -> bytes:
+def _encode(items: list[bytes], project_id: str | None, on_existing: OnExisting) -> bytes:
     head = b'{"project_id": "' + project_id.encode() + b'", ' if project_id else b"{"
+    if on_existing != "keep":
+        head += b'"on_existing": "' + on_existing.encode() + b'", '
     return head + b'"runs": [' + b", ".join(items) + b"]}"
 
 
@@ -68,9 +79,12 @@ class RunBuffer:
     """The queue and the sender thread of buffered mode (see the module docstring).
 
     Args:
-        send: Posts one encoded ``runs:batch`` body; raises a ``LedgerError`` when it fails.
+        send: Posts one encoded ``runs:batch`` body and returns the answer's body; raises a
+            ``LedgerError`` when it fails.
         backlog: Where unsent batches wait: a :class:`~taskledger.client.spool.Spool` or memory.
         project_id: Added to each batch (for clients acting as a user).
+        on_existing: The batches' ``on_existing``: ``"keep"`` or ``"advance"``.
+        on_sent: Called with each batch taken and its answer (see the module docstring).
     """
 
     def __init__(
@@ -85,11 +99,15 @@ class RunBuffer:
         backoff: float = 0.5,
         max_backoff: float = 8.0,
         project_id: str | None = None,
+        on_existing: OnExisting = "keep",
+        on_sent: OnSent | None = None,
     ) -> None:
         if not 1 <= flush_at <= MAX_BATCH:
             raise ValueError(f"flush_at is between 1 and {MAX_BATCH}")
         if on_full not in ("raise", "drop"):
             raise ValueError("on_full is 'raise' or 'drop'")
+        if on_existing not in ("keep", "advance"):
+            raise ValueError("on_existing is 'keep' or 'advance'")
         self._send = send
         self.backlog: Backlog = backlog if backlog is not None else MemoryBacklog()
         self.flush_at = flush_at
@@ -99,6 +117,8 @@ class RunBuffer:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.project_id = project_id
+        self.on_existing: OnExisting = on_existing
+        self.on_sent = on_sent
         self.stats = BufferStats()
         self._pending: list[bytes] = []
         self._pending_bytes = 0
@@ -158,6 +178,26 @@ class RunBuffer:
                 self._cond.wait(timeout=0.1 if left is None else min(left, 0.1))
             return True
 
+    def persist(self, timeout: float | None = None) -> bool:
+        """Wait until every run queued so far is on the server or, with a spool, on disk.
+
+        Unlike :meth:`flush` it does not wait for the server while the spool holds the runs, nor
+        retry a server that failed before its backoff is over. Returns whether that was reached
+        within ``timeout`` seconds (without a spool: whether everything was delivered).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._flush_requested = True
+            self._cond.notify_all()
+            while self._pending or self._busy or (len(self.backlog) and not self.backlog.durable):
+                if not self._thread.is_alive():
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(timeout=0.1 if left is None else min(left, 0.1))
+            return True
+
     def close(self, timeout: float = 10.0) -> bool:
         """Flush, then stop the sender thread. With a spool, returns as soon as what could not
         be sent is on disk; without one, after ``timeout`` at most, warning about what is lost."""
@@ -200,7 +240,7 @@ class RunBuffer:
         items = self._pending[:count]
         del self._pending[:count]
         self._pending_bytes -= sum(len(i) for i in items)
-        return _encode(items, self.project_id), count
+        return _encode(items, self.project_id, self.on_existing), count
 
     def _batch_due(self, now: float, last_flush: float) -> bool:
         if not self._pending:
@@ -277,7 +317,7 @@ class RunBuffer:
     def _try(self, content: bytes, count: int | None) -> bool:
         """Send one batch; whether the server took it (or took all of it it ever will)."""
         try:
-            self._send(content)
+            answer = self._send(content)
         except ValidationError as exc:
             return self._without_rejected(content, exc)
         except (LedgerConnectionError, ServerError, RateLimited, APIStatusError) as exc:
@@ -289,7 +329,16 @@ class RunBuffer:
             count = len(json.loads(content)["runs"])
         self.stats.sent += count
         self.stats.batches_sent += 1
+        if self.on_sent is not None:
+            self._report(content, answer)
         return True
+
+    def _report(self, content: bytes, answer: Any) -> None:
+        assert self.on_sent is not None
+        try:
+            self.on_sent(json.loads(content)["runs"], BatchResult.model_validate_json(answer))
+        except Exception:  # the caller's hook: never let it stop the sending
+            log.exception("taskledger: the buffer's on_sent hook failed")
 
     def _failed(self, exc: LedgerError) -> None:
         self._failures += 1

@@ -13,7 +13,7 @@ import httpx
 from taskledger.client import _specs as S
 from taskledger.client._base import BaseLedger
 from taskledger.client._calls import Call, items_of, pages_of
-from taskledger.client.buffer import BufferStats, OnFull, RunBuffer
+from taskledger.client.buffer import BufferStats, OnExisting, OnFull, OnSent, RunBuffer
 from taskledger.client.errors import LedgerError, error_for
 from taskledger.client.heartbeat import Heartbeat
 from taskledger.client.resources import (
@@ -49,6 +49,11 @@ class Ledger(BaseLedger):
         spool_max_bytes: The most unsent runs kept (on disk, or in memory without a spool).
         on_full: When that is reached: ``"raise"`` :class:`SpoolFull`, or ``"drop"`` new runs
             (counted in :meth:`buffer_stats`).
+        on_existing: ``"advance"``: a recorded run whose key the server has already moves that
+            run forward when its status is at a later stage (record a run's whole state each
+            time it changes); ``"keep"`` (the default) leaves the stored run as it is.
+        on_sent: Called in the sender thread with the items of each batch the server took and
+            its :class:`~taskledger.schemas.runs.BatchResult`, before the next batch goes.
         transport: An ``httpx`` transport, for tests or special networking.
     """
 
@@ -63,6 +68,8 @@ class Ledger(BaseLedger):
         spool_dir: str | None = None,
         spool_max_bytes: int = 256 * 2**20,
         on_full: OnFull = "raise",
+        on_existing: OnExisting = "keep",
+        on_sent: OnSent | None = None,
         transport: httpx.BaseTransport | None = None,
         **options: Any,
     ) -> None:
@@ -94,6 +101,8 @@ class Ledger(BaseLedger):
                 backoff=self.backoff,
                 max_backoff=self.max_backoff,
                 project_id=self.project_id,
+                on_existing=on_existing,
+                on_sent=on_sent,
             )
         elif spool_dir is not None:
             raise ValueError("spool_dir needs buffer=True")
@@ -140,7 +149,7 @@ class Ledger(BaseLedger):
 
     def _send_batch(self, content: bytes) -> Any:
         # The buffer retries on its own schedule (and spools meanwhile): one attempt here.
-        call = Call("POST", "/api/v1/runs:batch", lambda r: None, content=content)
+        call = Call("POST", "/api/v1/runs:batch", lambda r: r.content, content=content)
         request = self._request(self._http, call)
         try:
             response = self._http.send(request)
@@ -148,6 +157,7 @@ class Ledger(BaseLedger):
             raise self._unreachable(call, exc, 1) from exc
         if response.is_error:
             raise error_for(response)
+        return response.content
 
     def _iterate(self, first: Call[Any]) -> Iterator[Any]:
         cursor: str | None = None
@@ -272,6 +282,11 @@ class Ledger(BaseLedger):
         """Buffered mode: send what is queued and wait until the backlog is empty; whether it
         all went within ``timeout`` seconds (``None``: as long as it takes)."""
         return True if self._buffer is None else self._buffer.flush(timeout)
+
+    def persist(self, timeout: float | None = None) -> bool:
+        """Buffered mode: wait until what is queued is on the server or in the spool on disk
+        (without a spool: on the server); whether it is within ``timeout`` seconds."""
+        return True if self._buffer is None else self._buffer.persist(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush the buffer (what cannot be sent stays in the spool) and close connections."""

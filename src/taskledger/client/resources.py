@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any, Unpack
+from typing import IO, TYPE_CHECKING, Any, Literal, Unpack
 
 from taskledger.client import _specs as S
 from taskledger.client._calls import RunQuery
@@ -222,10 +222,16 @@ class Runs(_Resource):
         return self._c._send(S.run_create(body, fields))
 
     def batch(
-        self, runs: Sequence[RunCreate | dict[str, Any]], *, project_id: Id | None = None
+        self,
+        runs: Sequence[RunCreate | dict[str, Any]],
+        *,
+        project_id: Id | None = None,
+        on_existing: Literal["keep", "advance"] = "keep",
     ) -> BatchResult:
-        """Record up to 1000 runs in one transaction (all or none), each with a key."""
-        return self._c._send(S.run_batch(runs, project_id))
+        """Record up to 1000 runs in one transaction (all or none), each with a key. A run whose
+        key is recorded already is kept as it is, or, with ``on_existing="advance"``, moved
+        forward to the item when the item's status is at a later stage."""
+        return self._c._send(S.run_batch(runs, project_id, on_existing))
 
     def update(self, run_pk: int, body: Any = None, /, **fields: Any) -> RunRead:
         return self._c._send(S.run_update(run_pk, body, fields))

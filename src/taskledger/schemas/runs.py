@@ -94,16 +94,20 @@ class RunFilters(BaseModel):
 
 
 class BatchItem(BaseModel):
-    """One run of a batch: its id, and whether this call created it or it already existed."""
+    """One run of a batch: its id, whether this call created it or it already existed (and, with
+    ``on_existing="advance"``, moved it forward), and its status once the item is applied."""
 
     index: int
     id: int
     run_id: str
     idempotency_key: str | None
     created: bool
+    advanced: bool = False
+    status: str
 
 
 class BatchResult(BaseModel):
     created: int
     existing: int
+    advanced: int = 0
     items: list[BatchItem]

@@ -15,9 +15,11 @@ Celery and kombu are imported here only: ``taskledger --help`` never loads them.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +33,8 @@ from kombu.message import Message
 from kombu.messaging import Consumer
 
 from taskledger.client import Ledger
+from taskledger.client.buffer import OnSent
+from taskledger.client.errors import LedgerConnectionError, RateLimited, ServerError
 from taskledger.integrations.celery.mapping import (
     CANCELLED,
     COMPLETED,
@@ -81,21 +85,77 @@ class CollectorConfig:
     options: MappingOptions = field(default_factory=MappingOptions)
 
 
+def collector_ledger(
+    url: str,
+    api_key: str,
+    project_id: str,
+    spool_dir: str | None,
+    interval: float,
+    batch: int,
+) -> Callable[[OnSent], Ledger]:
+    """How the collector makes its client: buffered, advancing runs, spooled in ``spool_dir``
+    (in memory when ``None``), sending every ``interval`` seconds or ``batch`` states."""
+
+    def connect(on_sent: OnSent) -> Ledger:
+        return Ledger(
+            url,
+            api_key,
+            project_id=project_id,
+            buffer=True,
+            spool_dir=spool_dir,
+            flush_at=batch,
+            flush_interval=interval,
+            on_existing="advance",
+            on_sent=on_sent,
+        )
+
+    return connect
+
+
+def events_queue(conn: Connection, config: CollectorConfig, *, shared: bool) -> Queue:
+    """The queue the collector consumes: on AMQP (``shared``) the named, durable one that
+    outlives a restart by ``queue_expires``; on pub/sub brokers one of this process alone,
+    gone with it (nothing is kept for it anyway)."""
+    exchange = get_exchange(conn, name=config.exchange)
+    if shared:
+        return Queue(
+            config.queue_name,
+            exchange=exchange,
+            routing_key="#",
+            durable=True,
+            auto_delete=False,
+            expires=config.queue_expires,
+        )
+    return Queue(
+        f"{config.queue_name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}",
+        exchange=exchange,
+        routing_key="#",
+        durable=False,
+        auto_delete=True,
+    )
+
+
 class Collector:
     """Consumes Celery events into runs and agents until :meth:`stop` is called.
 
     Args:
         config: The broker side.
-        ledger: The client the runs and agents are written through.
+        connect: Makes the client the runs and agents are written through, given the hook
+            that sees each batch's answer (:func:`collector_ledger`).
         counters: Counters to fill (a new set when omitted).
     """
 
     def __init__(
-        self, config: CollectorConfig, ledger: Ledger, counters: Counters | None = None
+        self,
+        config: CollectorConfig,
+        connect: Callable[[OnSent], Ledger],
+        counters: Counters | None = None,
     ) -> None:
         self.config = config
-        self.ledger = ledger
         self.counters = counters or Counters()
+        self.writer: RunWriter
+        ledger = connect(lambda items, answer: self.writer.on_sent(items, answer))
+        self.ledger = ledger
         self.writer = RunWriter(ledger, config.options, self.counters)
         self.workers = WorkerTracker(ledger, self.counters, on_silent=self._silent_worker)
         self.app = Celery(
@@ -122,7 +182,11 @@ class Collector:
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Consume until stopped, reconnecting with exponential backoff when the broker goes."""
         if self.config.result_backend:
-            self.reconcile()
+            try:
+                self.reconcile()
+            except (LedgerConnectionError, ServerError, RateLimited) as exc:
+                self.counters.note_error(exc)
+                log.warning("could not reconcile from the result backend: %s", exc)
         failures = 0
         errors: tuple[type[BaseException], ...] = (OSError, *self._connection_errors())
         while not self.stopping:
@@ -154,25 +218,7 @@ class Collector:
 
     def _consume(self, conn: Connection, on_ready: Callable[[], None] | None) -> None:
         amqp = self._acking = self._is_amqp(conn)
-        exchange = get_exchange(conn, name=self.config.exchange)
-        if amqp:
-            queue = Queue(
-                self.config.queue_name,
-                exchange=exchange,
-                routing_key="#",
-                durable=True,
-                auto_delete=False,
-                expires=self.config.queue_expires,
-            )
-        else:
-            # Pub/sub: a queue of this process alone, gone with it (nothing is kept for it).
-            queue = Queue(
-                f"{self.config.queue_name}.{socket.gethostname()}.{id(self)}",
-                exchange=exchange,
-                routing_key="#",
-                durable=False,
-                auto_delete=True,
-            )
+        queue = events_queue(conn, self.config, shared=amqp)
         consumer = Consumer(
             conn.default_channel,
             queues=[queue],
@@ -241,6 +287,11 @@ class Collector:
         """Write what moved; acknowledge the messages it came from once it is all written."""
         written = self.writer.sync()
         self.counters.set("pending_states", self.writer.pending)
+        stats = self.ledger.buffer_stats()
+        self.counters.set("runs_sent", stats.sent)
+        self.counters.set("runs_rejected", stats.rejected)
+        self.counters.set("batches_spooled", stats.spooled_batches)
+        self.counters.set("spool_batches", stats.backlog_batches)
         if not written:
             if final:
                 log.warning("%d task states could not be written", self.writer.pending)
@@ -286,7 +337,7 @@ class Collector:
         """For every run of this collector still queued or running, read its task's state from
         the result backend and record the final state found there; returns how many."""
         done = 0
-        for run_pk, run_id, _status in self.writer.unfinished():
+        for _run_pk, run_id, _status in self.writer.unfinished():
             result = self.app.AsyncResult(run_id)
             try:
                 state = result.state
@@ -297,7 +348,7 @@ class Collector:
             status = FINAL_STATES.get(state)
             if status is None:
                 continue
-            task = TaskState(run_id, status=status, rank=(1, 0, 9), pk=run_pk)
+            task = TaskState(run_id, status=status, rank=(1, 0, 9))
             date_done = getattr(result, "date_done", None)
             if isinstance(date_done, datetime):
                 task.finished_at = date_done if date_done.tzinfo else date_done.replace(tzinfo=UTC)

@@ -32,8 +32,6 @@ QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = (
     "cancelled",
 )
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
-#: The order of statuses when only a stored status is known (a run another collector wrote).
-STATUS_ORDER = {QUEUED: 0, RUNNING: 1, COMPLETED: 2, FAILED: 2, CANCELLED: 2}
 
 #: Event type -> (stage within an attempt, status). Terminal events share the top stage.
 _EVENTS: dict[str, tuple[int, str]] = {
@@ -89,12 +87,10 @@ class TaskState:
     duration_ms: int | None = None
     log: str | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
-    #: The run's id on the server, once known.
-    pk: int | None = None
-    #: The rank the server is known to hold (``NO_RANK``: nothing written yet).
+    #: The rank last recorded in the client's buffer.
+    recorded: Rank = NO_RANK
+    #: The rank on the server or in the spool (``NO_RANK``: nothing written yet).
     written: Rank = NO_RANK
-    #: The rank last queued in the client's spool while the server was unreachable.
-    spooled: Rank = NO_RANK
 
     @property
     def terminal(self) -> bool:
@@ -137,12 +133,6 @@ class TaskState:
         if inputs:
             item["inputs"] = inputs
         return item
-
-    def update_fields(self, stored_started: datetime | None = None) -> dict[str, Any]:
-        """The ``RunUpdate`` body that brings a stored run to this state."""
-        fields: dict[str, Any] = {"status": self.status}
-        fields.update(self._final_fields(stored_started or self.first_seen))
-        return fields
 
     def _final_fields(self, started: datetime | None) -> dict[str, Any]:
         fields: dict[str, Any] = {}

@@ -1,64 +1,71 @@
-"""The runs side of the Celery collector: task states written through the client.
+"""The runs side of the Celery collector: task states written through the client's buffer.
 
-A run is created once, by ``runs:batch`` with the key :func:`~.mapping.task_run_key`, which
-answers with its id whether this call created it or another collector did earlier; later
-changes are ``PATCH`` es of that id, only ever forward. When the server cannot be reached the
-states stay pending (the collector then does not acknowledge their events), and, with a spool,
-runs not yet created are queued in the client's buffered mode, which keeps them on disk until
-the server answers again.
+Every time a task's state moves, its whole state (a ``RunCreate`` keyed by
+:func:`~.mapping.task_run_key`) is recorded in the client's buffered mode with
+``on_existing="advance"``: the first one creates the run, each later one moves it forward, and a
+state sent twice, late or by another collector changes nothing (the server never moves a run to
+an earlier stage, nor out of a terminal status). The buffer sends the states in the order they
+were recorded, in ``runs:batch`` requests, and keeps what the server cannot take in its spool on
+disk, also across a restart of the collector.
+
+:meth:`RunWriter.sync` returns once every state recorded is on the server or in the spool: only
+then does the collector acknowledge the broker messages they came from. Without a spool, only
+once they are on the server.
+
+One move goes back a stage: a retried task returns from ``running`` to ``queued``. The answer to
+each batch (:meth:`RunWriter.on_sent`, in the buffer's thread, before the next batch goes) shows
+where such a run stands, and a ``PATCH`` brings it back to ``queued``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from taskledger.client import Ledger
-from taskledger.client.errors import (
-    Conflict,
-    LedgerConnectionError,
-    LedgerError,
-    NotFound,
-    RateLimited,
-    ServerError,
-    ValidationError,
-)
+from taskledger.client.errors import LedgerError
 from taskledger.integrations.celery.mapping import (
-    STATUS_ORDER,
+    QUEUED,
+    RUNNING,
     TERMINAL,
     MappingOptions,
     TaskState,
 )
 from taskledger.integrations.celery.metrics import Counters
+from taskledger.schemas.runs import BatchResult
 
 log = logging.getLogger("taskledger.collect.celery")
 
-#: The most task states kept in memory; the oldest settled ones go first. A state forgotten
-#: and seen again costs one more request, never a wrong run.
-MAX_STATES = 50_000
-#: Runs per ``runs:batch`` request.
-BATCH = 500
-#: Errors that mean "the server did not take it now; try again later".
-UNAVAILABLE = (LedgerConnectionError, ServerError, RateLimited)
+#: The most task states kept in memory; the oldest settled ones go first. A final state is
+#: forgotten as soon as it is written. A state forgotten and seen again is sent again, which the
+#: server takes as a replay, so memory stays flat however many tasks go by.
+MAX_STATES = 10_000
 
 
 class RunWriter:
-    """Folds task events into states and writes the states that moved.
+    """Folds task events into states and records the states that moved.
 
     Args:
-        ledger: The client; buffered (``buffer=True``, with ``spool_dir``) to keep runs on disk
-            while the server is unreachable.
+        ledger: The client, buffered with ``on_existing="advance"`` and this writer's
+            :meth:`on_sent` (see :func:`~.collector.collector_ledger`).
         options: What goes into ``inputs``.
         counters: Where the writer counts what it did.
+        persist_timeout: The longest :meth:`sync` waits for the server (or the spool).
     """
 
-    def __init__(self, ledger: Ledger, options: MappingOptions, counters: Counters) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        options: MappingOptions,
+        counters: Counters,
+        persist_timeout: float = 30.0,
+    ) -> None:
         self.ledger = ledger
         self.options = options
         self.counters = counters
+        self.persist_timeout = persist_timeout
         self.states: OrderedDict[str, TaskState] = OrderedDict()
         self._dirty: dict[str, TaskState] = {}
 
@@ -84,131 +91,78 @@ class RunWriter:
 
     @property
     def pending(self) -> int:
-        """States that moved and are not written yet."""
+        """States that moved and are not on the server (or in the spool) yet."""
         return len(self._dirty)
 
     def sync(self) -> bool:
-        """Write every state that moved; whether all of them are on the server now (or, with a
-        spool, created on disk to be sent later)."""
+        """Record every state that moved; whether all of them are on the server now, or in the
+        spool on disk to be sent later."""
         if not self._dirty:
             return True
-        states = list(self._dirty.values())
-        try:
-            self._create([s for s in states if s.pk is None])
-            for state in states:
-                if state.pk is not None and state.dirty:
-                    self._patch(state, None)
-                self._settle(state)
-        except UNAVAILABLE as exc:
-            self.counters.inc("write_errors")
-            self.counters.note_error(exc)
-            log.warning("taskledger is unavailable (%s); the runs will be written later", exc)
-            self._spool([s for s in self._dirty.values() if s.pk is None])
-            return False
-        return not self._dirty
-
-    # --- writing ----------------------------------------------------------------------------------
-
-    def _create(self, states: list[TaskState]) -> None:
-        for start in range(0, len(states), BATCH):
-            chunk = states[start : start + BATCH]
-            items = [s.create_item() for s in chunk]
-            try:
-                result = self.ledger.runs.batch(items)
-            except ValidationError as exc:
-                # Refused item by item: write the others, count the refused (never loop on them).
-                self._create_one_by_one(chunk, items, exc)
-                continue
-            for state, item, answer in zip(chunk, items, result.items, strict=True):
-                state.pk = answer.id
-                if answer.created:
-                    state.written = state.rank
-                    self.counters.inc("runs_created")
-                else:
-                    self._adopt(state, item)
-
-    def _create_one_by_one(
-        self, states: list[TaskState], items: list[dict[str, Any]], exc: ValidationError
-    ) -> None:
-        log.warning("a batch of %d runs was refused (%s); sending them one by one", len(items), exc)
-        for state, item in zip(states, items, strict=True):
-            try:
-                result = self.ledger.runs.batch([item])
-            except ValidationError as one:
-                log.error("the run of task %s was refused: %s", state.task_id, one)
-                self.counters.inc("runs_refused")
-                self.counters.note_error(one)
-                state.written = state.rank  # as written: it never will be
-                continue
-            answer = result.items[0]
-            state.pk = answer.id
-            if answer.created:
-                state.written = state.rank
-                self.counters.inc("runs_created")
-            else:
-                self._adopt(state, item)
-
-    def _adopt(self, state: TaskState, item: dict[str, Any]) -> None:
-        """The run existed (another collector, an earlier life of this one): bring it forward
-        if this state is ahead of it, never back."""
-        self.counters.inc("runs_existing")
-        if state.terminal:
-            self._patch(state, None)  # a 409 says it is final already
-            return
-        stored = self.ledger.runs.get(state.pk or 0)
-        ahead = STATUS_ORDER.get(state.status, 0) > STATUS_ORDER.get(stored.status, 0)
-        # A retry brings a running task back to queued: forward, though the order says back.
-        retried = bool(state.retries) and state.status != stored.status
-        if stored.status in TERMINAL or not (ahead or retried):
-            state.written = state.rank
-            return
-        self._patch(state, stored.started_at)
-
-    def _patch(self, state: TaskState, stored_started: datetime | None) -> None:
-        assert state.pk is not None
-        fields = state.update_fields(stored_started)
-        try:
-            self.ledger.runs.update(state.pk, fields)
-        except Conflict:
-            self.counters.inc("updates_refused_terminal")  # final already: never moved back
-        except NotFound:
-            self.counters.inc("updates_missing_run")  # deleted meanwhile (retention)
-        except ValidationError:
-            # Its stored start is later than this end (clock skew): let the server date it.
-            fields.pop("finished_at", None)
-            fields.pop("duration_ms", None)
-            try:
-                self.ledger.runs.update(state.pk, fields)
-            except (Conflict, NotFound, ValidationError) as exc:
-                self.counters.inc("updates_refused")
-                self.counters.note_error(exc)
-            else:
-                self.counters.inc("runs_updated")
-        else:
-            self.counters.inc("runs_updated")
-        state.written = state.rank
-
-    def _settle(self, state: TaskState) -> None:
-        if not state.dirty:
-            self._dirty.pop(state.task_id, None)
-
-    def _spool(self, states: Iterable[TaskState]) -> None:
-        """Runs not created yet go to the client's buffer (and its spool), which sends them once
-        the server answers. They stay pending here too: once it does, :meth:`sync` finds them
-        created (the same key) and moves them on if their task did."""
-        if not self.ledger.buffered:
-            return
-        for state in states:
-            if state.spooled >= state.rank:
-                continue
+        for state in self._dirty.values():
+            if state.recorded >= state.rank:
+                continue  # in the buffer already, waiting for the server
             try:
                 self.ledger.record(state.create_item())
-            except LedgerError as exc:
+            except LedgerError as exc:  # the spool is full, or a run too large for a batch
                 self.counters.inc("spool_errors")
                 self.counters.note_error(exc)
-                return
-            state.spooled = state.rank
-            self.counters.inc("runs_spooled")
+                log.warning("could not queue the run of task %s: %s", state.task_id, exc)
+                return False
+            state.recorded = state.rank
+            self.counters.inc("states_recorded")
+        if not self.ledger.persist(self.persist_timeout):
+            self.counters.inc("write_errors")
+            log.warning("taskledger did not take the runs in time; they are written later")
+            return False
+        for task_id, state in list(self._dirty.items()):
+            if state.recorded >= state.rank:
+                state.written = state.recorded
+                del self._dirty[task_id]
+                if state.terminal:
+                    self.states.pop(task_id, None)  # final: nothing can move it any more
+        return not self._dirty
+
+    def on_sent(self, items: list[dict[str, Any]], result: BatchResult) -> None:
+        """A batch the server took (called in the buffer's thread): count what it did, and bring
+        retried runs back to ``queued``."""
+        last: dict[str, int] = {}
+        for index, item in enumerate(items):
+            last[str(item.get("idempotency_key"))] = index
+        newest_end: datetime | None = None
+        for index, (item, answer) in enumerate(zip(items, result.items, strict=True)):
+            if answer.created:
+                self.counters.inc("runs_created")
+            elif answer.advanced:
+                self.counters.inc("runs_updated")
+            else:
+                self.counters.inc("runs_unchanged")
+            if item.get("status") in TERMINAL and item.get("finished_at"):
+                end = datetime.fromisoformat(item["finished_at"])
+                newest_end = end if newest_end is None else max(newest_end, end)
+            if (
+                item.get("status") == QUEUED
+                and answer.status == RUNNING
+                and _retries(item)
+                and last[str(item.get("idempotency_key"))] == index
+            ):
+                self._back_to_queued(answer.id, item)
+        if newest_end is not None:
+            lag = max(0.0, datetime.now(newest_end.tzinfo).timestamp() - newest_end.timestamp())
+            self.counters.set("lag_seconds", lag)
+            self.counters.maximum("lag_seconds_max", lag)
+
+    def _back_to_queued(self, run_pk: int, item: dict[str, Any]) -> None:
+        fields = {"status": QUEUED}
+        if item.get("log_excerpt") is not None:
+            fields["log_excerpt"] = item["log_excerpt"]
+        try:
+            self.ledger.runs.update(run_pk, fields)
+        except LedgerError as exc:  # final meanwhile, deleted, or unreachable: the next state
+            self.counters.inc("updates_refused")  # moves it on anyway
+            self.counters.note_error(exc)
+        else:
+            self.counters.inc("runs_retried")
 
     def _evict(self) -> None:
         """Forget the oldest settled states beyond ``MAX_STATES`` (pending ones are kept)."""
@@ -229,3 +183,10 @@ class RunWriter:
             if (run.idempotency_key or "").startswith("celery:"):
                 out.append((run.id, run.run_id, run.status))
         return out
+
+
+def _retries(item: dict[str, Any]) -> int:
+    inputs = item.get("inputs")
+    celery = inputs.get("celery") if isinstance(inputs, dict) else None
+    retries = celery.get("retries") if isinstance(celery, dict) else None
+    return retries if isinstance(retries, int) else 0
