@@ -61,8 +61,6 @@ from taskledger.store.models import Run
 
 BROKER = os.environ.get("TASKLEDGER_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 HERE = Path(__file__).resolve().parent
-#: Task events per task: received, started, succeeded.
-EVENTS_PER_TASK = 3
 #: The longest wait for one phase (a bound for a machine that stalls, not a target).
 PHASE_DEADLINE = 1800.0
 MEMORY = Target(1.25)
@@ -157,21 +155,18 @@ class Rig:
     def events_settled(self) -> None:
         """Wait until the worker has sent the events of every task published: it sends them in
         groups, so a message holds several, and the count of messages is what can be watched.
-        Settled means the queue of tasks is empty and no event message came for 2 seconds."""
+        Settled means no event message came for 2 seconds."""
         last, since = -1, time.monotonic()
         end = time.monotonic() + PHASE_DEADLINE
-        with Connection(BROKER) as conn:
-            tasks = conn.SimpleQueue(self.task_queue)
-            while True:
-                now, count = time.monotonic(), self.queued_messages()
-                if count != last:
-                    last, since = count, now
-                elif count and tasks.qsize() == 0 and now - since >= 2.0:
-                    tasks.close()
-                    return
-                if now > end:
-                    raise RuntimeError("the worker did not finish the tasks in time")
-                time.sleep(0.1)
+        while True:
+            now, count = time.monotonic(), self.queued_messages()
+            if count != last:
+                last, since = count, now
+            elif count and now - since >= 2.0:
+                return
+            if now > end:
+                raise RuntimeError("the worker did not finish the tasks in time")
+            time.sleep(0.1)
 
     def completed_runs(self) -> int:
         with make_session_factory(self.engine, read_only=True)() as session:
@@ -180,31 +175,38 @@ class Rig:
             )
             return int(session.scalar(query) or 0)
 
-    def raw_drain(self, events: int) -> float:
-        """Seconds a bare consumer takes to read (decode, acknowledge) ``events`` task events."""
+    def raw_drain(self) -> tuple[float, int]:
+        """A bare consumer reads (decodes, acknowledges) every event waiting: (seconds to the
+        last one, task events seen)."""
         seen = [0]
         last: list[Any] = [None]
+        done = [0.0]
 
         def on_message(body: Any, message: Any) -> None:
             for event in body if isinstance(body, list) else [body]:
                 if isinstance(event, dict) and str(event.get("type", "")).startswith("task-"):
                     seen[0] += 1
             last[0] = message
+            done[0] = time.perf_counter()
             if seen[0] % 500 == 0:
                 message.ack(multiple=True)
 
         with Connection(BROKER) as conn:
             queue = events_queue(conn, self.config, shared=True)
-            consumer = Consumer(conn.default_channel, queues=[queue], callbacks=[on_message])
+            consumer = Consumer(
+                conn.default_channel, queues=[queue], callbacks=[on_message], accept=["json"]
+            )
             consumer.qos(prefetch_count=self.config.prefetch)
             with consumer:
                 started = time.perf_counter()
-                while seen[0] < events:
-                    conn.drain_events(timeout=PHASE_DEADLINE)
-                elapsed = time.perf_counter() - started
+                while True:
+                    try:
+                        conn.drain_events(timeout=2.0)
+                    except TimeoutError:
+                        break  # the queue is empty
                 if last[0] is not None:
                     last[0].ack(multiple=True)
-        return elapsed
+        return done[0] - started, seen[0]
 
     # --- the collector ----------------------------------------------------------------------------
 
@@ -300,7 +302,7 @@ def measure(backend: str, n: int) -> None:
                 console.print(f"  {backend}: raw drain of {n:,} tasks' events", style="dim")
                 rig.publish(n)
                 rig.events_settled()
-                raw = rig.raw_drain(n * EVENTS_PER_TASK)
+                raw, events = rig.raw_drain()
                 console.print(f"  {backend}: collector drains of {n:,} and {4 * n:,}", style="dim")
                 small, small_peak, small_ready = rig.drain(n)
                 large, large_peak, large_ready = rig.drain(4 * n)
@@ -308,7 +310,6 @@ def measure(backend: str, n: int) -> None:
                 live, lags, counters = rig.live(n)
             finally:
                 rig.close()
-    events = n * EVENTS_PER_TASK
     rate, raw_rate = events / small, events / raw
     print_table(
         f"Celery collector, {backend}: events from the queue to runs",
@@ -321,6 +322,7 @@ def measure(backend: str, n: int) -> None:
                 times(rate / raw_rate),
             ],
             [f"drain {4 * n:,} tasks", f"{4 * events / large:,.0f} ev/s", "", ""],
+            ["task events per task", f"{events / n:.1f}", "", ""],
             [
                 f"live {n:,} tasks (the worker's pace)",
                 f"{counters['events_seen'] / live:,.0f} ev/s",
