@@ -23,10 +23,10 @@ from typing import IO, Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 import redis
 from celery import Celery
 from kombu import Connection
+from prometheus_client.parser import text_string_to_metric_families
 
 from taskledger.client import Ledger
 from tests.client.conftest import Live, seed
