@@ -164,19 +164,14 @@ class RunBuffer:
         Returns whether everything was delivered within ``timeout`` seconds (``None``: wait as
         long as it takes). What was not stays queued, on disk when there is a spool.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            self._flush_requested = True
             self._next_attempt = 0.0
-            self._cond.notify_all()
-            while self._pending or len(self.backlog) or self._busy or self._flush_requested:
-                if not self._thread.is_alive():
-                    return False
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(timeout=0.1 if left is None else min(left, 0.1))
-            return True
+            return self._wait(
+                lambda: bool(
+                    self._pending or len(self.backlog) or self._busy or self._flush_requested
+                ),
+                timeout,
+            )
 
     def persist(self, timeout: float | None = None) -> bool:
         """Wait until every run queued so far is on the server or, with a spool, on disk.
@@ -185,18 +180,28 @@ class RunBuffer:
         retry a server that failed before its backoff is over. Returns whether that was reached
         within ``timeout`` seconds (without a spool: whether everything was delivered).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            self._flush_requested = True
-            self._cond.notify_all()
-            while self._pending or self._busy or (len(self.backlog) and not self.backlog.durable):
-                if not self._thread.is_alive():
-                    return False
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(timeout=0.1 if left is None else min(left, 0.1))
-            return True
+            return self._wait(
+                lambda: bool(
+                    self._pending or self._busy or (len(self.backlog) and not self.backlog.durable)
+                ),
+                timeout,
+            )
+
+    def _wait(self, busy: Callable[[], bool], timeout: float | None) -> bool:
+        """Ask the sender to send now and wait (lock held) while ``busy()``; whether it ended
+        within ``timeout`` seconds with the sender alive."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._flush_requested = True
+        self._cond.notify_all()
+        while busy():
+            if not self._thread.is_alive():
+                return False
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._cond.wait(timeout=0.1 if left is None else min(left, 0.1))
+        return True
 
     def close(self, timeout: float = 10.0) -> bool:
         """Flush, then stop the sender thread. With a spool, returns as soon as what could not

@@ -240,13 +240,12 @@ def _insert(
     for index, pair in zip(slots, _insert_rows(session=session, rows=to_insert), strict=True):
         new_ids[index] = pair
     current = dict(known)  # every key of the batch, as the batch leaves it
-    if mode == "advance":
-        for index, row in zip(slots, to_insert, strict=True):
-            if row["idempotency_key"]:
-                run_pk, run_id = new_ids[index]
-                current[row["idempotency_key"]] = _Stored(
-                    run_pk, run_id, row["status"], row["started_at"]
-                )
+    for index, row in zip(slots, to_insert, strict=True):
+        if row["idempotency_key"]:
+            run_pk, run_id = new_ids[index]
+            current[row["idempotency_key"]] = _Stored(
+                run_pk, run_id, row["status"], row["started_at"]
+            )
     out: list[BatchItem] = []
     advanced = 0
     for index, item in enumerate(items):
@@ -265,27 +264,23 @@ def _insert(
             )
             continue
         assert key is not None
-        if key in current:
-            stored = current[key]
-            moved = advance_values(stored, item, now) if mode == "advance" else None
-            if moved is not None:
-                stored.status = moved["status"]
-                given = {k: v for k, v in moved.items() if v is not None}
-                stored.change = {**moved, **(stored.change or {}), **given}
-                advanced += 1
-            run_pk, run_id, status = stored.id, stored.run_id, stored.status
-        else:  # keep: a key first recorded earlier in this batch
-            run_pk, run_id = new_ids[first_in_batch[key]]
-            moved, status = None, items[first_in_batch[key]].status.value
+        stored = current[key]
+        moved = advance_values(stored, item, now) if mode == "advance" else None
+        if moved is not None:
+            stored.status = moved["status"]
+            # A later item of the batch keeps what an earlier one gave and it does not.
+            given = {k: v for k, v in moved.items() if v is not None}
+            stored.change = moved if stored.change is None else {**stored.change, **given}
+            advanced += 1
         out.append(
             BatchItem(
                 index=index,
-                id=run_pk,
-                run_id=run_id,
+                id=stored.id,
+                run_id=stored.run_id,
                 idempotency_key=key,
                 created=False,
                 advanced=moved is not None,
-                status=status,
+                status=stored.status,
             )
         )
     if advanced:

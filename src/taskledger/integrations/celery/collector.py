@@ -337,7 +337,7 @@ class Collector:
         """For every run of this collector still queued or running, read its task's state from
         the result backend and record the final state found there; returns how many."""
         done = 0
-        for _run_pk, run_id, _status in self.writer.unfinished():
+        for run_id in self.writer.unfinished():
             result = self.app.AsyncResult(run_id)
             try:
                 state = result.state

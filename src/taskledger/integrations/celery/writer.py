@@ -175,14 +175,14 @@ class RunWriter:
 
     # --- reconciling from a result backend --------------------------------------------------------
 
-    def unfinished(self) -> list[tuple[int, str, str]]:
-        """``(id, run_id, status)`` of the collector's runs still queued or running on the
-        server."""
-        out = []
-        for run in self.ledger.runs.iter(status=["queued", "running"], page_size=500):
-            if (run.idempotency_key or "").startswith("celery:"):
-                out.append((run.id, run.run_id, run.status))
-        return out
+    def unfinished(self) -> list[str]:
+        """The ``run_id`` (task id) of each of the collector's runs still queued or running on
+        the server."""
+        return [
+            run.run_id
+            for run in self.ledger.runs.iter(status=["queued", "running"], page_size=500)
+            if (run.idempotency_key or "").startswith("celery:")
+        ]
 
 
 def _retries(item: dict[str, Any]) -> int:
