@@ -1,6 +1,6 @@
 """What the collector must not lose: seed 002 (the result backend forgets, taskledger does not),
-a collector killed mid-stream on RabbitMQ, workers sending no task events, and two collectors
-at once."""
+a collector killed in the middle of a 2,000-task stream on RabbitMQ, workers sending no task
+events, two collectors at once, the metrics port, and the events queue expiring."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
+from kombu import Connection
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from taskledger.client import Ledger
@@ -19,7 +22,7 @@ from taskledger.store.models import Run
 from tests.client.conftest import Live
 from tests.conftest import ADMIN_KEY
 from tests.integrations.conftest import REDIS, CeleryKit, make_kit
-from tests.serving import wait_until
+from tests.serving import free_port, wait_until
 
 ADD = "tests.integrations.celery_app.add"
 
@@ -85,16 +88,51 @@ def test_sigkill_mid_stream_loses_nothing_on_rabbitmq(amqp_kit: CeleryKit) -> No
     collector = kit.collector()
     kit.worker()
     app = kit.producer()
-    first = {app.send_task(ADD, args=[i, 1]).id for i in range(300)}
+    # A stream of 2,000 tasks, the collector killed in the middle of it.
+    first = {app.send_task(ADD, args=[i, 1]).id for i in range(1000)}
     wait_until(lambda: len(kit.runs()) >= 20, "some runs", alive=collector.check_alive)
     collector.stop(signal.SIGKILL)  # mid-stream: events delivered and not yet written
     # While it is down the events wait in its queue.
-    second = {app.send_task(ADD, args=[i, 2]).id for i in range(300)}
+    second = {app.send_task(ADD, args=[i, 2]).id for i in range(1000)}
     restarted = kit.collector(name="collector, restarted")
     every = first | second
     wait_until(lambda: _completed(kit, every), "every run completed", alive=restarted.check_alive)
     assert set(kit.runs()) == every, "one run per task, none missing, none more"
     assert restarted.stop() == 0
+
+
+def test_metrics_port_and_the_queue_expiring_after_its_collector(
+    amqp_kit: CeleryKit,
+) -> None:
+    kit = amqp_kit
+    port = free_port()
+    collector = kit.collector("--metrics-port", str(port), "--queue-expires", "2")
+    kit.worker()
+    app = kit.producer()
+    ids = {app.send_task(ADD, args=[i, 4]).id for i in range(5)}
+    wait_until(lambda: _completed(kit, ids), "the runs completed", alive=collector.check_alive)
+
+    def scraped() -> dict[str, float] | None:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+        values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+        return values if values["taskledger_collector_runs_created_total"] >= 5 else None
+
+    values = wait_until(scraped, "the counters served", alive=collector.check_alive)
+    assert values["taskledger_collector_task_events_total"] >= 15
+    assert values["taskledger_collector_pending_states"] == 0
+    assert collector.stop() == 0
+
+    # --queue-expires 2: gone 2 s after its last consumer left. Looking (a passive declare)
+    # counts as using it, so look less often than that.
+    def expired() -> bool:
+        with Connection(kit.broker) as conn:
+            try:
+                conn.default_channel.queue_declare(kit.events_queue, passive=True)
+            except conn.channel_errors:
+                return True
+        return False
+
+    wait_until(expired, "the events queue to expire", interval=5.0)
 
 
 def test_two_collectors_write_no_duplicates(amqp_kit: CeleryKit) -> None:
