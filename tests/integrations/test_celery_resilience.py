@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from kombu import Connection
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
@@ -19,10 +20,10 @@ from sqlalchemy import update
 from taskledger.client import Ledger
 from taskledger.store import make_session_factory
 from taskledger.store.models import Run
-from tests.client.conftest import Live
+from tests.client.conftest import Live, database_for, seed
 from tests.conftest import ADMIN_KEY
 from tests.integrations.conftest import REDIS, CeleryKit, make_kit
-from tests.serving import free_port, wait_until
+from tests.serving import DEADLINE, free_port, server_env, serving, wait_until
 
 ADD = "tests.integrations.celery_app.add"
 
@@ -215,3 +216,97 @@ def test_help_does_not_import_celery() -> None:
     code = "import sys; from taskledger.cli import cli; print('celery' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_server_away_the_runs_wait_in_the_spool_and_arrive_later(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """With the server down the collector keeps writing, to its spool: it acknowledges the
+    events (the broker keeps none), survives a SIGKILL, and the next start sends them."""
+    from taskledger.store import make_engine
+
+    url = database_for("sqlite", request, tmp_path)
+    engine = make_engine(url)
+    env, port = server_env(url, tmp_path, TASKLEDGER_ADMIN_API_KEY=ADMIN_KEY), free_port()
+    project_id, _, keys = seed(engine)
+    try:
+        with serving(env, port=port) as server:
+            live = Live(server, engine, env, project_id, keys["write"], keys["admin"], "", "")
+            kit = make_kit("amqp", live, tmp_path)
+            try:
+                metrics = free_port()
+                collector = kit.collector("--metrics-port", str(metrics))
+                kit.worker()
+                app = kit.producer()
+                before = {app.send_task(ADD, args=[i, 5]).id for i in range(5)}
+                wait_until(lambda: _completed(kit, before), "the first runs")
+                server.process.terminate()
+                server.process.wait(timeout=DEADLINE)
+
+                after = {app.send_task(ADD, args=[i, 6]).id for i in range(20)}
+
+                def all_spooled() -> bool:
+                    text = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=30).text
+                    values = {
+                        s.name.removeprefix("taskledger_collector_"): s.value
+                        for f in text_string_to_metric_families(text)
+                        for s in f.samples
+                    }
+                    # Each task sends sent, received, started and succeeded.
+                    return (
+                        values["task_events_total"] >= 4 * (len(before) + len(after))
+                        and values["pending_states"] == 0
+                        and values["spool_batches"] >= 1
+                    )
+
+                wait_until(all_spooled, "the states in the spool", alive=collector.check_alive)
+                with Connection(kit.broker) as conn:
+                    _, waiting, _ = conn.default_channel.queue_declare(
+                        kit.events_queue, passive=True
+                    )
+                assert waiting == 0, "acknowledged: the spool alone holds them now"
+                collector.stop(signal.SIGKILL)
+                spool = tmp_path / "state" / "taskledger" / "celery" / str(project_id)
+                assert list(spool.glob("*.batch.json"))
+
+                with serving(env, port=port) as again:
+                    kit.live = Live(
+                        again, engine, env, project_id, keys["write"], keys["admin"], "", ""
+                    )
+                    restarted = kit.collector(name="collector, restarted")
+                    every = before | after
+                    wait_until(
+                        lambda: _completed(kit, every), "every run", alive=restarted.check_alive
+                    )
+                    assert set(kit.runs()) == every
+                    assert restarted.stop() == 0
+                    assert list(spool.glob("*.batch.json")) == []
+            finally:
+                kit.close()
+    finally:
+        engine.dispose()
+
+
+def test_redis_sigkill_mid_stream_every_recorded_task_ends_final(
+    live: Live, tmp_path: Path
+) -> None:
+    """A 2,000-task stream on Redis, the collector killed in the middle: what pub/sub sent
+    meanwhile is gone, but every task it had recorded ends in its final state once it starts
+    again with --result-backend."""
+    kit = make_kit("redis", live, tmp_path, backend=f"{REDIS}/{uuid.uuid4().int % 14 + 1}")
+    try:
+        collector = kit.collector()
+        kit.worker()
+        app = kit.producer()
+        results = [app.send_task(ADD, args=[i, 7]) for i in range(2000)]
+        wait_until(lambda: len(kit.runs()) >= 50, "some runs", alive=collector.check_alive)
+        collector.stop(signal.SIGKILL)
+        wait_until(lambda: all(r.ready() for r in results), "every task done", interval=0.5)
+        restarted = kit.collector("--result-backend", kit.backend or "", name="restarted")
+        ids = set(kit.runs())
+        assert len(ids) >= 50
+        wait_until(lambda: _completed(kit, ids), "the runs completed", alive=restarted.check_alive)
+        assert restarted.stop() == 0
+        assert ids <= {r.id for r in results}
+    finally:
+        kit.close()
