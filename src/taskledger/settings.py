@@ -280,6 +280,16 @@ class Settings(BaseSettings):
         ),
     )
 
+    runs_partition: Literal["day", "week", "month"] = Field(
+        default="month",
+        description=(
+            "PostgreSQL: the period of a partition of `runs` (range-partitioned on "
+            "`started_at`, in UTC; weeks begin on Monday). New partitions are created with "
+            "this period, ahead of time; existing ones keep theirs. Retention drops a whole "
+            "partition once a rule selects every row of it. Ignored on SQLite."
+        ),
+    )
+
     server: ServerSettings = Field(
         default_factory=ServerSettings,
         description="`taskledger serve`: where it listens, and its logs.",

@@ -242,7 +242,7 @@ def test_0005_adds_the_web_tables_to_a_populated_database(empty_database_url: st
                 ),
                 {"u": user, "t": T},
             )
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, "0005")
         assert migrate.current_revision(engine) == "0005"
         assert migrate.drift(engine) == []
         with for_writing(engine).begin() as conn:

@@ -34,6 +34,7 @@ from taskledger.store.models import (
     Task,
     TaskDependency,
 )
+from taskledger.store.partitions import ensure_partitions
 from taskledger.store.types import utcnow
 
 TASK_NAMES = (
@@ -459,6 +460,8 @@ def generate(
         progress: Called with the number of runs written after each chunk.
     """
     gen = _Generator(engine, project_id, days=days, seed=seed, now=now or utcnow())
+    # PostgreSQL: the runs go to partitions of their own, not to the default one.
+    ensure_partitions(engine, cover=(gen.now - timedelta(days=days), gen.now))
     agent_ids = gen.agents(agents)
     room_ids = gen.rooms(max(2, min(len(ROOM_NAMES), agents)), agent_ids)
     task_ids = gen.tasks(max(10, agents * 4), agent_ids, room_ids)

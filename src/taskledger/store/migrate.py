@@ -16,6 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
 from taskledger.store.models import Base
+from taskledger.store.partitions import KEYS_TABLE, is_partition_name
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"
@@ -64,9 +65,23 @@ def current_revision(engine: Engine) -> str | None:
 def drift(engine: Engine) -> list[Any]:
     """Differences between the ORM models and the database schema; empty means none."""
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts=_compare_options())
+        context = MigrationContext.configure(conn, opts=_compare_options(conn.dialect.name))
         return list(compare_metadata(context, Base.metadata))
 
 
-def _compare_options() -> dict[str, Any]:
-    return {"compare_type": True, "compare_server_default": False}
+#: PostgreSQL: what partitioning ``runs`` adds to, or takes from, the schema the models describe
+#: (see :mod:`taskledger.store.partitions`): the side table of idempotency keys and its lookup
+#: index replace the unique constraint, and the partitions are tables of their own.
+_POSTGRESQL_ONLY = {KEYS_TABLE, "ix_runs_project_id_idempotency_key"}
+_MODELS_ONLY_ON_SQLITE = {"uq_runs_project_id_idempotency_key"}
+
+
+def _compare_options(dialect: str) -> dict[str, Any]:
+    def include(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
+        if dialect != "postgresql":
+            return True
+        if reflected and (name in _POSTGRESQL_ONLY or is_partition_name(name)):
+            return False
+        return not (kind == "unique_constraint" and name in _MODELS_ONLY_ON_SQLITE)
+
+    return {"compare_type": True, "compare_server_default": False, "include_object": include}
