@@ -45,6 +45,7 @@ from taskledger.metrics import Metrics
 from taskledger.retention.archive.format import encode_row
 from taskledger.retention.archive.sql_lines import line_expression, part_line
 from taskledger.retention.archive.writer import ArchiveWriter
+from taskledger.retention.execute.partitions import PartitionPath, drop_covered
 from taskledger.retention.execute.side_effects import (
     SIDE_EFFECTS,
     SideEffect,
@@ -87,6 +88,8 @@ class RuleOutcome:
     batches: int = 0
     cascaded: dict[str, int] = field(default_factory=dict)
     unlinked: dict[str, int] = field(default_factory=dict)
+    #: PostgreSQL: the partitions of runs dropped whole (see :mod:`.partitions`).
+    partitions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +102,7 @@ class RuleOutcome:
             "batches": self.batches,
             "cascaded": self.cascaded,
             "unlinked": self.unlinked,
+            "partitions_dropped": self.partitions,
         }
 
 
@@ -246,6 +250,8 @@ class Executor:
         read_lines = lines is not None and returning is None
         whole = _exact(selection) and lines is None
         columns = [table] if whole else [key, lines] if read_lines else [key]
+        if postgresql:
+            self._drop_partitions(conn, selection, outcome, limit)
         last: Any = None
         while True:
             condition = selection.eligible if last is None else and_(selection.eligible, key > last)
@@ -298,6 +304,25 @@ class Executor:
                 )
                 bucket[extra.table.name] = bucket.get(extra.table.name, 0) + len(extra.rows)
             self._count(selection, affected)
+
+    def _drop_partitions(
+        self, conn: Connection, selection: RuleSelection, outcome: RuleOutcome, limit: int | None
+    ) -> None:
+        """PostgreSQL: the partitions of runs the rule covers whole go first, whole."""
+
+        def dropped(path: PartitionPath) -> None:
+            outcome.partitions.append(path.partition.name)
+            outcome.batches += 1
+            outcome.affected += path.rows
+            self._count(selection, path.rows)
+
+        drop_covered(
+            conn,
+            selection,
+            self.writer,
+            admit=lambda rows: self._check_limit(selection, outcome, rows, limit),
+            done=dropped,
+        )
 
     @staticmethod
     def _check_limit(

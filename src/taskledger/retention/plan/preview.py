@@ -22,6 +22,7 @@ from taskledger.retention.plan.holds import active_holds
 from taskledger.retention.plan.planner import Plan, RuleSelection, build_plan
 from taskledger.retention.policy.rules import Policy, PolicyError
 from taskledger.services.projects import find_project
+from taskledger.retention.execute.partitions import partition_paths
 from taskledger.settings import DEFAULT_GZIP_LEVEL
 from taskledger.store.types import as_utc_or_none
 
@@ -45,6 +46,8 @@ class RulePreview:
     newest: datetime | None = None
     sample_ids: list[Any] = field(default_factory=list)
     estimated_archive_bytes: int = 0
+    #: PostgreSQL, a rule deleting runs: the path each partition holding its rows takes.
+    partitions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,7 @@ class RulePreview:
             "newest": self.newest.isoformat() if self.newest else None,
             "sample_ids": [str(i) if isinstance(i, uuid.UUID) else i for i in self.sample_ids],
             "estimated_archive_bytes": self.estimated_archive_bytes,
+            "partitions": self.partitions,
         }
 
 
@@ -162,6 +166,7 @@ def preview_rule(
     if selection.protected is not None:
         result.protected = _count(session, selection, selection.protected)
     if result.matched:
+        result.partitions = [p.to_dict() for p in partition_paths(session.connection(), selection)]
         result.sample_ids = list(
             session.scalars(
                 select(selection.key)

@@ -45,16 +45,16 @@ FOREIGN_KEYS = {
 
 # One statement trigger per event, each with the rows it changed as a transition table: a row
 # trigger would cost a function call per row of every batch insert and every retention delete.
-TRIGGERS = f"""
+TRIGGERS = """
 CREATE FUNCTION runs_keys_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO {KEYS_TABLE} (project_id, idempotency_key)
+    INSERT INTO run_idempotency_keys (project_id, idempotency_key)
     SELECT project_id, idempotency_key FROM new_rows WHERE idempotency_key IS NOT NULL;
     RETURN NULL;
 END $$;
 CREATE FUNCTION runs_keys_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM {KEYS_TABLE} k USING old_rows o
+    DELETE FROM run_idempotency_keys k USING old_rows o
     WHERE o.idempotency_key IS NOT NULL
       AND k.project_id = o.project_id AND k.idempotency_key = o.idempotency_key;
     RETURN NULL;
@@ -64,11 +64,11 @@ BEGIN
     IF EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.id = o.id
                WHERE (n.project_id, n.idempotency_key)
                      IS DISTINCT FROM (o.project_id, o.idempotency_key)) THEN
-        DELETE FROM {KEYS_TABLE} k USING old_rows o JOIN new_rows n ON n.id = o.id
+        DELETE FROM run_idempotency_keys k USING old_rows o JOIN new_rows n ON n.id = o.id
         WHERE o.idempotency_key IS NOT NULL
           AND (n.project_id, n.idempotency_key) IS DISTINCT FROM (o.project_id, o.idempotency_key)
           AND k.project_id = o.project_id AND k.idempotency_key = o.idempotency_key;
-        INSERT INTO {KEYS_TABLE} (project_id, idempotency_key)
+        INSERT INTO run_idempotency_keys (project_id, idempotency_key)
         SELECT n.project_id, n.idempotency_key FROM old_rows o JOIN new_rows n ON n.id = o.id
         WHERE n.idempotency_key IS NOT NULL
           AND (n.project_id, n.idempotency_key) IS DISTINCT FROM (o.project_id, o.idempotency_key);
@@ -77,7 +77,7 @@ BEGIN
 END $$;
 CREATE FUNCTION runs_keys_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    TRUNCATE {KEYS_TABLE};
+    TRUNCATE run_idempotency_keys;
     RETURN NULL;
 END $$;
 CREATE TRIGGER runs_keys_insert AFTER INSERT ON runs REFERENCING NEW TABLE AS new_rows

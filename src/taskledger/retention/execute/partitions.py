@@ -1,0 +1,267 @@
+"""PostgreSQL: the whole-partition path of a rule that deletes runs.
+
+When a rule's selection covers every row of a partition of ``runs``
+(:mod:`taskledger.store.partitions`), dropping the partition does in one statement, whatever its
+size, what a batched delete does row by row (bloating the table and its indexes, for VACUUM to
+clean up). For each partition wholly older than the rule's cutoff, in one transaction:
+
+1. ``LOCK TABLE … IN SHARE MODE``: no row of the partition changes from here on (readers go on);
+2. **verify** with counts that every row is one the rule selects: ``count(*)`` equals the count
+   of the rule's eligible rows (terminal, unheld, in the rule's projects, whatever the rule
+   asks). Otherwise the partition is left to the batched path;
+3. **archive** its rows as one stream (``COPY (SELECT key, line …) TO STDOUT``, the lines the
+   database renders, :mod:`taskledger.retention.archive.sql_lines`), cut into parts of
+   the rule's ``batch_size`` rows, each compressed and stored durably, with the manifest, by a thread of
+   its own while the next part is read;
+4. **drop**: the partition's idempotency keys are removed, then ``DETACH`` and ``DROP``.
+
+A crash before the commit rolls everything back: the partition is whole, and the parts already
+stored hold copies of its rows (restore skips what is present). The commit comes after every part
+is durable. Partitions a rule covers only in part, and the default partition, go through the
+batched path. :func:`partition_paths` says which path each partition takes; the preview reports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.exc import OperationalError
+
+from taskledger.retention.archive.sql_lines import line_expression, part_line
+from taskledger.retention.archive.stores import ArchiveError
+from taskledger.retention.archive.writer import ArchiveWriter
+from taskledger.retention.plan.planner import RuleSelection
+from taskledger.store.partitions import Partition, drop_partition, is_partitioned, list_partitions
+
+log = logging.getLogger(__name__)
+LOCK_NOT_AVAILABLE = "55P03"
+
+#: How long the DETACH waits for the lock on ``runs`` (readers finish first) before the
+#: partition is left for the batched path.
+DETACH_LOCK_TIMEOUT = "10s"
+
+Path = Literal["drop", "batched"]
+
+
+@dataclass(frozen=True)
+class PartitionPath:
+    """How a rule treats one partition: its rows, the rows it selects, and the path."""
+
+    partition: Partition
+    rows: int
+    selected: int
+    path: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.partition
+        return {
+            "partition": p.name,
+            "lower": p.lower.isoformat() if p.lower else None,
+            "upper": p.upper.isoformat() if p.upper else None,
+            "rows": self.rows,
+            "selected": self.selected,
+            "path": self.path,
+        }
+
+
+def applies(conn: Connection, selection: RuleSelection) -> bool:
+    """Whether the whole-partition path can apply to ``selection`` at all."""
+    return (
+        selection.table.name == "runs"
+        and selection.rule.action == "delete"
+        and selection.rule.age_column == "started_at"
+        and is_partitioned(conn)
+    )
+
+
+def _counts(conn: Connection, selection: RuleSelection, partition: Partition) -> tuple[int, int]:
+    """(rows, rows the rule selects) in ``partition``: one scan, pruned to that partition."""
+    runs = selection.table.model.__table__
+    started = runs.c.started_at
+    in_partition = (started >= partition.lower) & (started < partition.upper)
+    rows, selected = conn.execute(
+        select(func.count(), func.count().filter(selection.eligible)).where(in_partition)
+    ).one()
+    return int(rows), int(selected)
+
+
+def partition_paths(conn: Connection, selection: RuleSelection) -> list[PartitionPath]:
+    """The path each partition holding rows of the rule takes: ``drop`` for those it selects
+    whole, ``batched`` for the rest (the default partition included). Empty when the
+    whole-partition path cannot apply (SQLite, another table, an action other than delete)."""
+    if not applies(conn, selection):
+        return []
+    paths = []
+    cutoff = selection.cutoff
+    for partition in list_partitions(conn):
+        if partition.is_default or partition.lower is None or partition.upper is None:
+            continue
+        if partition.lower >= cutoff:
+            continue  # nothing in it is old enough
+        rows, selected = _counts(conn, selection, partition)
+        if not selected:
+            continue
+        whole = partition.upper <= cutoff and rows == selected
+        paths.append(PartitionPath(partition, rows, selected, "drop" if whole else "batched"))
+    return paths
+
+
+def _stream(conn: Connection, selection: RuleSelection, partition: Partition) -> Iterator[bytes]:
+    """The partition's rows as ``key<TAB>line`` records (COPY's text format), one by one."""
+    table = selection.table.model.__table__
+    lines = line_expression(table, conn.dialect)
+    if lines is None:  # pragma: no cover - runs has a line expression on PostgreSQL
+        raise ArchiveError("runs has no archive line expression")
+    line_sql = str(lines.compile(dialect=conn.dialect))
+    key = selection.table.key_column
+    sql = f'COPY (SELECT "runs"."{key}", {line_sql} FROM {partition.name} AS "runs") TO STDOUT'  # noqa: S608 - names made here
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    rest = b""
+    with raw.cursor() as cursor, cursor.copy(sql) as copy:
+        for chunk in copy:
+            records = (rest + bytes(chunk)).split(b"\n")
+            rest = records.pop()
+            yield from records
+    if rest:  # pragma: no cover - COPY ends every record with a newline
+        yield rest
+
+
+def _record(record: bytes) -> tuple[int, bytes]:
+    """A COPY record as (key, archive line). JSON text holds no control character, so the only
+    escape COPY can have written is a doubled backslash."""
+    key, _, line = record.partition(b"\t")
+    if b"\\" in line:
+        pieces = line.split(b"\\\\")
+        if any(b"\\" in piece for piece in pieces):
+            raise ArchiveError(f"unexpected COPY escape in the archive line of run {key!r}")
+        line = b"\\".join(pieces)
+    if not line.isascii():
+        return int(key), part_line(line.decode("utf-8"))
+    return int(key), line + b"\n"
+
+
+class _PartWriter:
+    """Writes parts on a thread of its own, in order, so the next part is read meanwhile."""
+
+    def __init__(self, writer: ArchiveWriter, *, table: str, key_column: str, rule: str) -> None:
+        self.writer = writer
+        self.where = {"key_column": key_column, "rule": rule, "action": "delete"}
+        self.table = table
+        self.parts: queue.Queue[tuple[list[bytes], list[int]] | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="taskledger-parts", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.parts.get()) is not None:
+            if self.error is None:
+                try:
+                    self.writer.write_lines(self.table, item[0], item[1], **self.where)
+                except BaseException as exc:  # re-raised by the reading thread
+                    self.error = exc
+
+    def put(self, lines: list[bytes], keys: list[int]) -> None:
+        self._raise()
+        self.parts.put((lines, keys))
+
+    def finish(self) -> None:
+        """Wait until every part is durable (or raise why one is not)."""
+        self.parts.put(None)
+        self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def archive_partition(
+    conn: Connection, selection: RuleSelection, partition: Partition, writer: ArchiveWriter
+) -> int:
+    """Archive every row of ``partition`` in parts; returns the rows archived. Every part is
+    durable when this returns."""
+    parts = _PartWriter(
+        writer,
+        table=selection.table.name,
+        key_column=selection.table.key_column,
+        rule=selection.rule.name,
+    )
+    lines: list[bytes] = []
+    keys: list[int] = []
+    total = 0
+    try:
+        for record in _stream(conn, selection, partition):
+            key, line = _record(record)
+            keys.append(key)
+            lines.append(line)
+            if len(lines) >= selection.batch_size:
+                parts.put(lines, keys)
+                total += len(lines)
+                lines, keys = [], []
+        if lines:
+            parts.put(lines, keys)
+            total += len(lines)
+    finally:
+        parts.finish()
+    return total
+
+
+def drop_covered(
+    conn: Connection,
+    selection: RuleSelection,
+    writer: ArchiveWriter | None,
+    *,
+    admit: Callable[[int], None],
+    done: Callable[[PartitionPath], None],
+) -> None:
+    """Take the whole-partition path for every partition ``selection`` covers whole. ``admit``
+    is called with a partition's row count before anything is archived (it raises to stop the
+    run over its plan); ``done`` after each partition is committed gone."""
+    with conn.begin():
+        paths = partition_paths(conn, selection)
+    for path in paths:
+        if path.path == "drop" and _drop(conn, selection, path.partition, writer, admit):
+            done(path)
+
+
+def _drop(
+    conn: Connection,
+    selection: RuleSelection,
+    partition: Partition,
+    writer: ArchiveWriter | None,
+    admit: Callable[[int], None],
+) -> bool:
+    """One partition, in one transaction; ``False`` when it is left to the batched path."""
+    try:
+        with conn.begin():
+            conn.execute(text("SET LOCAL synchronous_commit = off"))
+            conn.execute(text(f"LOCK TABLE {partition.name} IN SHARE MODE"))
+            rows, selected = _counts(conn, selection, partition)
+            if not rows or rows != selected:
+                return False  # changed since it was looked at: the batched path takes its rows
+            admit(rows)
+            if selection.rule.archive:
+                if writer is None:
+                    raise RuntimeError(f"rule {selection.rule.name!r} archives but no archive")
+                archived = archive_partition(conn, selection, partition, writer)
+                if archived != rows:  # pragma: no cover - the partition is locked
+                    raise ArchiveError(f"{partition.name}: {archived} rows archived of {rows}")
+            conn.execute(text(f"SET LOCAL lock_timeout = '{DETACH_LOCK_TIMEOUT}'"))
+            drop_partition(conn, partition)
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        # Readers kept runs busy past the timeout: rolled back, the rows are all still there
+        # (and copies of them in the parts already stored); the batched path takes them.
+        log.warning(
+            "%s: no lock to detach it in time; deleting its rows in batches", partition.name
+        )
+        return False
+    return True

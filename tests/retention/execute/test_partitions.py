@@ -1,0 +1,241 @@
+"""PostgreSQL: runs partitioned by started_at, and retention's whole-partition path.
+
+A rule that selects every row of a partition drops it (after archiving it whole); a partition
+with a single row the rule must keep (held, not terminal, another project's, newer than the
+cutoff) goes through the batched path instead, and keeps that row. The archive holds exactly the
+rows that left, and restore gives them back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from taskledger.retention.archive.format import rows_of
+from taskledger.retention.archive.reader import list_archives
+from taskledger.retention.restore.restore import restore
+from taskledger.retention.policy.load import parse_policy
+from taskledger.store.engine import for_writing
+from taskledger.store.models import Project, RetentionHold, Run, User
+from taskledger.store.partitions import (
+    DEFAULT_PARTITION,
+    KEYS_TABLE,
+    ensure_partitions,
+    list_partitions,
+    period_start,
+)
+from tests.retention.engine_helpers import populated, run_policy
+from tests.retention.restore_helpers import table_hashes
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+def pg(engine: Engine) -> Engine:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("runs is partitioned on PostgreSQL only")
+    return engine
+
+
+def _policy(older_than: str = "90d", extra: str = "", batch_size: int = 50) -> object:
+    return parse_policy(
+        f"""
+        name = "parts"
+        batch_size = {batch_size}
+        max_table_fraction = 1.0
+        [[rule]]
+        name = "old-runs"
+        table = "runs"
+        older_than = "{older_than}"
+        action = "delete"
+        {extra}
+        """,
+        default_name="parts",
+    )
+
+
+def _archived_run_keys(root: Path) -> list[int]:
+    keys = []
+    for part in root.rglob("runs-*.jsonl.gz"):
+        keys += [row["id"] for row in rows_of(part.read_bytes())]
+    return keys
+
+
+def _run_ids(engine: Engine, *where: object) -> set[int]:
+    with engine.connect() as conn:
+        return set(conn.scalars(select(Run.id).where(*where)))
+
+
+def test_whole_partitions_are_archived_then_dropped(pg: Engine, tmp_path: Path) -> None:
+    populated(pg, runs=2000, days=200)
+    original = table_hashes(pg)
+    cutoff = NOW - timedelta(days=90)
+    old = _run_ids(pg, Run.started_at < cutoff)
+    before = {p.name for p in list_partitions(pg.connect())}
+    previewed, report = run_policy(pg, _policy(), tmp_path / "archives", now=NOW)
+    assert report.outcome == "ok"
+
+    paths = previewed.rules[0].partitions
+    dropped = [p["partition"] for p in paths if p["path"] == "drop"]
+    batched = [p["partition"] for p in paths if p["path"] == "batched"]
+    assert dropped, paths
+    # The partition holding the cutoff is only partly older: batched.
+    assert batched == [f"runs_p{period_start(cutoff, 'month'):%Y%m%d}"], paths
+    outcome = report.rules[0]
+    assert outcome.partitions == dropped
+    assert outcome.affected == len(old)
+    with pg.connect() as conn:
+        after = {p.name for p in list_partitions(conn)}
+    assert before - after == set(dropped)
+    assert _run_ids(pg, Run.started_at < cutoff) == set()
+    archived = _archived_run_keys(tmp_path / "archives")
+    assert sorted(archived) == sorted(old)  # each once
+
+    for archive in list_archives(str(tmp_path / "archives")):
+        restore(pg, archive.uri, actor="test", trigger="cli")
+    assert table_hashes(pg) == original
+
+
+def test_a_partition_with_a_row_to_keep_takes_the_batched_path(pg: Engine, tmp_path: Path) -> None:
+    project = populated(pg, runs=1500, days=200)
+    cutoff = NOW - timedelta(days=90)
+    with Session(pg, expire_on_commit=False) as session, session.begin():
+        oldest = session.scalars(select(Run).order_by(Run.started_at).limit(3)).all()
+        held, running = oldest[0], oldest[1]
+        session.add(
+            RetentionHold(scope="run", target_id=str(held.id), reason="audit", created_by="t")
+        )
+        running.status = "running"
+        held_month, running_month = (
+            period_start(held.started_at, "month"),
+            period_start(running.started_at, "month"),
+        )
+    terminal = ["completed", "failed", "cancelled"]
+    kept = {held.id, running.id} | _run_ids(
+        pg, Run.started_at < cutoff, Run.status.not_in(terminal)
+    )
+    policy = _policy(extra='status = ["completed", "failed", "cancelled"]')
+    previewed, report = run_policy(pg, policy, tmp_path / "archives", now=NOW)
+    assert report.outcome == "ok"
+    paths = {p["partition"]: p["path"] for p in previewed.rules[0].partitions}
+    for month in {held_month, running_month}:
+        assert paths[f"runs_p{month:%Y%m%d}"] == "batched", paths
+    assert _run_ids(pg, Run.started_at < cutoff) == kept
+    assert project
+
+
+def test_another_projects_row_keeps_its_partition(pg: Engine, tmp_path: Path) -> None:
+    first = populated(pg, runs=800, days=200)
+    populated(pg, runs=400, days=200, seed=2)
+    with Session(pg) as session:
+        name = session.get(Project, first).name  # type: ignore[union-attr]
+    policy = _policy(extra=f'projects = ["{name}"]')
+    cutoff = NOW - timedelta(days=90)
+    others = _run_ids(pg, Run.started_at < cutoff, Run.project_id != first)
+    previewed, report = run_policy(pg, policy, tmp_path / "archives", now=NOW)
+    assert report.outcome == "ok"
+    assert {p["path"] for p in previewed.rules[0].partitions} == {"batched"}
+    assert report.rules[0].partitions == []
+    assert _run_ids(pg, Run.started_at < cutoff) == others
+
+
+def test_without_archive_the_partitions_go_and_nothing_is_written(
+    pg: Engine, tmp_path: Path
+) -> None:
+    populated(pg, runs=1000, days=200)
+    policy = _policy(extra="archive = false")
+    _, report = run_policy(pg, policy, tmp_path / "archives", now=NOW)
+    assert report.outcome == "ok"
+    assert report.rules[0].partitions
+    assert _run_ids(pg, Run.started_at < NOW - timedelta(days=90)) == set()
+    assert not list((tmp_path / "archives").rglob("*.jsonl.gz"))
+
+
+def _owner_project(engine: Engine) -> uuid.UUID:
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        project = Project(name="keys", owner=User(email="k@example.com", password_hash="x"))
+        session.add(project)
+    return project.id
+
+
+def _add_run(engine: Engine, project: uuid.UUID, started: datetime, key: str | None) -> int:
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        run = Run(
+            project_id=project,
+            task="t",
+            run_id=uuid.uuid4().hex,
+            status="completed",
+            started_at=started,
+            idempotency_key=key,
+        )
+        session.add(run)
+    return run.id
+
+
+def test_an_idempotency_key_is_unique_across_partitions(pg: Engine, tmp_path: Path) -> None:
+    project = _owner_project(pg)
+    ensure_partitions(pg, "month", cover=(NOW - timedelta(days=400), NOW))
+    first = _add_run(pg, project, NOW - timedelta(days=300), "key-1")
+    with pytest.raises(IntegrityError):
+        _add_run(pg, project, NOW - timedelta(days=1), "key-1")
+    other = _owner_project_named(pg, "other")
+    _add_run(pg, other, NOW - timedelta(days=1), "key-1")  # another project's key
+    # Changing a key moves it; deleting the run frees it.
+    with for_writing(pg).begin() as conn:
+        conn.execute(update(Run).where(Run.id == first).values(idempotency_key="key-2"))
+    _add_run(pg, project, NOW - timedelta(days=2), "key-1")
+    with pytest.raises(IntegrityError):
+        _add_run(pg, project, NOW - timedelta(days=3), "key-2")
+    # A dropped partition takes its keys with it.
+    _, report = run_policy(pg, _policy("200d"), tmp_path / "archives", now=NOW)
+    assert report.rules[0].partitions
+    _add_run(pg, project, NOW - timedelta(days=3), "key-2")
+    with pg.connect() as conn:
+        keys = conn.execute(text(f"SELECT count(*) FROM {KEYS_TABLE}")).scalar()
+        with_keys = conn.scalar(select(func.count()).where(Run.idempotency_key.is_not(None)))
+    assert keys == with_keys == 3
+
+
+def _owner_project_named(engine: Engine, name: str) -> uuid.UUID:
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        owner = session.scalar(select(User).limit(1))
+        project = Project(name=name, owner=owner)
+        session.add(project)
+    return project.id
+
+
+def test_rows_in_the_default_partition_move_to_a_new_one(pg: Engine) -> None:
+    project = _owner_project(pg)
+    far = datetime(2031, 5, 17, tzinfo=UTC)
+    run = _add_run(pg, project, far, "far")
+    with pg.connect() as conn:
+        where = conn.execute(
+            text("SELECT tableoid::regclass::text FROM runs WHERE id = :i"), {"i": run}
+        ).scalar()
+    assert where == DEFAULT_PARTITION
+    created = ensure_partitions(pg, "month", now=NOW)
+    assert "runs_p20310501" in created
+    with pg.connect() as conn:
+        where = conn.execute(
+            text("SELECT tableoid::regclass::text FROM runs WHERE id = :i"), {"i": run}
+        ).scalar()
+        assert conn.execute(text(f"SELECT count(*) FROM {DEFAULT_PARTITION}")).scalar() == 0
+    assert where == "runs_p20310501"
+    with pytest.raises(IntegrityError):  # its key went nowhere
+        _add_run(pg, project, NOW, "far")
+
+
+def test_partitions_of_another_period_never_overlap(pg: Engine) -> None:
+    ensure_partitions(pg, "month", now=NOW)
+    created = ensure_partitions(pg, "day", now=datetime(2027, 6, 30, 12, tzinfo=UTC), ahead=2)
+    assert created == ["runs_p20270630", "runs_p20270701", "runs_p20270702"]
+    with pg.connect() as conn:
+        ranges = [(p.lower, p.upper) for p in list_partitions(conn) if not p.is_default]
+    for (_, upper), (lower, _) in zip(ranges, ranges[1:], strict=False):
+        assert upper is not None and lower is not None and upper <= lower
