@@ -76,13 +76,13 @@ def _pg_admin(statement: str) -> None:
 
 
 @contextmanager
-def fresh_database(backend: str) -> Iterator[Engine]:
-    """A new, migrated database on ``backend``, removed afterwards."""
+def fresh_database(backend: str, *, revision: str = "head") -> Iterator[Engine]:
+    """A new database on ``backend`` migrated to ``revision``, removed afterwards."""
     if backend == "sqlite":
         with tempfile.TemporaryDirectory(prefix="taskledger-bench-") as tmp:
             engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
             try:
-                migrate.upgrade(engine)
+                migrate.upgrade(engine, revision)
                 yield engine
             finally:
                 engine.dispose()
@@ -92,7 +92,7 @@ def fresh_database(backend: str) -> Iterator[Engine]:
     assert PG_URL is not None
     engine = make_engine(make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
     try:
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, revision)
         yield engine
     finally:
         engine.dispose()

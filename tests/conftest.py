@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from taskledger.api import create_app
 from taskledger.settings import AuthSettings, Settings
 from taskledger.store import Base, make_engine, migrate
+from taskledger.store.partitions import ensure_partitions, list_partitions
 
 # Read the test database before scrubbing the environment, so that a developer's own
 # TASKLEDGER_* variables can never leak into (or be written by) the tests.
@@ -144,11 +145,16 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 
 def _truncate_all(url: str) -> None:
+    """Every table emptied, and runs' partitions as a fresh migration leaves them."""
     names = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            for partition in list_partitions(conn):
+                if not partition.is_default:
+                    conn.execute(text(f"DROP TABLE {partition.name}"))
+        ensure_partitions(engine, "month")
     finally:
         engine.dispose()
 

@@ -55,6 +55,7 @@ from taskledger.settings import Settings
 from taskledger.state import AppState
 from taskledger.store.engine import make_engine, make_session_factory
 from taskledger.store.migrate import head_revision
+from taskledger.store.partitions import PartitionKeeper
 from taskledger.web import install_web
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ def create_app(
         if settings.scheduler.schedule and schedule
         else None
     )
+    # PostgreSQL: the partitions of runs ahead of time (a no-op on SQLite).
+    keeper = PartitionKeeper(engine, settings.runs_partition)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -132,6 +135,7 @@ def create_app(
                 admin.password,
                 admin.password_file,
             )
+        keeper.start()
         if scheduler is not None:
             scheduler.start()
             log.info("retention scheduled on %r (UTC)", settings.scheduler.schedule)
@@ -140,6 +144,7 @@ def create_app(
         finally:
             if scheduler is not None:
                 scheduler.stop()
+            keeper.stop()
             alerter.close()
             if owns_engine:
                 engine.dispose()

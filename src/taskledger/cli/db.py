@@ -24,6 +24,10 @@ def upgrade(obj: CliContext, revision: str, as_json: bool) -> None:
 
     migrate.upgrade(obj.engine, revision)
     current = migrate.current_revision(obj.engine)
+    if current == migrate.head_revision():
+        from taskledger.store.partitions import ensure_partitions
+
+        ensure_partitions(obj.engine, obj.settings.runs_partition)
     if as_json:
         emit_json({"current": current, "head": migrate.head_revision()})
     else:
@@ -75,3 +79,63 @@ def check(obj: CliContext, as_json: bool) -> None:
         for problem in problems:
             click.echo(problem, err=True)
         sys.exit(EXIT_ERROR)
+
+
+@db.command()
+@click.option(
+    "--ensure",
+    is_flag=True,
+    help="First create the missing partitions: this period's, the next ones', and any the "
+    "default partition holds rows of (they move into them).",
+)
+@click.option(
+    "--ahead",
+    type=click.IntRange(0, 1000),
+    default=None,
+    help="With --ensure: how many periods ahead to create (default 3).",
+)
+@json_option
+@pass_ctx
+def partitions(obj: CliContext, ensure: bool, ahead: int | None, as_json: bool) -> None:
+    """PostgreSQL: list the partitions of runs (range, estimated rows), the default one last."""
+    from sqlalchemy import text
+
+    from taskledger.store.partitions import AHEAD, ensure_partitions, is_partitioned
+    from taskledger.store.partitions import list_partitions as listed
+
+    created: list[str] = []
+    if ensure:
+        period = obj.settings.runs_partition
+        created = ensure_partitions(obj.engine, period, ahead=AHEAD if ahead is None else ahead)
+    with obj.engine.connect() as conn:
+        if not is_partitioned(conn):
+            raise click.UsageError(
+                "runs is not partitioned here: it is on PostgreSQL at head (taskledger db upgrade)"
+            )
+        found = listed(conn)
+        estimates = dict(
+            conn.execute(
+                text(
+                    "SELECT relname, greatest(reltuples, 0)::bigint FROM pg_class "
+                    "WHERE relname = ANY(:n)"
+                ),
+                {"n": [p.name for p in found]},
+            ).all()
+        )
+    items = [
+        {
+            "name": p.name,
+            "lower": p.lower.isoformat() if p.lower else None,
+            "upper": p.upper.isoformat() if p.upper else None,
+            "estimated_rows": int(estimates.get(p.name, 0)),
+        }
+        for p in found
+    ]
+    if as_json:
+        emit_json({"partitions": items, "created": created})
+        return
+    for name in created:
+        click.echo(f"created {name}")
+    for item in items:
+        span = f"{item['lower']} .. {item['upper']}" if item["lower"] else "(default)"
+        click.echo(f"{item['name']:<16} {span:<54} ~{item['estimated_rows']:,} rows")

@@ -120,6 +120,27 @@ def render_preview(obj: CliContext, result: PlanPreview) -> None:
             size,
         )
     obj.console.print(table)
+    for rule in result.rules:
+        if rule.partitions:
+            paths = Table(
+                "partition",
+                "from",
+                "to",
+                "rows",
+                "selected",
+                "path",
+                title=f"rule {rule.name}: partitions of runs",
+            )
+            for p in rule.partitions:
+                paths.add_row(
+                    p["partition"],
+                    p["lower"] or "-",
+                    p["upper"] or "-",
+                    str(p["rows"]),
+                    str(p["selected"]),
+                    "drop whole" if p["path"] == "drop" else "batched",
+                )
+            obj.console.print(paths)
 
 
 def _when(value: object) -> str:
@@ -188,7 +209,10 @@ def run_cmd(
     from taskledger.retention.archive.stores import ArchiveTarget
     from taskledger.retention.execute.request import RetentionRequest, Safeguards
     from taskledger.retention.execute.runner import execute_policy, preview_policy
+    from taskledger.store.partitions import ensure_partitions
 
+    # PostgreSQL: a cron-driven deployment keeps the partitions ahead from here too.
+    ensure_partitions(obj.engine, obj.settings.runs_partition)
     request = RetentionRequest(
         actor=cli_actor(),
         trigger=RetentionTrigger.CLI,

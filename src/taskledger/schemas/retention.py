@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, StrictBool, model_validator
 
@@ -38,6 +38,20 @@ class ExecuteRequest(PolicySource):
     )
 
 
+class PartitionPathOut(StrictModel):
+    """PostgreSQL: how a rule deleting runs treats one partition of runs."""
+
+    partition: str
+    lower: datetime | None
+    upper: datetime | None
+    rows: int = Field(description="Rows in the partition.")
+    selected: int = Field(description="Rows of it the rule selects.")
+    path: Literal["drop", "batched"] = Field(
+        description="`drop`: every row is selected; archived whole, then detached and dropped. "
+        "`batched`: deleted in batches."
+    )
+
+
 class RulePreviewOut(StrictModel):
     name: str
     table: str
@@ -51,6 +65,11 @@ class RulePreviewOut(StrictModel):
     newest: datetime | None
     sample_ids: list[Any]
     estimated_archive_bytes: int
+    partitions: list[PartitionPathOut] = Field(
+        default_factory=list,
+        description="PostgreSQL, a rule deleting runs: the path each partition holding its "
+        "rows takes. Empty otherwise.",
+    )
 
 
 class PreviewOut(StrictModel):
@@ -71,6 +90,9 @@ class RuleOutcomeOut(StrictModel):
     batches: int
     cascaded: dict[str, int]
     unlinked: dict[str, int]
+    partitions_dropped: list[str] = Field(
+        default_factory=list, description="PostgreSQL: the partitions of runs dropped whole."
+    )
 
 
 class ExecutionOut(StrictModel):

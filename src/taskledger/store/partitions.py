@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -257,3 +258,37 @@ def drop_partition(conn: Connection, partition: Partition) -> None:
     )
     conn.execute(text(f"ALTER TABLE runs DETACH PARTITION {partition.name}"))
     conn.execute(text(f"DROP TABLE {partition.name}"))
+
+
+#: How often ``taskledger serve`` checks that the partitions ahead exist (seconds).
+KEEP_EVERY = 6 * 3600
+
+
+class PartitionKeeper:
+    """``taskledger serve``, PostgreSQL: :func:`ensure_partitions` at start, then every
+    :data:`KEEP_EVERY` seconds, on a daemon thread. A failure is logged and tried again at the
+    next turn: the default partition takes the rows meanwhile."""
+
+    def __init__(self, engine: Engine, period: Period, *, every: float = KEEP_EVERY) -> None:
+        self.engine = engine
+        self.period = period
+        self.every = every
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="taskledger-partitions", daemon=True)
+
+    def start(self) -> None:
+        if self.engine.dialect.name == "postgresql":
+            self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                ensure_partitions(self.engine, self.period)
+            except Exception:
+                log.exception("could not create the partitions of runs ahead")
+            self.stopping.wait(self.every)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join()

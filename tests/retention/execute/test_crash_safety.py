@@ -1,7 +1,8 @@
 """Crash safety: a retention run killed with SIGKILL at any point loses nothing.
 
 Real `taskledger retention run` processes are killed at random moments (by the number of
-archive parts written, and by time), over and over, then one run finishes the job. Restoring
+archive parts written, and by time), over and over, then one run finishes the job. On
+PostgreSQL the old partitions of runs take the whole-partition path, which is killed too. Restoring
 every archive, newest first, gives back a database identical row for row to the original. A
 part a kill left unlisted holds only rows still in the database; it is moved out before restore.
 """
@@ -25,6 +26,7 @@ from taskledger.retention.archive.reader import list_archives, verify
 from taskledger.retention.restore.judge import table_info
 from taskledger.retention.restore.restore import restore
 from taskledger.store.models import Base
+from taskledger.store.partitions import is_partitioned, list_partitions
 from tests.retention.engine_helpers import populated
 from tests.retention.restore_helpers import MIXED_POLICY, table_hashes
 from tests.serving import DEADLINE
@@ -70,6 +72,11 @@ def _kill_at_a_random_point(
     return True
 
 
+def _partitions(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return {p.name for p in list_partitions(conn)} if is_partitioned(conn) else set()
+
+
 def _move_unlisted_parts_out(uri: str, aside: Path) -> dict[str, set[Any]]:
     """A kill between a part and its manifest update leaves that part unlisted: verify fails on
     it and restore refuses the archive. The part is moved out, as the docs tell an operator;
@@ -98,6 +105,7 @@ def test_killed_runs_lose_nothing_and_restore_gives_back_the_original(
 ) -> None:
     populated(engine, runs=3000, days=400, agents=4)
     original = table_hashes(engine)
+    partitions = _partitions(engine)
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text(POLICY, encoding="utf-8")
     archives = tmp_path / "archives"
@@ -115,6 +123,10 @@ def test_killed_runs_lose_nothing_and_restore_gives_back_the_original(
     assert finisher.returncode == 0, err.decode()
     assert json.loads(out)["outcome"] == "ok"
     assert table_hashes(engine) != original, "the runs should have changed the database"
+    if engine.dialect.name == "postgresql":
+        # Old partitions were covered whole: the whole-partition path was taken (in parts of
+        # batch_size rows, so kills landed inside its stream too).
+        assert _partitions(engine) < partitions, "no partition was dropped"
 
     listed = list_archives(str(archives))  # newest first
     assert len(listed) >= KILLS // 2

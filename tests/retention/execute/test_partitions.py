@@ -8,6 +8,7 @@ rows that left, and restore gives them back.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from taskledger.retention.archive.format import rows_of
 from taskledger.retention.archive.reader import list_archives
-from taskledger.retention.restore.restore import restore
 from taskledger.retention.policy.load import parse_policy
+from taskledger.retention.restore.restore import restore
 from taskledger.store.engine import for_writing
 from taskledger.store.models import Project, RetentionHold, Run, User
 from taskledger.store.partitions import (
@@ -237,5 +238,5 @@ def test_partitions_of_another_period_never_overlap(pg: Engine) -> None:
     assert created == ["runs_p20270630", "runs_p20270701", "runs_p20270702"]
     with pg.connect() as conn:
         ranges = [(p.lower, p.upper) for p in list_partitions(conn) if not p.is_default]
-    for (_, upper), (lower, _) in zip(ranges, ranges[1:], strict=False):
+    for (_, upper), (lower, _) in itertools.pairwise(ranges):
         assert upper is not None and lower is not None and upper <= lower

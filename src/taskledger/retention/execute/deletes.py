@@ -53,13 +53,16 @@ class DeleteReport:
     would_delete: int = 0
 
 
-def _selection(table: str, condition: ColumnElement[bool], name: str) -> RuleSelection:
+def _selection(
+    table: str, condition: ColumnElement[bool], name: str, cutoff: datetime | None
+) -> RuleSelection:
     entry = get_table(table)
     rule = Rule(name=name, table=table, older_than=timedelta(0), action="delete")
     return RuleSelection(
         rule=rule,
         table=entry,
-        cutoff=utcnow(),
+        cutoff=cutoff or utcnow(),
+        whole_partitions=cutoff is not None,
         batch_size=1000,
         candidates=condition,
         eligible=condition,
@@ -84,10 +87,14 @@ def archived_delete(
     progress: Progress | None = None,
     reason: str | None = None,
     audit_extra: dict[str, Any] | None = None,
+    cutoff: datetime | None = None,
 ) -> DeleteReport:
     """Delete the rows of ``table`` matching ``condition`` (already excluding held rows), once
     ``gate`` (the spike guard, the caps) lets the ``expected`` of them through, archiving
-    everything first and auditing it all; a refusal by ``gate`` is audited as ``refused``."""
+    everything first and auditing it all; a refusal by ``gate`` is audited as ``refused``.
+
+    ``cutoff``: ``condition`` takes only rows older than it (a prune by age), so partitions of
+    runs it covers whole may be dropped whole; a delete of given records never looks for them."""
     handle = open_audit(
         sessions,
         actor=actor,
@@ -101,7 +108,7 @@ def archived_delete(
     try:
         gate()
         now = utcnow()
-        selection = _selection(table, condition, name)
+        selection = _selection(table, condition, name, cutoff)
         if expected:
             writer = ArchiveWriter(
                 open_store(target.url, s3_endpoint_url=target.s3_endpoint_url),
@@ -341,4 +348,5 @@ def prune_runs_before(
         progress=request.progress,
         reason=request.reason,
         audit_extra=extra,
+        cutoff=cutoff,
     )

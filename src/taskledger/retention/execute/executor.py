@@ -314,7 +314,11 @@ class Executor:
             outcome.partitions.append(path.partition.name)
             outcome.batches += 1
             outcome.affected += path.rows
-            self._count(selection, path.rows)
+            self._count(selection, path.rows, progress=False)
+
+        def progress(rows: int) -> None:
+            if self.progress is not None:
+                self.progress(selection.rule.name, rows)
 
         drop_covered(
             conn,
@@ -322,6 +326,7 @@ class Executor:
             self.writer,
             admit=lambda rows: self._check_limit(selection, outcome, rows, limit),
             done=dropped,
+            progress=progress,
         )
 
     @staticmethod
@@ -399,12 +404,12 @@ class Executor:
         conn.execute(stmt, params)
         return len(params)
 
-    def _count(self, selection: RuleSelection, affected: int) -> None:
+    def _count(self, selection: RuleSelection, affected: int, *, progress: bool = True) -> None:
         if self.metrics is not None and affected:
             labels = (selection.rule.name, selection.table.name)
             if selection.rule.archive:
                 self.metrics.retention_rows.labels(*labels, "archived").inc(affected)
             verb = {"delete": "deleted", "scrub": "scrubbed", "expire": "expired"}
             self.metrics.retention_rows.labels(*labels, verb[selection.rule.action]).inc(affected)
-        if self.progress is not None:
+        if progress and self.progress is not None:
             self.progress(selection.rule.name, affected)

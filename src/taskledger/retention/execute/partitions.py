@@ -10,9 +10,9 @@ clean up). For each partition wholly older than the rule's cutoff, in one transa
    of the rule's eligible rows (terminal, unheld, in the rule's projects, whatever the rule
    asks). Otherwise the partition is left to the batched path;
 3. **archive** its rows as one stream (``COPY (SELECT key, line …) TO STDOUT``, the lines the
-   database renders, :mod:`taskledger.retention.archive.sql_lines`), cut into parts of
-   the rule's ``batch_size`` rows, each compressed and stored durably, with the manifest, by a thread of
-   its own while the next part is read;
+   database renders, :mod:`taskledger.retention.archive.sql_lines`), cut into parts of the
+   rule's ``batch_size`` rows, each compressed and stored durably, with the manifest, by a
+   thread of its own while the next part is read;
 4. **drop**: the partition's idempotency keys are removed, then ``DETACH`` and ``DROP``.
 
 A crash before the commit rolls everything back: the partition is whole, and the parts already
@@ -73,7 +73,8 @@ class PartitionPath:
 def applies(conn: Connection, selection: RuleSelection) -> bool:
     """Whether the whole-partition path can apply to ``selection`` at all."""
     return (
-        selection.table.name == "runs"
+        selection.whole_partitions
+        and selection.table.name == "runs"
         and selection.rule.action == "delete"
         and selection.rule.age_column == "started_at"
         and is_partitioned(conn)
@@ -183,10 +184,14 @@ class _PartWriter:
 
 
 def archive_partition(
-    conn: Connection, selection: RuleSelection, partition: Partition, writer: ArchiveWriter
+    conn: Connection,
+    selection: RuleSelection,
+    partition: Partition,
+    writer: ArchiveWriter,
+    progress: Callable[[int], None],
 ) -> int:
     """Archive every row of ``partition`` in parts; returns the rows archived. Every part is
-    durable when this returns."""
+    durable when this returns; ``progress`` is told the rows of each part as it is handed over."""
     parts = _PartWriter(
         writer,
         table=selection.table.name,
@@ -204,10 +209,12 @@ def archive_partition(
             if len(lines) >= selection.batch_size:
                 parts.put(lines, keys)
                 total += len(lines)
+                progress(len(lines))
                 lines, keys = [], []
         if lines:
             parts.put(lines, keys)
             total += len(lines)
+            progress(len(lines))
     finally:
         parts.finish()
     return total
@@ -220,14 +227,16 @@ def drop_covered(
     *,
     admit: Callable[[int], None],
     done: Callable[[PartitionPath], None],
+    progress: Callable[[int], None],
 ) -> None:
     """Take the whole-partition path for every partition ``selection`` covers whole. ``admit``
     is called with a partition's row count before anything is archived (it raises to stop the
-    run over its plan); ``done`` after each partition is committed gone."""
+    run over its plan); ``progress`` with the rows of each archive part (or of the partition,
+    unarchived); ``done`` after each partition is committed gone."""
     with conn.begin():
         paths = partition_paths(conn, selection)
     for path in paths:
-        if path.path == "drop" and _drop(conn, selection, path.partition, writer, admit):
+        if path.path == "drop" and _drop(conn, selection, path.partition, writer, admit, progress):
             done(path)
 
 
@@ -237,6 +246,7 @@ def _drop(
     partition: Partition,
     writer: ArchiveWriter | None,
     admit: Callable[[int], None],
+    progress: Callable[[int], None],
 ) -> bool:
     """One partition, in one transaction; ``False`` when it is left to the batched path."""
     try:
@@ -250,9 +260,11 @@ def _drop(
             if selection.rule.archive:
                 if writer is None:
                     raise RuntimeError(f"rule {selection.rule.name!r} archives but no archive")
-                archived = archive_partition(conn, selection, partition, writer)
+                archived = archive_partition(conn, selection, partition, writer, progress)
                 if archived != rows:  # pragma: no cover - the partition is locked
                     raise ArchiveError(f"{partition.name}: {archived} rows archived of {rows}")
+            else:
+                progress(rows)
             conn.execute(text(f"SET LOCAL lock_timeout = '{DETACH_LOCK_TIMEOUT}'"))
             drop_partition(conn, partition)
     except OperationalError as exc:

@@ -50,6 +50,8 @@ class RuleSelection:
     eligible: ColumnElement[bool]  # what it will actually take
     held: ColumnElement[bool]  # candidates a hold protects
     protected: ColumnElement[bool] | None  # tasks unfinished work depends on
+    #: PostgreSQL: partitions of runs the selection covers whole may be dropped whole.
+    whole_partitions: bool = True
 
     def column(self, name: str) -> Any:
         return self.table.model.__table__.c[name]

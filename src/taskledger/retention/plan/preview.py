@@ -18,11 +18,11 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from taskledger.retention.archive.format import compress_rows
+from taskledger.retention.execute.partitions import partition_paths
 from taskledger.retention.plan.holds import active_holds
 from taskledger.retention.plan.planner import Plan, RuleSelection, build_plan
 from taskledger.retention.policy.rules import Policy, PolicyError
 from taskledger.services.projects import find_project
-from taskledger.retention.execute.partitions import partition_paths
 from taskledger.settings import DEFAULT_GZIP_LEVEL
 from taskledger.store.types import as_utc_or_none
 
