@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from taskledger.store import Base, make_engine, migrate
 from taskledger.store.engine import for_writing
@@ -285,5 +287,120 @@ def _holds(engine: Engine) -> list[tuple[object, ...]]:
             tuple(row)
             for row in conn.execute(
                 text("SELECT scope, target_id FROM retention_holds ORDER BY id")
+            )
+        ]
+
+
+def test_0006_partitions_a_populated_runs_table(empty_database_url: str) -> None:
+    """PostgreSQL: 0006 copies runs into a table partitioned by month, each row in its month's
+    partition, the idempotency keys still unique per project; downgrading gives back the plain
+    table with every row. SQLite: 0006 changes nothing."""
+    engine = make_engine(empty_database_url)
+    sqlite = engine.dialect.name == "sqlite"
+    try:
+        migrate.upgrade(engine, "0005")
+        with for_writing(engine).begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, password_hash, is_superuser, is_active,"
+                    " created_at, updated_at) VALUES (:u, 'a@example.com', 'x', false, true,"
+                    " :t, :t)"
+                ),
+                {"u": USER.hex if sqlite else USER, "t": T},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO projects (id, name, owner_id, created_at, updated_at)"
+                    " VALUES (:p, 'p', :u, :t, :t)"
+                ),
+                {
+                    "p": PROJECT.hex if sqlite else PROJECT,
+                    "u": USER.hex if sqlite else USER,
+                    "t": T,
+                },
+            )
+            for number, started in enumerate(
+                ["2025-01-31 23:59:59", "2025-02-01 00:00:00", "2025-03-15 12:00:00"], start=1
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO runs (project_id, task, run_id, status, started_at,"
+                        " idempotency_key, created_at, updated_at) VALUES"
+                        " (:p, 't', :r, 'completed', :s, :k, :t, :t)"
+                    ),
+                    {
+                        "p": PROJECT.hex if sqlite else PROJECT,
+                        "r": f"r{number}",
+                        "s": started,
+                        "k": f"key-{number}",
+                        "t": T,
+                    },
+                )
+        before = _run_rows(engine)
+        migrate.upgrade(engine)
+        assert migrate.drift(engine) == []
+        assert _run_rows(engine) == before
+        if sqlite:
+            return
+        with engine.connect() as conn:
+            assert (
+                conn.execute(text("SELECT relkind FROM pg_class WHERE relname = 'runs'")).scalar()
+                == "p"
+            )
+            where = dict(
+                conn.execute(text("SELECT run_id, tableoid::regclass::text FROM runs")).all()
+            )
+            keys = conn.execute(text("SELECT count(*) FROM run_idempotency_keys")).scalar()
+        assert where == {"r1": "runs_p20250101", "r2": "runs_p20250201", "r3": "runs_p20250301"}
+        assert keys == 3
+        with pytest.raises(IntegrityError), for_writing(engine).begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO runs (project_id, task, run_id, status, started_at,"
+                    " idempotency_key, created_at, updated_at) VALUES"
+                    " (:p, 't', 'dup', 'completed', :t, 'key-1', :t, :t)"
+                ),
+                {"p": PROJECT, "t": "2026-06-01 00:00:00"},
+            )
+        next_id = None
+        with for_writing(engine).begin() as conn:  # the sequence goes on where it was
+            next_id = conn.execute(
+                text(
+                    "INSERT INTO runs (project_id, task, run_id, status, started_at,"
+                    " created_at, updated_at) VALUES (:p, 't', 'r4', 'completed', :t, :t, :t)"
+                    " RETURNING id"
+                ),
+                {"p": PROJECT, "t": "2026-06-01 00:00:00"},
+            ).scalar()
+        assert next_id is not None and next_id > max(row[0] for row in before)
+        after = _run_rows(engine)
+        migrate.downgrade(engine, "0005")
+        assert _run_rows(engine) == after
+        with engine.connect() as conn:
+            assert (
+                conn.execute(text("SELECT relkind FROM pg_class WHERE relname = 'runs'")).scalar()
+                == "r"
+            )
+            assert conn.execute(text("SELECT to_regclass('run_idempotency_keys')")).scalar() is None
+        with pytest.raises(IntegrityError), for_writing(engine).begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO runs (project_id, task, run_id, status, started_at,"
+                    " idempotency_key, created_at, updated_at) VALUES"
+                    " (:p, 't', 'dup', 'completed', :t, 'key-1', :t, :t)"
+                ),
+                {"p": PROJECT, "t": T},
+            )
+        assert migrate.drift(engine) == []
+    finally:
+        engine.dispose()
+
+
+def _run_rows(engine: Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return [
+            tuple(row)
+            for row in conn.execute(
+                text("SELECT id, run_id, started_at, idempotency_key FROM runs ORDER BY id")
             )
         ]
