@@ -59,3 +59,30 @@ def test_invalid_configuration_is_a_usage_error() -> None:
     assert result.exit_code == 2
     assert "invalid configuration" in result.output
     assert "Traceback" not in result.output
+
+
+def test_partitions_lists_and_ensures(database_url: str) -> None:
+    """PostgreSQL: the partitions of runs, in range order, the default one last; --ensure puts
+    back a missing one. SQLite has none: a usage error."""
+    code, out, err = run(database_url, "db", "partitions", "--json")
+    if database_url.startswith("sqlite"):
+        assert code == 2, out
+        assert "PostgreSQL" in err
+        return
+    assert code == 0, err
+    listed = json.loads(out)["partitions"]
+    names = [p["name"] for p in listed]
+    assert names[-1] == "runs_default" and listed[-1]["lower"] is None
+    lowers = [p["lower"] for p in listed[:-1]]
+    assert lowers == sorted(lowers) and len(lowers) >= 4  # this month and three ahead
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE {names[1]}"))
+    finally:
+        engine.dispose()
+    code, out, err = run(database_url, "db", "partitions", "--ensure", "--json")
+    assert code == 0, err
+    assert json.loads(out)["created"] == [names[1]]
+    code, out, _ = run(database_url, "db", "partitions")
+    assert code == 0 and names[1] in out and "(default)" in out

@@ -9,19 +9,23 @@ rows that left, and restore gives them back.
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from taskledger.api import create_app
 from taskledger.retention.archive.format import rows_of
 from taskledger.retention.archive.reader import list_archives
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore.restore import restore
+from taskledger.settings import Settings
 from taskledger.store.engine import for_writing
 from taskledger.store.models import Project, RetentionHold, Run, User
 from taskledger.store.partitions import (
@@ -33,6 +37,7 @@ from taskledger.store.partitions import (
 )
 from tests.retention.engine_helpers import populated, run_policy
 from tests.retention.restore_helpers import table_hashes
+from tests.serving import DEADLINE
 
 NOW = datetime.now(UTC)
 
@@ -240,3 +245,18 @@ def test_partitions_of_another_period_never_overlap(pg: Engine) -> None:
         ranges = [(p.lower, p.upper) for p in list_partitions(conn) if not p.is_default]
     for (_, upper), (lower, _) in itertools.pairwise(ranges):
         assert upper is not None and lower is not None and upper <= lower
+
+
+def test_the_server_creates_the_partitions_ahead(pg: Engine, settings: Settings) -> None:
+    with pg.begin() as conn:
+        ahead = [p for p in list_partitions(conn) if not p.is_default][-1]
+        conn.execute(text(f"DROP TABLE {ahead.name}"))
+    app = create_app(settings, engine=pg)
+    with TestClient(app):
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            with pg.connect() as conn:
+                if ahead.name in {p.name for p in list_partitions(conn)}:
+                    break
+            assert time.monotonic() < deadline, "the partition was not created again"
+            time.sleep(0.05)
