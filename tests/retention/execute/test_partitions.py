@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from taskledger.api import create_app
 from taskledger.retention.archive.format import rows_of
 from taskledger.retention.archive.reader import list_archives
+from taskledger.retention.execute import partitions
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore.restore import restore
 from taskledger.settings import Settings
@@ -260,3 +261,26 @@ def test_the_server_creates_the_partitions_ahead(pg: Engine, settings: Settings)
                     break
             assert time.monotonic() < deadline, "the partition was not created again"
             time.sleep(0.05)
+
+
+def test_a_drop_that_cannot_get_its_lock_gives_way_to_batches(
+    pg: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader holding runs past the DETACH's lock timeout: the partition's transaction is
+    rolled back and its rows go in batches; nothing is lost, the archive holds them all."""
+    populated(pg, runs=1000, days=200)
+    original = table_hashes(pg)
+    cutoff = NOW - timedelta(days=90)
+    old = _run_ids(pg, Run.started_at < cutoff)
+    monkeypatch.setattr(partitions, "DETACH_LOCK_TIMEOUT", "50ms")
+    with pg.connect() as reader, reader.begin():
+        reader.execute(select(func.count()).select_from(Run))  # holds a lock on runs
+        _, report = run_policy(pg, _policy(), tmp_path / "archives", now=NOW)
+    assert report.outcome == "ok"
+    assert report.rules[0].partitions == []
+    assert report.rules[0].affected == len(old)
+    assert _run_ids(pg, Run.started_at < cutoff) == set()
+    assert set(_archived_run_keys(tmp_path / "archives")) == old
+    for archive in list_archives(str(tmp_path / "archives")):
+        restore(pg, archive.uri, actor="test", trigger="cli")
+    assert table_hashes(pg) == original

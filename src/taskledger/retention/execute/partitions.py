@@ -40,7 +40,9 @@ from taskledger.retention.plan.planner import RuleSelection
 from taskledger.store.partitions import Partition, drop_partition, is_partitioned, list_partitions
 
 log = logging.getLogger(__name__)
-LOCK_NOT_AVAILABLE = "55P03"
+#: Why a drop may give way to the batched path: the lock on runs was not had in time, or a writer
+#: of the partition waited on this run while this run waited on it (PostgreSQL cancels one).
+GIVE_WAY = {"55P03", "40P01"}
 
 #: How long the DETACH waits for the lock on ``runs`` (readers finish first) before the
 #: partition is left for the batched path.
@@ -268,10 +270,10 @@ def _drop(
             conn.execute(text(f"SET LOCAL lock_timeout = '{DETACH_LOCK_TIMEOUT}'"))
             drop_partition(conn, partition)
     except OperationalError as exc:
-        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+        if getattr(exc.orig, "sqlstate", None) not in GIVE_WAY:
             raise
-        # Readers kept runs busy past the timeout: rolled back, the rows are all still there
-        # (and copies of them in the parts already stored); the batched path takes them.
+        # Rolled back: the rows are all still there (and copies of them in the parts already
+        # stored); the batched path takes them.
         log.warning(
             "%s: no lock to detach it in time; deleting its rows in batches", partition.name
         )
