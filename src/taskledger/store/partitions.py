@@ -19,7 +19,7 @@ clean up. SQLite keeps one plain table; nothing here applies to it.
   (a unique index must hold the partition key). The side table ``run_idempotency_keys`` holds
   one row per key, kept by statement triggers on ``runs`` (insert, update, delete, truncate), so
   the uniqueness stays exact and a duplicate is refused with the same unique violation as before.
-  Dropping a partition fires no trigger: :func:`drop_partition` removes its keys itself.
+  Dropping a partition fires no trigger: :func:`forget_keys` removes its keys first.
 """
 
 from __future__ import annotations
@@ -246,9 +246,8 @@ def partition_history(
     return _create(conn, starts, period)
 
 
-def drop_partition(conn: Connection, partition: Partition) -> None:
-    """Remove ``partition`` and its rows' idempotency keys, in the caller's transaction:
-    ``DETACH`` then ``DROP``."""
+def forget_keys(conn: Connection, partition: Partition) -> None:
+    """Remove the idempotency keys of ``partition``'s rows (dropping it fires no trigger)."""
     conn.execute(
         text(
             f"DELETE FROM {KEYS_TABLE} k USING {partition.name} r "  # noqa: S608
@@ -256,6 +255,11 @@ def drop_partition(conn: Connection, partition: Partition) -> None:
             "AND k.idempotency_key = r.idempotency_key"
         )
     )
+
+
+def detach_and_drop(conn: Connection, partition: Partition) -> None:
+    """``DETACH`` then ``DROP`` ``partition``, in the caller's transaction (after
+    :func:`forget_keys`)."""
     conn.execute(text(f"ALTER TABLE runs DETACH PARTITION {partition.name}"))
     conn.execute(text(f"DROP TABLE {partition.name}"))
 

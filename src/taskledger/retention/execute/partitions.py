@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,16 +38,25 @@ from taskledger.retention.archive.sql_lines import line_expression, part_line
 from taskledger.retention.archive.stores import ArchiveError
 from taskledger.retention.archive.writer import ArchiveWriter
 from taskledger.retention.plan.planner import RuleSelection
-from taskledger.store.partitions import Partition, drop_partition, is_partitioned, list_partitions
+from taskledger.store.partitions import (
+    Partition,
+    detach_and_drop,
+    forget_keys,
+    is_partitioned,
+    list_partitions,
+)
 
 log = logging.getLogger(__name__)
-#: Why a drop may give way to the batched path: the lock on runs was not had in time, or a writer
-#: of the partition waited on this run while this run waited on it (PostgreSQL cancels one).
+#: Why an attempt at the DETACH fails and is tried again: the lock on runs was not had in time,
+#: or a writer of the partition waited on this run while it waited on that writer.
 GIVE_WAY = {"55P03", "40P01"}
 
-#: How long the DETACH waits for the lock on ``runs`` (readers finish first) before the
-#: partition is left for the batched path.
-DETACH_LOCK_TIMEOUT = "10s"
+#: How long one attempt at the DETACH waits for the lock on ``runs``, how long the pause between
+#: two attempts lasts (seconds), and how many attempts there are before the partition is left to
+#: the batched path: others wait behind an attempt, so it is short.
+DETACH_LOCK_TIMEOUT = "50ms"
+DETACH_PAUSE = 0.05
+DETACH_ATTEMPTS = 200
 
 Path = Literal["drop", "batched"]
 
@@ -242,6 +252,10 @@ def drop_covered(
             done(path)
 
 
+class _NoLock(Exception):
+    """The DETACH never got its lock: the partition is left to the batched path."""
+
+
 def _drop(
     conn: Connection,
     selection: RuleSelection,
@@ -267,15 +281,29 @@ def _drop(
                     raise ArchiveError(f"{partition.name}: {archived} rows archived of {rows}")
             else:
                 progress(rows)
-            conn.execute(text(f"SET LOCAL lock_timeout = '{DETACH_LOCK_TIMEOUT}'"))
-            drop_partition(conn, partition)
-    except OperationalError as exc:
-        if getattr(exc.orig, "sqlstate", None) not in GIVE_WAY:
-            raise
+            forget_keys(conn, partition)
+            _detach_and_drop(conn, partition)
+    except _NoLock:
         # Rolled back: the rows are all still there (and copies of them in the parts already
         # stored); the batched path takes them.
-        log.warning(
-            "%s: no lock to detach it in time; deleting its rows in batches", partition.name
-        )
+        log.warning("%s: no lock to detach it; deleting its rows in batches", partition.name)
         return False
     return True
+
+
+def _detach_and_drop(conn: Connection, partition: Partition) -> None:
+    """``DETACH`` and ``DROP``, then the caller commits at once. The DETACH needs runs to
+    itself (ACCESS EXCLUSIVE), and while it waits for the readers of runs to finish, every new
+    reader and writer waits behind it: so it waits :data:`DETACH_LOCK_TIMEOUT` at most, and is
+    tried again after a pause, :data:`DETACH_ATTEMPTS` times."""
+    conn.execute(text(f"SET LOCAL lock_timeout = '{DETACH_LOCK_TIMEOUT}'"))
+    for _ in range(DETACH_ATTEMPTS):
+        try:
+            with conn.begin_nested():
+                detach_and_drop(conn, partition)
+            return
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in GIVE_WAY:
+                raise
+        time.sleep(DETACH_PAUSE)
+    raise _NoLock(partition.name)
