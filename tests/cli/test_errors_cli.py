@@ -27,6 +27,7 @@ ARGUMENTS: dict[tuple[str, ...], list[str]] = {
     ],
     ("db", "check"): [],
     ("db", "current"): [],
+    ("db", "partitions"): [],
     ("db", "upgrade"): [],
     ("generate",): ["--runs", "1"],
     ("holds", "add"): ["--scope", "run", "--id", "1", "--reason", "why"],

@@ -23,7 +23,12 @@ from sqlalchemy.orm import Session
 from taskledger.api import create_app
 from taskledger.retention.archive.format import rows_of
 from taskledger.retention.archive.reader import list_archives
+from taskledger.retention.archive.stores import open_store
+from taskledger.retention.archive.writer import ArchiveWriter
 from taskledger.retention.execute import partitions
+from taskledger.retention.execute.executor import Executor, PlanExceeded
+from taskledger.retention.plan.holds import HeldSet
+from taskledger.retention.plan.planner import build_plan
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore.restore import restore
 from taskledger.settings import Settings
@@ -36,6 +41,7 @@ from taskledger.store.partitions import (
     list_partitions,
     period_start,
 )
+from taskledger.store.types import utcnow
 from tests.retention.engine_helpers import populated, run_policy
 from tests.retention.restore_helpers import table_hashes
 from tests.serving import DEADLINE
@@ -284,3 +290,31 @@ def test_a_drop_that_cannot_get_its_lock_gives_way_to_batches(
     for archive in list_archives(str(tmp_path / "archives")):
         restore(pg, archive.uri, actor="test", trigger="cli")
     assert table_hashes(pg) == original
+
+
+def test_a_partition_that_would_outgrow_the_plan_stays_whole(pg: Engine, tmp_path: Path) -> None:
+    """The plan counted fewer rows than the partitions hold (rows came of age behind its
+    back): partitions go whole while they fit in the 10 % over, and the one that would not fit
+    is neither archived nor dropped."""
+    populated(pg, runs=600, days=400)
+    policy = parse_policy(
+        '[[rule]]\nname = "r"\ntable = "runs"\nolder_than = "1h"\naction = "delete"\n',
+        default_name="x",
+    )
+    plan = build_plan(policy, utcnow(), held=HeldSet(), project_ids={}, dialect="postgresql")
+    before = _run_ids(pg)
+    writer = ArchiveWriter(
+        open_store(str(tmp_path)),
+        run_id="overrun",
+        started_at=plan.now,
+        policy_name="x",
+        policy_hash=None,
+        schema_revision=None,
+    )
+    executor = Executor(pg, writer=writer, now=plan.now)
+    with pytest.raises(PlanExceeded, match="more than 110 rows"):
+        executor.run(plan, expected={"r": 100})
+    outcome = executor.outcomes[0]
+    assert 0 < outcome.affected <= 110 and outcome.partitions
+    assert len(_run_ids(pg)) == len(before) - outcome.affected
+    assert sum(part.rows for part in writer.manifest.files) == outcome.affected

@@ -55,9 +55,14 @@ def test_many_conflicts_are_counted_and_a_bounded_number_named(
         runs = restored.tables["runs"]
         assert runs.conflicts == 25 and runs.inserted == len(deleted) - 25
         assert len(runs.conflicted) == SHOWN_PER_TABLE
-        assert [c.key["id"] for c in runs.conflicted] == taken[:SHOWN_PER_TABLE]
+        # The first conflicts met, in archive order (a partition dropped whole on PostgreSQL
+        # is archived in its own order, not by key).
+        named = [c.key["id"] for c in runs.conflicted]
+        assert len(set(named)) == SHOWN_PER_TABLE and set(named) <= set(taken)
+        if engine.dialect.name == "sqlite":
+            assert named == taken[:SHOWN_PER_TABLE]
         assert {c.reason for c in runs.conflicted} == {DIFFERENT_ROW}
-        shown = ", ".join(f"runs {key} ({DIFFERENT_ROW})" for key in taken[:3])
+        shown = ", ".join(f"runs {key} ({DIFFERENT_ROW})" for key in named[:3])
         assert f"25 conflicts: {shown} and 22 more; " in restored.summary()
         as_json = restored.to_dict()
         assert len(as_json["tables"]["runs"]["conflicted"]) == SHOWN_PER_TABLE
