@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Engine, Table, bindparam, func, inspect, select, text, true
+from sqlalchemy import Column, Engine, Table, bindparam, func, inspect, select, text
 from sqlalchemy import table as sql_table
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -147,28 +147,24 @@ def _leaf_rows(session: Session, parts: list[Leaf]) -> tuple[float, bool]:
     return rows, counted
 
 
-def table_stats(
-    session: Session, name: str, now: datetime, exact: bool, plan: Plan, held: HeldSet
-) -> TableStats:
-    """One table's statistics, from index range scans and planner statistics; no row is
-    loaded."""
-    entry = TABLES[name]
-    table: Table = entry.model.__table__  # type: ignore[assignment]
-    age: Column[Any] = table.c[entry.default_age_column]
-    rules = [s for s in plan.selections if s.table.name == name]
-    parts = None
-    if session.get_bind().dialect.name == "postgresql":
-        parts = leaves(session, table.name, age.name)
-        if not exact and (estimated := _estimated(session, name, age, now, rules, held, parts)):
-            return estimated
-    stats = _counted(session, name, age, now, rules, held)
-    stats.bytes = _bytes(session, table, exact, parts)
-    return stats
+class _Job:
+    """One table's figures, gathered in two statements shared by every table: ``first`` asks
+    what needs no other figure, ``second`` what depends on the first answers; ``result`` turns
+    both into :class:`TableStats`. Each job's keys are its own: the collector prefixes them."""
+
+    def first(self) -> dict[str, Any]:
+        return {}
+
+    def second(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def result(self, values: Mapping[str, Any]) -> TableStats:
+        raise NotImplementedError
 
 
-def _exact_figures(table: Table, rules: list[RuleSelection], held: HeldSet) -> dict[str, Any]:
-    """Oldest, newest, eligible and held rows: index ends and the planner's own counts."""
-    age = table.c[TABLES[table.name].default_age_column]
+def _exact_figures(age: Column[Any], rules: list[RuleSelection], held: HeldSet) -> dict[str, Any]:
+    """Oldest, newest and held rows: the ends of the age index, and the planner's condition."""
+    table = age.table
     # Apart: SQLite answers a lone min() or max() from the index, not both in one query.
     figures: dict[str, Any] = {
         "oldest": select(func.min(age)).scalar_subquery(),
@@ -179,16 +175,45 @@ def _exact_figures(table: Table, rules: list[RuleSelection], held: HeldSet) -> d
     return figures
 
 
-def _estimated(
-    session: Session,
-    name: str,
-    age: Column[Any],
-    now: datetime,
-    rules: list[RuleSelection],
-    held: HeldSet,
-    parts: list[Leaf],
-) -> TableStats | None:
-    """The figures with rows and histogram from PostgreSQL's statistics, or ``None`` when the
+class _Estimated(_Job):
+    """Rows and histogram from PostgreSQL's statistics; the rest counted."""
+
+    def __init__(
+        self,
+        name: str,
+        age: Column[Any],
+        rules: list[RuleSelection],
+        held: HeldSet,
+        rows: float,
+        histogram: dict[str, int],
+    ) -> None:
+        self.name, self.age, self.rules, self.held = name, age, rules, held
+        self.rows, self.histogram = rows, histogram
+
+    def first(self) -> dict[str, Any]:
+        figures = _exact_figures(self.age, self.rules, self.held)
+        for number, selection in enumerate(self.rules):
+            figures[f"eligible{number}"] = _counted_where(self.age.table, selection.eligible)
+        return figures
+
+    def result(self, values: Mapping[str, Any]) -> TableStats:
+        return TableStats(
+            table=self.name,
+            rows=round(self.rows),
+            rows_exact=False,
+            bytes=None,
+            age_column=self.age.name,
+            oldest=as_utc_or_none(values["oldest"]),
+            newest=as_utc_or_none(values["newest"]),
+            histogram=self.histogram,
+            histogram_exact=False,
+            eligible=sum(int(values[f"eligible{n}"]) for n in range(len(self.rules))),
+            held=int(values["held"]) if self.held else 0,
+        )
+
+
+def _estimate(session: Session, age: Column[Any], now: datetime, parts: list[Leaf]) -> Any:
+    """``(rows, histogram)`` from the planner's statistics of every leaf, or ``None`` when the
     table is small enough to count, or a leaf holding rows has no statistics to estimate from."""
     rows, counted = _leaf_rows(session, parts)
     if counted or rows < ESTIMATE_FROM_ROWS:
@@ -196,7 +221,7 @@ def _estimated(
     shares: list[float] = [0.0] * len(BUCKETS)
     for leaf in parts:
         if leaf.reltuples <= 0:
-            continue  # nothing to share out (an unanalysed leaf here was counted empty above)
+            continue  # nothing to share out (an unanalysed leaf here was counted empty)
         if leaf.distribution is None:
             return None
         # at[i]: rows of this leaf dated at or before the lower bound of bucket i's age.
@@ -206,98 +231,85 @@ def _estimated(
         ]
         for i in range(len(BUCKETS)):
             shares[i] += at[i] - (at[i + 1] if i + 1 < len(BUCKETS) else 0.0)
-    table = age.table
-    assert isinstance(table, Table)
-    figures = _exact_figures(table, rules, held)
-    for number, selection in enumerate(rules):
-        figures[f"eligible{number}"] = _counted_where(table, selection.eligible)
-    values = session.execute(select(*(f.label(k) for k, f in figures.items()))).one()._mapping
-    return TableStats(
-        table=name,
-        rows=round(rows),
-        rows_exact=False,
-        bytes=sum(leaf.bytes for leaf in parts),
-        age_column=age.name,
-        oldest=as_utc_or_none(values["oldest"]),
-        newest=as_utc_or_none(values["newest"]),
-        histogram={
-            label: max(0, round(n)) for (label, _, _), n in zip(BUCKETS, shares, strict=True)
-        },
-        histogram_exact=False,
-        eligible=sum(int(values[f"eligible{n}"]) for n in range(len(rules))),
-        held=int(values["held"]) if held else 0,
-    )
+    histogram = {label: max(0, round(n)) for (label, _, _), n in zip(BUCKETS, shares, strict=True)}
+    return rows, histogram
 
 
-def _counted(
-    session: Session,
-    name: str,
-    age: Column[Any],
-    now: datetime,
-    rules: list[RuleSelection],
-    held: HeldSet,
-) -> TableStats:
+class _Counted(_Job):
     """Every figure counted, stepping through as few index entries as the buckets allow."""
-    table = age.table
-    assert isinstance(table, Table)
-    # The lower bound of each bucket's age: bucket i holds bounds[i + 1] < age <= bounds[i].
-    bounds = [now - timedelta(days=low) for _, low, _ in BUCKETS]
-    first: dict[str, Any] = {
-        # Both databases count a whole table fastest of all (SQLite adds up its pages' cells).
-        "rows": select(func.count()).select_from(table).scalar_subquery(),
-        "future": _counted_where(table, age > now),
-        **_exact_figures(table, rules, held),
-    }
-    # A NOT NULL age column has no undated rows (SQLite would scan its index to find none).
-    if age.nullable:
-        first["undated"] = _counted_where(table, age.is_(None))
-    values = dict(session.execute(select(*(f.label(k) for k, f in first.items()))).one()._mapping)
-    rows = int(values["rows"])
-    dated = rows - int(values.get("undated", 0))
-    oldest, newest = as_utc_or_none(values["oldest"]), as_utc_or_none(values["newest"])
-    guess = _Spread(oldest, newest, dated)
-    # newer[i]: rows dated after bounds[i]. The boundaries before the cheapest split are counted
-    # from the newest end, the others from the oldest; the bucket at the split is the remainder.
-    split = guess.cheapest_split(bounds) if dated else 0
-    second: dict[str, Any] = {}
-    for i in range(1, len(bounds)) if dated else ():
-        if i <= split:
-            second[f"b{i}"] = _counted_where(table, age > bounds[i])
-        else:
-            second[f"b{i}"] = _counted_where(table, age <= bounds[i])
-    eligible_parts = [
-        _eligible_parts(table, age, selection, number, held, bounds, guess, dated)
-        for number, selection in enumerate(rules)
-    ]
-    for parts in eligible_parts:
-        second.update(parts.figures)
-    if second:
-        statement = select(*(f.label(k) for k, f in second.items()))
-        values.update(session.execute(statement).one()._mapping)
-    newer = [int(values["future"])]
-    for i in range(1, len(bounds)):
-        if not dated:
-            newer.append(0)
-        elif i <= split:
-            newer.append(int(values[f"b{i}"]))
-        else:
-            newer.append(dated - int(values[f"b{i}"]))
-    histogram = {
-        label: (newer[i + 1] if i + 1 < len(bounds) else dated) - newer[i]
-        for i, (label, _, _) in enumerate(BUCKETS)
-    }
-    return TableStats(
-        table=name,
-        rows=rows,
-        rows_exact=True,
-        bytes=None,
-        age_column=age.name,
-        oldest=oldest,
-        newest=newest,
-        histogram=histogram,
-        eligible=sum(parts.total(values, newer, dated) for parts in eligible_parts),
-        held=int(values["held"]) if held else 0,
-    )
+
+    def __init__(
+        self, name: str, age: Column[Any], now: datetime, rules: list[RuleSelection], held: HeldSet
+    ) -> None:
+        self.name, self.age, self.now, self.rules, self.held = name, age, now, rules, held
+        # The lower bound of each bucket's age: bucket i holds bounds[i + 1] < age <= bounds[i].
+        self.bounds = [now - timedelta(days=low) for _, low, _ in BUCKETS]
+        self.split = 0
+        self.eligible: list[_EligibleParts] = []
+
+    def first(self) -> dict[str, Any]:
+        table, age = self.age.table, self.age
+        figures: dict[str, Any] = {
+            # Both databases count a whole table fastest of all (SQLite adds up the cells of
+            # its pages).
+            "rows": select(func.count()).select_from(table).scalar_subquery(),
+            "future": _counted_where(table, age > self.now),
+            **_exact_figures(age, self.rules, self.held),
+        }
+        # A NOT NULL age column has no undated rows (SQLite would scan its index to find none).
+        if age.nullable:
+            figures["undated"] = _counted_where(table, age.is_(None))
+        return figures
+
+    def _dated(self, values: Mapping[str, Any]) -> int:
+        return int(values["rows"]) - int(values.get("undated", 0))
+
+    def second(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        table, age, bounds = self.age.table, self.age, self.bounds
+        dated = self._dated(values)
+        guess = _Spread(as_utc_or_none(values["oldest"]), as_utc_or_none(values["newest"]), dated)
+        figures: dict[str, Any] = {}
+        if dated:
+            # The boundaries up to the split are counted from the newest end of the index, the
+            # others from the oldest; the bucket at the split is what remains.
+            self.split = guess.cheapest_split(bounds)
+            for i in range(1, len(bounds)):
+                newer = i <= self.split
+                figures[f"b{i}"] = _counted_where(
+                    table, age > bounds[i] if newer else age <= bounds[i]
+                )
+        self.eligible = [
+            _eligible_parts(table, age, selection, number, self.held, bounds, guess, dated)
+            for number, selection in enumerate(self.rules)
+        ]
+        for parts in self.eligible:
+            figures.update(parts.figures)
+        return figures
+
+    def result(self, values: Mapping[str, Any]) -> TableStats:
+        dated = self._dated(values)
+        # newer[i]: rows dated after bounds[i].
+        newer = [int(values["future"])]
+        for i in range(1, len(self.bounds)):
+            if not dated:
+                newer.append(0)
+            elif i <= self.split:
+                newer.append(int(values[f"b{i}"]))
+            else:
+                newer.append(dated - int(values[f"b{i}"]))
+        newer.append(dated)
+        return TableStats(
+            table=self.name,
+            rows=int(values["rows"]),
+            rows_exact=True,
+            bytes=None,
+            age_column=self.age.name,
+            oldest=as_utc_or_none(values["oldest"]),
+            newest=as_utc_or_none(values["newest"]),
+            histogram={label: newer[i + 1] - newer[i] for i, (label, _, _) in enumerate(BUCKETS)},
+            eligible=sum(parts.total(values, newer, dated) for parts in self.eligible),
+            held=int(values["held"]) if self.held else 0,
+        )
 
 
 @dataclass(frozen=True)
@@ -415,41 +427,85 @@ def _eligible_parts(
     return _EligibleParts(number, figures, newer_side=newer_side)
 
 
-def _counted_where(table: Table, condition: Any) -> Any:
+def _counted_where(table: Any, condition: Any) -> Any:
     """``count(*)`` of the rows of ``table`` meeting ``condition``, as a scalar subquery."""
     return select(func.count()).select_from(table).where(condition).scalar_subquery()
 
 
-def _count(session: Session, table: Table, condition: Any) -> int:
-    return int(session.scalar(select(func.count()).select_from(table).where(condition)) or 0)
+def _ask(session: Session, figures: list[dict[str, Any]], values: list[dict[str, Any]]) -> None:
+    """The figures of every job in one statement (one round trip, however many tables); the
+    answers of job ``i`` go into ``values[i]`` under its own keys."""
+    labelled = [f.label(f"t{i}_{key}") for i, fs in enumerate(figures) for key, f in fs.items()]
+    if not labelled:
+        return
+    answers = session.connection().execute(select(*labelled)).one()._mapping
+    for i, fs in enumerate(figures):
+        values[i].update((key, answers[f"t{i}_{key}"]) for key in fs)
+
+
+def _job(
+    session: Session, name: str, now: datetime, exact: bool, plan: Plan, held: HeldSet
+) -> tuple[_Job, list[Leaf] | None]:
+    """How table ``name`` is measured, and its leaves on PostgreSQL."""
+    entry = TABLES[name]
+    table: Table = entry.model.__table__  # type: ignore[assignment]
+    age: Column[Any] = table.c[entry.default_age_column]
+    rules = [s for s in plan.selections if s.table.name == name]
+    if session.get_bind().dialect.name != "postgresql":
+        return _Counted(name, age, now, rules, held), None
+    parts = leaves(session, table.name, age.name)
+    if not exact and (estimate := _estimate(session, age, now, parts)) is not None:
+        return _Estimated(name, age, rules, held, *estimate), parts
+    return _Counted(name, age, now, rules, held), parts
 
 
 def collect_stats(
     engine: Engine, policy: Policy, *, exact: bool = False, now: datetime | None = None
 ) -> StatsReport:
-    """Statistics of every retained table and of the audit log."""
+    """Statistics of every retained table and of the audit log, in two statements for all the
+    tables' counts, plus the planner's statistics on PostgreSQL."""
     moment = as_utc(now) if now else utcnow()
     with Session(engine) as session, session.begin():
         plan = make_plan(session, policy, moment)
         held = active_holds(session)
-        tables = [table_stats(session, name, moment, exact, plan, held) for name in TABLES]
-        audit_table: Table = RetentionRun.__table__  # type: ignore[assignment]
-        parts = None
-        rows, rows_exact = 0, True
-        if session.get_bind().dialect.name == "postgresql":
-            parts = leaves(session, audit_table.name, "started_at")
-            if not exact:
-                estimate, counted = _leaf_rows(session, parts)
-                rows, rows_exact = round(estimate), counted
-        if exact or parts is None:
-            rows, rows_exact = _count(session, audit_table, true()), True
-        audit = TableStats(
-            table="retention_runs",
-            rows=rows,
-            rows_exact=rows_exact,
-            bytes=_bytes(session, audit_table, exact, parts),
-            age_column="started_at",
-            oldest=as_utc_or_none(session.scalar(select(func.min(RetentionRun.started_at)))),
-            newest=as_utc_or_none(session.scalar(select(func.max(RetentionRun.started_at)))),
-        )
+        measured = [_job(session, name, moment, exact, plan, held) for name in TABLES]
+        jobs = [job for job, _ in measured]
+        values: list[dict[str, Any]] = [{} for _ in jobs]
+        _ask(session, [job.first() for job in jobs], values)
+        _ask(session, [job.second(v) for job, v in zip(jobs, values, strict=True)], values)
+        tables = []
+        for (job, parts), answers in zip(measured, values, strict=True):
+            stats = job.result(answers)
+            table: Table = TABLES[stats.table].model.__table__  # type: ignore[assignment]
+            stats.bytes = _bytes(session, table, exact, parts)
+            tables.append(stats)
+        audit = _audit_log(session, exact)
     return StatsReport(policy=policy.name, generated_at=moment, tables=tables, audit_log=audit)
+
+
+def _audit_log(session: Session, exact: bool) -> TableStats:
+    """The audit log's rows, bytes, oldest and newest (it has no rules, holds or histogram)."""
+    table: Table = RetentionRun.__table__  # type: ignore[assignment]
+    parts = None
+    figures: dict[str, Any] = {
+        "oldest": select(func.min(RetentionRun.started_at)).scalar_subquery(),
+        "newest": select(func.max(RetentionRun.started_at)).scalar_subquery(),
+    }
+    rows, rows_exact = 0.0, True
+    if session.get_bind().dialect.name == "postgresql":
+        parts = leaves(session, table.name, "started_at")
+        if not exact:
+            rows, rows_exact = _leaf_rows(session, parts)
+    if exact or parts is None:
+        figures["rows"] = select(func.count()).select_from(table).scalar_subquery()
+    values = session.connection().execute(select(*(f.label(k) for k, f in figures.items())))
+    answers = values.one()._mapping
+    return TableStats(
+        table=table.name,
+        rows=int(answers["rows"]) if "rows" in figures else round(rows),
+        rows_exact=rows_exact,
+        bytes=_bytes(session, table, exact, parts),
+        age_column="started_at",
+        oldest=as_utc_or_none(answers["oldest"]),
+        newest=as_utc_or_none(answers["newest"]),
+    )
