@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, and_, func, select, text, true
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from taskledger.enums import HoldScope
 from taskledger.retention import stats as stats_module
@@ -20,7 +21,7 @@ from taskledger.retention.policy.rules import Policy
 from taskledger.retention.policy.tables import TABLES
 from taskledger.retention.stats import BUCKETS, StatsReport, collect_stats
 from taskledger.retention.stats_planner import Distribution, leaves
-from taskledger.store import make_session_factory
+from taskledger.store import make_engine, make_session_factory
 from taskledger.store.types import utcnow
 from tests.retention.engine_helpers import populated
 
@@ -246,3 +247,19 @@ def test_leaves_of_a_partitioned_table(postgresql: Engine) -> None:
     assert january.distribution is not None
     assert january.distribution.share_at_or_before(datetime(2026, 2, 1, tzinfo=UTC)) == 1
     assert [leaf.name for leaf in plain] == ["runs"]
+
+
+def test_sqlite_page_cache_is_restored(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's page cache")
+    populated(engine, runs=200, days=100)
+    # One connection throughout, so what stats set on it is what is read back.
+    single = make_engine(engine.url.render_as_string(hide_password=False), poolclass=StaticPool)
+    try:
+        with single.connect() as conn:
+            conn.exec_driver_sql("PRAGMA cache_size = -2000")
+        collect_stats(single, PRESETS["default"])
+        with single.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -2000
+    finally:
+        single.dispose()
