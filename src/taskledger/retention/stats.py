@@ -521,14 +521,14 @@ def _audit_log(session: Session, exact: bool) -> TableStats:
         parts = leaves(session, table.name, "started_at")
         if not exact:
             rows, rows_exact = _leaf_rows(session, parts)
-    if exact or parts is None:
+    if exact or parts is None or (not rows_exact and rows < ESTIMATE_FROM_ROWS):
         figures["rows"] = select(func.count()).select_from(table).scalar_subquery()
     values = session.connection().execute(select(*(f.label(k) for k, f in figures.items())))
     answers = values.one()._mapping
     return TableStats(
         table=table.name,
         rows=int(answers["rows"]) if "rows" in figures else round(rows),
-        rows_exact=rows_exact,
+        rows_exact=rows_exact or "rows" in figures,
         bytes=_bytes(session, table, exact, parts),
         age_column="started_at",
         oldest=as_utc_or_none(answers["oldest"]),
