@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, and_, func, select, text, true
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from taskledger.cli import cli
 from taskledger.enums import HoldScope
 from taskledger.retention import stats as stats_module
 from taskledger.retention.plan import holds
@@ -21,8 +24,10 @@ from taskledger.retention.policy.rules import Policy
 from taskledger.retention.policy.tables import TABLES
 from taskledger.retention.stats import BUCKETS, StatsReport, collect_stats
 from taskledger.retention.stats_planner import Distribution, leaves
+from taskledger.settings import Settings
 from taskledger.store import make_engine, make_session_factory
 from taskledger.store.types import utcnow
+from tests.conftest import ADMIN_KEY
 from tests.retention.engine_helpers import populated
 
 # Cutoffs on no bucket boundary, from either end of the data, and a status filter per rule.
@@ -263,3 +268,29 @@ def test_sqlite_page_cache_is_restored(engine: Engine) -> None:
             assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -2000
     finally:
         single.dispose()
+
+
+def test_api_and_cli_say_which_figures_are_estimates(
+    settings: Settings, engine: Engine, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populated(engine, runs=1500, days=200)
+    estimating = engine.dialect.name == "postgresql"
+    if estimating:
+        monkeypatch.setattr(stats_module, "ESTIMATE_FROM_ROWS", 1000)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE"))
+    headers = {"X-Admin-Key": ADMIN_KEY}
+    for exact in (False, True):
+        body = client.get("/api/v1/admin/stats", params={"exact": exact}, headers=headers).json()
+        runs = next(t for t in body["tables"] if t["table"] == "runs")
+        assert runs["histogram_exact"] is runs["rows_exact"] is (exact or not estimating)
+        tasks = next(t for t in body["tables"] if t["table"] == "tasks")
+        assert tasks["histogram_exact"] is True  # too small to estimate
+    env = {
+        "TASKLEDGER_DATABASE_URL": settings.resolved_database_url,
+        "TASKLEDGER_DATA_DIR": str(settings.data_dir),
+    }
+    table = CliRunner().invoke(cli, ["stats"], env=env, terminal_width=240)
+    assert table.exit_code == 0, table.output
+    runs_line = next(line for line in table.stdout.splitlines() if " runs " in line)
+    assert runs_line.count("~") == (1 + len(BUCKETS) if estimating else 0)  # rows, buckets
