@@ -3,6 +3,7 @@ in parts, and on PostgreSQL estimated from the planner's statistics of every lea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -196,6 +197,14 @@ def postgresql(engine: Engine) -> Engine:
     return engine
 
 
+@pytest.fixture
+def probes(postgresql: Engine) -> Iterator[Engine]:
+    """PostgreSQL, with the probe tables a test makes dropped afterwards."""
+    yield postgresql
+    with postgresql.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS leaf_probe, estimate_probe"))
+
+
 def test_estimates_from_the_planner_on_a_plain_table(
     postgresql: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,33 +234,76 @@ def test_estimates_from_the_planner_on_a_plain_table(
     assert estimated.to_dict()["tables"][1]["histogram_exact"] is False
 
 
-def test_leaves_of_a_partitioned_table(postgresql: Engine) -> None:
+def test_leaves_of_a_partitioned_table(probes: Engine) -> None:
     # The same reading as for runs when it is partitioned: every partition is a leaf, the
     # partitioned parent is not; a partition never analysed has no statistics.
-    with postgresql.begin() as conn:
+    with probes.begin() as conn:
         conn.execute(
             text(
-                "CREATE TABLE probe (at timestamptz NOT NULL) PARTITION BY RANGE (at);"
-                "CREATE TABLE probe_p202601 PARTITION OF probe"
+                "DROP TABLE IF EXISTS leaf_probe;"
+                "CREATE TABLE leaf_probe (at timestamptz NOT NULL) PARTITION BY RANGE (at);"
+                "CREATE TABLE leaf_probe_p202601 PARTITION OF leaf_probe"
                 " FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');"
-                "CREATE TABLE probe_p202602 PARTITION OF probe"
+                "CREATE TABLE leaf_probe_p202602 PARTITION OF leaf_probe"
                 " FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');"
-                "CREATE TABLE probe_default PARTITION OF probe DEFAULT;"
-                "INSERT INTO probe SELECT '2026-01-01'::timestamptz + n * interval '1 minute'"
+                "CREATE TABLE leaf_probe_default PARTITION OF leaf_probe DEFAULT;"
+                "INSERT INTO leaf_probe"
+                " SELECT '2026-01-01'::timestamptz + n * interval '1 minute'"
                 " FROM generate_series(0, 50000) AS n;"
-                "ANALYZE probe_p202601, probe_p202602;"
+                "ANALYZE leaf_probe_p202601, leaf_probe_p202602;"
             )
         )
-    with Session(postgresql) as session:
-        found = {leaf.name: leaf for leaf in leaves(session, "probe", "at")}
+    with Session(probes) as session:
+        found = {leaf.name: leaf for leaf in leaves(session, "leaf_probe", "at")}
         plain = leaves(session, "runs", "started_at")
-    assert set(found) == {"probe_p202601", "probe_p202602", "probe_default"}
-    january, february = found["probe_p202601"], found["probe_p202602"]
+    assert set(found) == {"leaf_probe_p202601", "leaf_probe_p202602", "leaf_probe_default"}
+    january, february = found["leaf_probe_p202601"], found["leaf_probe_p202602"]
     assert january.reltuples + february.reltuples == pytest.approx(50001, rel=0.01)
-    assert not found["probe_default"].analysed and found["probe_default"].distribution is None
+    default = found["leaf_probe_default"]
+    assert not default.analysed and default.distribution is None
     assert january.distribution is not None
     assert january.distribution.share_at_or_before(datetime(2026, 2, 1, tzinfo=UTC)) == 1
     assert [leaf.name for leaf in plain] == ["runs"]
+
+
+def test_estimates_over_partitions(probes: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stats_module, "ESTIMATE_FROM_ROWS", 1000)
+    with probes.begin() as conn:
+        conn.execute(
+            text(
+                "DROP TABLE IF EXISTS estimate_probe;"
+                "CREATE TABLE estimate_probe (at timestamptz NOT NULL) PARTITION BY RANGE (at);"
+                "CREATE TABLE estimate_probe_old PARTITION OF estimate_probe"
+                " FOR VALUES FROM ('2000-01-01') TO ('2026-05-01');"
+                "CREATE TABLE estimate_probe_new PARTITION OF estimate_probe"
+                " FOR VALUES FROM ('2026-05-01') TO ('2026-07-01');"
+                "CREATE TABLE estimate_probe_ahead PARTITION OF estimate_probe"
+                " FOR VALUES FROM ('2026-07-01') TO ('2026-08-01');"
+                "CREATE TABLE estimate_probe_default PARTITION OF estimate_probe DEFAULT;"
+                # 4,000 rows a year old, 6,000 in the last ten days before 1 June.
+                "INSERT INTO estimate_probe"
+                " SELECT '2025-06-01'::timestamptz - n * interval '1 second'"
+                " FROM generate_series(1, 4000) AS n;"
+                "INSERT INTO estimate_probe"
+                " SELECT '2026-06-01'::timestamptz - n * interval '144 second'"
+                " FROM generate_series(1, 6000) AS n;"
+                "ANALYZE estimate_probe_old, estimate_probe_new;"
+            )
+        )
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    with Session(probes) as session:
+        estimate = stats_module._estimate(session, now, leaves(session, "estimate_probe", "at"))
+        assert estimate is not None  # the partitions never analysed are empty
+        rows, histogram = estimate
+        assert rows == pytest.approx(10000, rel=0.01)
+        assert histogram["<1d"] + histogram["1-7d"] + histogram["7-30d"] == pytest.approx(
+            6000, rel=0.02
+        )
+        assert histogram[">365d"] == pytest.approx(4000, rel=0.02)
+        assert histogram["30-90d"] == histogram["90-365d"] == 0
+        session.execute(text("INSERT INTO estimate_probe VALUES ('1999-01-01')"))  # default
+        # A partition holding rows but never analysed: nothing to estimate it from.
+        assert stats_module._estimate(session, now, leaves(session, "estimate_probe", "at")) is None
 
 
 def test_sqlite_page_cache_is_restored(engine: Engine) -> None:

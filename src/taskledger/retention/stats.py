@@ -134,18 +134,18 @@ def _bytes(session: Session, table: Table, exact: bool, parts: list[Leaf] | None
     return _sqlite_bytes(session, table) if exact else None
 
 
-def _leaf_rows(session: Session, parts: list[Leaf]) -> tuple[float, bool]:
+def _leaf_rows(session: Session, parts: list[Leaf]) -> tuple[float, bool, int]:
     """The planner's rows of every leaf, summed; a leaf never analysed is counted instead (the
     partitions made ahead of time are empty, so that costs nothing). Also whether every figure
-    was counted."""
-    rows, counted = 0.0, True
+    was counted, and how many rows the leaves never analysed hold."""
+    rows, counted, unanalysed = 0.0, True, 0
     for leaf in parts:
         if leaf.analysed:
             rows, counted = rows + leaf.reltuples, False
         else:
             counting = select(func.count()).select_from(sql_table(leaf.name, schema=leaf.schema))
-            rows += int(session.scalar(counting) or 0)
-    return rows, counted
+            unanalysed += int(session.scalar(counting) or 0)
+    return rows + unanalysed, counted, unanalysed
 
 
 class _Job:
@@ -213,16 +213,18 @@ class _Estimated(_Job):
         )
 
 
-def _estimate(session: Session, age: Column[Any], now: datetime, parts: list[Leaf]) -> Any:
+def _estimate(
+    session: Session, now: datetime, parts: list[Leaf]
+) -> tuple[float, dict[str, int]] | None:
     """``(rows, histogram)`` from the planner's statistics of every leaf, or ``None`` when the
     table is small enough to count, or a leaf holding rows has no statistics to estimate from."""
-    rows, counted = _leaf_rows(session, parts)
-    if counted or rows < ESTIMATE_FROM_ROWS:
+    rows, counted, unanalysed = _leaf_rows(session, parts)
+    if counted or unanalysed or rows < ESTIMATE_FROM_ROWS:
         return None
     shares: list[float] = [0.0] * len(BUCKETS)
     for leaf in parts:
         if leaf.reltuples <= 0:
-            continue  # nothing to share out (an unanalysed leaf here was counted empty)
+            continue  # nothing to share out (the leaves never analysed are empty, see above)
         if leaf.distribution is None:
             return None
         # at[i]: rows of this leaf dated at or before the lower bound of bucket i's age.
@@ -455,7 +457,7 @@ def _job(
     if session.get_bind().dialect.name != "postgresql":
         return _Counted(name, age, now, rules, held), None
     parts = leaves(session, table.name, age.name)
-    if not exact and (estimate := _estimate(session, age, now, parts)) is not None:
+    if not exact and (estimate := _estimate(session, now, parts)) is not None:
         return _Estimated(name, age, rules, held, *estimate), parts
     return _Counted(name, age, now, rules, held), parts
 
@@ -520,7 +522,7 @@ def _audit_log(session: Session, exact: bool) -> TableStats:
     if session.get_bind().dialect.name == "postgresql":
         parts = leaves(session, table.name, "started_at")
         if not exact:
-            rows, rows_exact = _leaf_rows(session, parts)
+            rows, rows_exact, _ = _leaf_rows(session, parts)
     if exact or parts is None or (not rows_exact and rows < ESTIMATE_FROM_ROWS):
         figures["rows"] = select(func.count()).select_from(table).scalar_subquery()
     values = session.connection().execute(select(*(f.label(k) for k, f in figures.items())))
