@@ -44,12 +44,17 @@ def stats(obj: CliContext, exact: bool, as_json: bool) -> None:
         title=f"policy {report.policy}",
     )
     for t in [*report.tables, report.audit_log]:
+        # "~": the planner's estimate (PostgreSQL without --exact), not a count.
         approx = "" if t.rows_exact else "~"
+        around = "" if t.histogram_exact else "~"
         table.add_row(
             t.table,
             f"{approx}{t.rows}",
             _size(t.bytes),
-            *(str(t.histogram.get(label, "-")) for label, _, _ in BUCKETS),
+            *(
+                f"{around}{t.histogram[label]}" if label in t.histogram else "-"
+                for label, _, _ in BUCKETS
+            ),
             str(t.eligible),
             str(t.held),
         )

@@ -99,16 +99,22 @@ def _scrub_needed(table: RetainedTable, dialect: str) -> ColumnElement[bool]:
     return or_(*needed) if needed else false()
 
 
+def status_filter(rule: Rule, table: RetainedTable) -> tuple[str, ...]:
+    """The statuses ``rule`` selects on ``table`` (empty: any status). An ``expire`` rule only
+    takes rows it can still expire."""
+    statuses = rule.statuses
+    if rule.action == "expire" and table.expire is not None:
+        allowed = table.expire.from_statuses
+        statuses = tuple(s for s in statuses if s in allowed) if statuses else allowed
+    return tuple(statuses or ())
+
+
 def _base(
     rule: Rule, table: RetainedTable, cutoff: datetime, project_ids: Mapping[str, Any], dialect: str
 ) -> ColumnElement[bool]:
     c = table.model.__table__.c
     conditions: list[ColumnElement[bool]] = [age_expression(rule, table) < cutoff]
-    statuses = rule.statuses
-    if rule.action == "expire" and table.expire is not None:
-        allowed = table.expire.from_statuses
-        statuses = tuple(s for s in statuses if s in allowed) if statuses else allowed
-    if statuses:
+    if statuses := status_filter(rule, table):
         conditions.append(c["status"].in_(statuses))
     if rule.projects:
         conditions.append(c[table.project_column].in_([project_ids[p] for p in rule.projects]))
