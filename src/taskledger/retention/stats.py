@@ -15,7 +15,8 @@ Two ways to a table's figures, and ``rows_exact`` / ``histogram_exact`` say whic
   summed over the partitions of a partitioned table; nothing is read from the table for them.
 
 Either way oldest and newest are the ends of the age index, and the rows eligible under the
-policy in force and the held rows are counted exactly, with the planner's own conditions. Sizes
+policy in force and the held rows are counted exactly: with the planner's own conditions, or for
+a rule of age and status alone, in the two parts above, which add up to the same. Sizes
 come from ``pg_total_relation_size`` (every partition's) or SQLite's ``dbstat`` (when compiled
 in, and only with ``exact``).
 """
