@@ -278,11 +278,15 @@ class PartitionKeeper:
         self.period = period
         self.every = every
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="taskledger-partitions", daemon=True)
+        self.thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self.engine.dialect.name == "postgresql":
-            self.thread.start()
+        """Start the thread (PostgreSQL only); an app started again starts a new one."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        self.stopping.clear()
+        self.thread = threading.Thread(target=self._run, name="taskledger-partitions", daemon=True)
+        self.thread.start()
 
     def _run(self) -> None:
         while not self.stopping.is_set():
@@ -294,5 +298,6 @@ class PartitionKeeper:
 
     def stop(self) -> None:
         self.stopping.set()
-        if self.thread.is_alive():
+        if self.thread is not None:
             self.thread.join()
+            self.thread = None
