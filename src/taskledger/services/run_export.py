@@ -223,7 +223,8 @@ def _row_formatter() -> Callable[[Sequence[Sequence[Any]]], str]:
     """A function from stored rows to their CSV records (CRLF after each).
 
     It evaluates one f-string per row, generated from :data:`COLUMNS`: no function call, list
-    or tuple per cell but for text, which was measured faster than formatting column by column.
+    or tuple per cell but for text; measured a little faster than formatting column by column
+    (docs/benchmarks.md, "Export").
     """
     cells = []
     for index, (_, column, kind) in enumerate(COLUMNS):
