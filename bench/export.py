@@ -1,5 +1,5 @@
 """CSV export (SPEC section 10): at least 0.5x the rate of the database's own CSV writer on the
-same query, with peak memory flat as the runs grow 4x.
+same query on SQLite and 0.8x on PostgreSQL, with peak memory flat as the runs grow 4x.
 
 The product side is the generator that ``GET /api/v1/runs.csv`` streams
 (``services.run_export.iter_csv``), consumed in-process, so no HTTP cost is counted. The
@@ -37,7 +37,7 @@ from taskledger.schemas.runs import RunFilters
 from taskledger.services import run_export
 from taskledger.services.generate import generate
 
-TARGET = Target(0.5, at_most=False)
+TARGETS = {"sqlite": Target(0.5, at_most=False), "postgresql": Target(0.8, at_most=False)}
 MEMORY_TARGET = Target(1.5)  # peak at 4N / peak at N
 REPEAT = 3
 
@@ -72,7 +72,7 @@ def run_baseline(command: list[str]) -> None:
 
 
 def product_export(engine: Engine, project_id: uuid.UUID) -> int:
-    """Every line of the CSV export, consumed; returns the number of characters."""
+    """Every chunk of the CSV export, consumed; returns the number of bytes."""
     return sum(len(chunk) for chunk in run_export.iter_csv(engine, project_id, RunFilters()))
 
 
@@ -100,7 +100,7 @@ def measure(engine: Engine, project_id: uuid.UUID, rows: int) -> tuple[list[Any]
             f"{best['product']:.2f} s",
             f"{rows / best['product']:,.0f}",
             times(ratio),
-            TARGET.verdict(ratio),
+            TARGETS[engine.dialect.name].verdict(ratio),
         ],
     ]
     peak_n = peak_python_memory(lambda: product_export(engine, project_id))

@@ -18,7 +18,7 @@ from taskledger.services.generate import generate
 from taskledger.services.run_export import EXPORT_BATCH
 from taskledger.store.engine import for_writing
 from tests.helpers import key_headers, project_with_key, state_of
-from tests.serving import server_env, serving
+from tests.serving import server_env, serving, wait_until
 
 
 def _all_items(client: TestClient, headers: dict[str, str], **params: object) -> list[dict]:  # type: ignore[type-arg]
@@ -134,6 +134,21 @@ def test_csv_bytes_are_the_same_on_every_backend(app: FastAPI, client: TestClien
     assert record.endswith("+00:00\r\n") and record.count("\r\n") == 1
 
 
+def _end_the_copy(engine: Engine) -> None:
+    """Terminate the PostgreSQL process running the export's COPY, once it is running."""
+    copying = (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND query LIKE 'COPY %%'"
+    )
+
+    def terminated() -> bool:
+        with engine.connect() as conn:
+            return any(conn.exec_driver_sql(copying).scalars())
+
+    wait_until(terminated, "the export's COPY running")
+
+
 @pytest.mark.parametrize("kind", ["csv", "ndjson"])
 def test_an_export_that_fails_midway_never_looks_complete(
     engine: Engine, database_url: str, tmp_path: Path, kind: str
@@ -143,6 +158,7 @@ def test_an_export_that_fails_midway_never_looks_complete(
     project_id, key = project_with_key(engine)
     generate(engine, project_id, runs=6 * EXPORT_BATCH, days=30, agents=1, seed=3)
     received: list[str] = []
+    renamed = False
     with serving(server_env(database_url, tmp_path)) as server:
         try:
             with httpx.stream(
@@ -151,14 +167,21 @@ def test_an_export_that_fails_midway_never_looks_complete(
                 assert response.status_code == 200
                 chunks = response.iter_text()
                 received.append(next(chunks))
-                # The table goes away under the export, as a failing database would.
-                with for_writing(engine).begin() as conn:
-                    conn.exec_driver_sql("ALTER TABLE runs RENAME TO runs_gone")
+                if engine.dialect.name == "postgresql" and kind == "csv":
+                    # One COPY in one transaction: its lock keeps the table from being renamed
+                    # until it ends, so the database process serving it goes away instead.
+                    _end_the_copy(engine)
+                else:
+                    # The table goes away under the export, as a failing database would.
+                    with for_writing(engine).begin() as conn:
+                        conn.exec_driver_sql("ALTER TABLE runs RENAME TO runs_gone")
+                    renamed = True
                 with pytest.raises(httpx.RemoteProtocolError):
                     received.extend(chunks)
         finally:
-            with for_writing(engine).begin() as conn:
-                conn.exec_driver_sql("ALTER TABLE runs_gone RENAME TO runs")
+            if renamed:
+                with for_writing(engine).begin() as conn:
+                    conn.exec_driver_sql("ALTER TABLE runs_gone RENAME TO runs")
         assert "export failed" in server.output()
     text = "".join(received)
     lines = text.rstrip("\n").split("\n")

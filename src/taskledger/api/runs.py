@@ -176,7 +176,7 @@ def _export(
         )
         pid = project.id
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
-    chunks: Iterator[str]
+    chunks: Iterator[bytes]
     if kind is ExportFormat.CSV:
         chunks = run_export.iter_csv(state.engine, pid, filters, limit=limit)
         media_type = "text/csv; charset=utf-8"

@@ -101,12 +101,15 @@ def export(
         q=q,
     )
     if output is None:
-        _write(obj, project.id, filters, ExportFormat(fmt), limit, sys.stdout, progress=False)
+        sys.stdout.flush()  # the export goes to the bytes underneath
+        stdout = sys.stdout.buffer
+        _write(obj, project.id, filters, ExportFormat(fmt), limit, stdout, progress=False)
+        stdout.flush()
         return
     from pathlib import Path
 
     show = sys.stderr.isatty() and not as_json
-    with Path(output).open("w", encoding="utf-8", newline="") as handle:
+    with Path(output).open("wb") as handle:
         written = _write(obj, project.id, filters, ExportFormat(fmt), limit, handle, progress=show)
     if as_json:
         emit_json({"written": written, "output": str(output), "format": fmt})
@@ -120,7 +123,7 @@ def _write(
     filters: RunFilters,
     fmt: ExportFormat,
     limit: int | None,
-    handle: IO[str],
+    handle: IO[bytes],
     *,
     progress: bool,
 ) -> int:
@@ -142,10 +145,10 @@ def _write(
     written = 0
     with progress_bar(progress) as bar:
         task = bar.add_task("runs", total=total)
-        for text, rows in run_export.export_chunks(
+        for data, rows in run_export.export_chunks(
             obj.engine, project_id, filters, fmt, limit=limit
         ):
-            handle.write(text)
+            handle.write(data)
             bar.advance(task, rows)
             written += rows
     return written

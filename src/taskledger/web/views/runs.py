@@ -399,7 +399,7 @@ def _export(
     with session.begin():
         pid = _project(session, principal, project).id
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
-    chunks: Iterable[str]
+    chunks: Iterable[bytes]
     if suffix == "csv":
         chunks = run_export.iter_csv(state.engine, pid, query.filters)
         media_type = "text/csv; charset=utf-8"
