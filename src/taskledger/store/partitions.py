@@ -9,7 +9,7 @@ clean up. SQLite keeps one plain table; nothing here applies to it.
   bound, ``runs_pYYYYMMDD``, whatever its period, so partitions made under one setting and then
   another never share a name; a new partition is clipped so that it never overlaps an old one.
 - **Ahead.** :func:`ensure_partitions` creates the partition of the current period and the
-  next :data:`AHEAD` ones. ``taskledger serve`` calls it at start and then every few hours, as do
+  next :data:`AHEAD` ones. ``taskledger serve`` calls it at start and then every 15 minutes, as do
   ``taskledger db upgrade`` and every retention run, so the partitions are there before their
   rows arrive.
 - **A default partition**, ``runs_default``, takes any row outside every range (a run recorded
@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ Period = Literal["day", "week", "month"]
 PERIODS: tuple[Period, ...] = ("day", "week", "month")
 #: Periods created ahead of the current one.
 AHEAD = 3
+#: How long creating a partition waits for its lock on runs before it gives up for this time.
+LOCK_TIMEOUT = "100ms"
+LOCK_NOT_AVAILABLE = "55P03"
 DEFAULT_PARTITION = "runs_default"
 KEYS_TABLE = "run_idempotency_keys"
 _NAME = re.compile(r"runs_p\d{8}")
@@ -190,10 +194,32 @@ def ensure_partitions(
     default partition itself; returns the names created. A no-op unless ``runs`` is
     partitioned. Replicas may run it at once: an advisory lock serialises them."""
     period = period or configured_period()
+    try:
+        return _ensure(engine, period, now=now, ahead=ahead, cover=cover)
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        # A long reader of runs (an export, say): waiting for it would make every query of
+        # runs wait behind this one. The next call tries again; the default partition takes
+        # the rows meanwhile.
+        log.warning("runs is busy: its partitions ahead were not created this time")
+        return []
+
+
+def _ensure(
+    engine: Engine,
+    period: Period,
+    *,
+    now: datetime | None,
+    ahead: int,
+    cover: tuple[datetime, datetime] | None,
+) -> list[str]:
     with engine.begin() as conn:
         if not is_partitioned(conn):
             return []
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('taskledger.runs.partitions'))"))
+        # Creating a partition needs runs to itself for a moment; others wait behind it.
+        conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
         starts = _ahead(period_start(now or datetime.now(UTC), period), period, ahead)
         if cover is not None:
             start, end = period_start(cover[0], period), cover[1]
@@ -265,7 +291,7 @@ def detach_and_drop(conn: Connection, partition: Partition) -> None:
 
 
 #: How often ``taskledger serve`` checks that the partitions ahead exist (seconds).
-KEEP_EVERY = 6 * 3600
+KEEP_EVERY = 15 * 60
 
 
 class PartitionKeeper:

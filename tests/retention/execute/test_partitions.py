@@ -318,3 +318,15 @@ def test_a_partition_that_would_outgrow_the_plan_stays_whole(pg: Engine, tmp_pat
     assert 0 < outcome.affected <= 110 and outcome.partitions
     assert len(_run_ids(pg)) == len(before) - outcome.affected
     assert sum(part.rows for part in writer.manifest.files) == outcome.affected
+
+
+def test_partitions_are_not_created_behind_a_long_reader(pg: Engine) -> None:
+    """A reader of runs (an export, say) holds its lock: creating a partition gives up after a
+    moment instead of making every query of runs queue behind it, and succeeds later."""
+    with pg.begin() as conn:
+        ahead = [p for p in list_partitions(conn) if not p.is_default][-1]
+        conn.execute(text(f"DROP TABLE {ahead.name}"))
+    with pg.connect() as reader, reader.begin():
+        reader.execute(select(func.count()).select_from(Run))
+        assert ensure_partitions(pg, "month") == []
+    assert ensure_partitions(pg, "month") == [ahead.name]
