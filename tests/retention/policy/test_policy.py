@@ -646,9 +646,7 @@ BASE = 'name = "p"\n' + rule_toml("a", status=["completed", "failed"]) + rule_to
         + rule_toml("a", status=["completed", "failed"], age_column="started_at", archive=True)
         + rule_toml("b", allow_audit_deletion=False),
         'batch_size = 10000\nbatch_time_budget = "100ms"\nmax_table_fraction = 0.5\n'
-        'name = "p"\n'
-        + rule_toml("a", status=["completed", "failed"])
-        + rule_toml("b"),
+        'name = "p"\n' + rule_toml("a", status=["completed", "failed"]) + rule_toml("b"),
         'name = "p"\n'
         + rule_toml("a", status=["completed", "failed"], older_than="2160h")
         + rule_toml("b"),

@@ -37,6 +37,8 @@ _SINK = "taskledger_copy_sink"
 class CopyOut(Executable, ClauseElement):
     """``COPY (<query>) TO STDOUT`` (text format), executed with a sink for its rows."""
 
+    # Not cached: a cached statement's result would be matched against its selected columns,
+    # which a COPY has none of. Compiling it costs far less than a batch.
     inherit_cache = False
 
     def __init__(self, query: Any) -> None:

@@ -8,11 +8,19 @@ restore is idempotent, so "both" is harmless. The executor reports through a cal
 returned report; it never prints. What a delete takes with it is captured by
 :mod:`.side_effects`; on SQLite, the pauses between batches are :mod:`.sqlite_pacing`'s.
 
+Batches are sized by time (:mod:`.batch_sizing`): each rule's first batch is 1,000 rows (or its
+``batch_size``, when smaller), and each next one is sized from the rate the last one ran at, so
+that a write transaction takes about the policy's ``batch_time_budget``, never more rows than
+``batch_size``.
+
 Archived rows are rendered as archive lines by the database
-(:mod:`taskledger.retention.archive.sql_lines`). On PostgreSQL an archived delete that takes
-nothing else with it is a single statement per batch: ``DELETE … WHERE key = ANY(ARRAY(SELECT …
-FOR UPDATE SKIP LOCKED)) RETURNING`` the lines; the part is written before the commit, so a
-failure to write it rolls the delete back.
+(:mod:`taskledger.retention.archive.sql_lines`), and each line goes to the part's compressor as
+it is read (:class:`~taskledger.retention.archive.format.MemberCompressor`): compressing overlaps
+with reading the batch and, on SQLite, with its DELETE. On PostgreSQL an archived delete that
+takes nothing else with it is a single statement per batch: ``DELETE … WHERE key =
+ANY(ARRAY(SELECT … FOR UPDATE SKIP LOCKED)) RETURNING`` the lines, streamed with ``COPY`` when
+the key is an integer (:mod:`.copy_lines`). Either way the part is made durable before the
+commit, so a failure to write it rolls the batch back.
 """
 
 from __future__ import annotations
@@ -171,9 +179,9 @@ class _Batch:
                 rendered.append(line)
                 if line is None:
                     streaming = False
-                elif streaming:
-                    compressor.add(part_line(line))  # type: ignore[union-attr]
-            if streaming:
+                elif streaming and compressor is not None:
+                    compressor.add(part_line(line))
+            if streaming and compressor is not None:
                 return cls(keys, lines=None, compressed=compressor)
             # Rows the database did not render (see archive.sql_lines) are encoded in Python.
             unrendered = [key for key, line in zip(keys, rendered, strict=True) if line is None]
@@ -200,6 +208,7 @@ class _Batch:
         in_batch = key == any_(func.array(batch.scalar_subquery()))
         taken = delete(table).where(in_batch).returning(*table.c).cte("batch_rows")
         lines = line_expression(table, conn.dialect, alias="batch_rows")
+        assert lines is not None, "called only for a table with a line expression"
         query = select(lines).select_from(taken).order_by(taken.c[selection.table.key_column])
         sink = CopiedLines(compressor, selection.table.key_column)
         copy_lines(conn, CopyOut(query), sink)
