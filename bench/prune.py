@@ -124,6 +124,11 @@ def engine_prune(
         previewed = preview_policy(sessions, request, now=now)
         report = execute_policy(engine, sessions, request.confirming(previewed))
     assert report.outcome == "ok", report.outcome
+    batches = sum(rule.batches for rule in report.rules)
+    console.print(
+        f"    {report.affected / max(batches, 1):,.0f} rows a batch on average ({batches:,})",
+        style="dim",
+    )
     return report.affected
 
 
