@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,15 +54,21 @@ def backends(only: str | None = None) -> list[str]:
 
 
 def arguments(
-    description: str, *, rows: int, flags: dict[str, str] | None = None
+    description: str,
+    *,
+    rows: int,
+    flags: dict[str, str] | None = None,
+    more: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.Namespace:
     """The options every benchmark takes: ``--rows`` and ``--backend``; ``flags`` adds on/off
-    options of its own (name to help text)."""
+    options of its own (name to help text), ``more`` any other option."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rows", type=int, default=rows, help=f"runs to seed (default {rows:,})")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default=None)
     for flag, help_text in (flags or {}).items():
         parser.add_argument(flag, action="store_true", help=help_text)
+    if more is not None:
+        more(parser)
     return parser.parse_args()
 
 
@@ -220,11 +227,14 @@ def serve(engine: Engine, *, timeout: float = 30) -> Iterator[str]:
                 process.wait()
 
 
-def seed_runs(engine: Engine, rows: int, *, days: float = 180, seed: int = 7) -> uuid.UUID:
-    """A project filled with ``rows`` runs (and the rest of the model) over ``days`` days."""
+def seed_runs(
+    engine: Engine, rows: int, *, days: float = 180, seed: int = 7, now: datetime | None = None
+) -> uuid.UUID:
+    """A project filled with ``rows`` runs (and the rest of the model) over the ``days`` days
+    before ``now`` (default: the current time)."""
     project_id = new_project(engine)
     started = time.perf_counter()
-    generate(engine, project_id, runs=rows, days=days, seed=seed)
+    generate(engine, project_id, runs=rows, days=days, seed=seed, now=now)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))

@@ -29,6 +29,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from taskledger.cli import cli
+from taskledger.retention.policy.rules import format_budget
 from taskledger.settings import Settings
 from taskledger.web.pages import PageRoute
 
@@ -559,6 +560,9 @@ def test_every_preset_is_documented() -> None:
             shown = settings[key][column].replace(",", "")
             if float(shown) != float(getattr(policy, key)):
                 wrong.append(f"{name} {key}: {shown}, not {getattr(policy, key)}")
+        budget = settings["batch_time_budget"][column]
+        if budget != format_budget(policy.batch_time_budget):
+            wrong.append(f"{name} batch_time_budget: {budget}, not {policy.batch_time_budget}")
     assert wrong == []
 
 

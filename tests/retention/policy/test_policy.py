@@ -105,10 +105,11 @@ def test_default_preset() -> None:
     policy = PRESETS["default"]
     assert summary(policy) == standard(90 * D, 24 * H, 30 * D, 90 * D)
     assert (policy.batch_size, policy.max_rows_per_run, policy.max_table_fraction) == (
-        1000,
+        10_000,
         1_000_000,
         0.5,
     )
+    assert policy.batch_time_budget == timedelta(milliseconds=100)
     assert "acknowledgements" not in {r.table for r in policy.rules}  # the audit trail is kept
 
 
@@ -118,13 +119,14 @@ def test_development_preset() -> None:
         *standard(14 * D, 4 * H, 7 * D, 14 * D),
         ("acknowledgements", 30 * D, "created_at", None, "delete", None, True, True),
     ]
-    assert policy.batch_size == 1000
+    assert policy.batch_size == 10_000
 
 
 def test_scientific_preset() -> None:
     policy = PRESETS["scientific"]
     assert summary(policy) == standard(730 * D, 48 * H, 365 * D, 730 * D)
     assert policy.batch_size == 500
+    assert policy.batch_time_budget == timedelta(milliseconds=100)
     assert "acknowledgements" not in {r.table for r in policy.rules}
 
 
@@ -221,8 +223,9 @@ def test_parse_the_spec_example() -> None:
 
 def test_defaults_are_filled_in() -> None:
     policy = parse_policy(rule_toml(), default_name="p")
-    assert (policy.name, policy.batch_size, policy.max_rows_per_run) == ("p", 1000, 1_000_000)
+    assert (policy.name, policy.batch_size, policy.max_rows_per_run) == ("p", 10_000, 1_000_000)
     assert policy.max_table_fraction == 0.5
+    assert policy.batch_time_budget == timedelta(milliseconds=100)
     (rule,) = policy.rules
     assert rule.age_column == "started_at"
     assert rule.archive is True
@@ -233,7 +236,53 @@ def test_defaults_are_filled_in() -> None:
         None,
         None,
     )
-    assert policy.batch_size_for(rule) == 1000
+    assert policy.batch_size_for(rule) == 10_000
+
+
+@pytest.mark.parametrize(
+    ("text", "budget"),
+    [
+        ("100ms", timedelta(milliseconds=100)),
+        ("10ms", timedelta(milliseconds=10)),
+        ("250ms", timedelta(milliseconds=250)),
+        ("1s", timedelta(seconds=1)),
+        ("5s", timedelta(seconds=5)),
+        ("5000ms", timedelta(seconds=5)),
+    ],
+)
+def test_batch_time_budget_is_read(text: str, budget: timedelta) -> None:
+    policy = parse_policy(f'batch_time_budget = "{text}"\n' + rule_toml(), default_name="p")
+    assert policy.batch_time_budget == budget
+    assert policy_from_dict(policy_to_dict(policy), default_name="p") == policy
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ('"0ms"', "'batch_time_budget' must be between 10ms and 5s, got '0ms'"),
+        ('"9ms"', "'batch_time_budget' must be between 10ms and 5s, got '9ms'"),
+        ('"6s"', "'batch_time_budget' must be between 10ms and 5s, got '6s'"),
+        ('"5001ms"', "'batch_time_budget' must be between 10ms and 5s, got '5001ms'"),
+        ("100", "'batch_time_budget' must be a string with its unit, like '100ms' or '1s', "
+         "got integer 100"),
+        ("0.1", "'batch_time_budget' must be a string with its unit"),
+        ('"100"', "'batch_time_budget' must be an integer followed by ms or s"),
+        ('"1.5s"', "'batch_time_budget' must be an integer followed by ms or s"),
+        ('"-5ms"', "'batch_time_budget' must be an integer followed by ms or s"),
+        ('"100 ms"', "'batch_time_budget' must be an integer followed by ms or s"),
+        ('"1m"', "'batch_time_budget' must be an integer followed by ms or s"),
+        ('"9' + "9" * 30 + 's"', "is too long"),
+    ],
+)  # fmt: skip
+def test_a_bad_batch_time_budget_is_refused(value: str, problem: str) -> None:
+    with pytest.raises(PolicyError, match=re.escape(problem)):
+        parse_policy(f"batch_time_budget = {value}\n" + rule_toml(), default_name="p")
+
+
+def test_a_batch_time_budget_built_in_code_is_checked() -> None:
+    policy = Policy(name="p", batch_time_budget=timedelta(seconds=10))
+    with pytest.raises(PolicyError, match="'batch_time_budget' must be between 10ms and 5s"):
+        validate_policy(policy)
 
 
 def test_top_level_settings_are_read() -> None:
@@ -581,7 +630,7 @@ def test_hash_of_the_default_preset_is_pinned() -> None:
     # Audit rows and plan ids record this hash: changing the canonical form (or the preset) must
     # be a deliberate decision, made by updating this value.
     assert PRESETS["default"].policy_hash == (
-        "ee618be1f183e00721fdf4a297e34cc4ba5463049ef764d77c2098480f778152"
+        "ff0b95ea45d7e8a5cd2e09ce9e6ba158c3ab1fa1921ea5954463303c77131cca"
     )
 
 
@@ -596,9 +645,8 @@ BASE = 'name = "p"\n' + rule_toml("a", status=["completed", "failed"]) + rule_to
         'name = "p"\n'
         + rule_toml("a", status=["completed", "failed"], age_column="started_at", archive=True)
         + rule_toml("b", allow_audit_deletion=False),
-        'batch_size = 1000\nmax_table_fraction = 0.5\nname = "p"\n'
-        + rule_toml("a", status=["completed", "failed"])
-        + rule_toml("b"),
+        'batch_size = 10000\nbatch_time_budget = "100ms"\nmax_table_fraction = 0.5\n'
+        'name = "p"\n' + rule_toml("a", status=["completed", "failed"]) + rule_toml("b"),
         'name = "p"\n'
         + rule_toml("a", status=["completed", "failed"], older_than="2160h")
         + rule_toml("b"),
@@ -629,6 +677,8 @@ def test_hash_ignores_layout_order_of_keys_and_spelled_out_defaults(same: str) -
         + rule_toml("b"),
         'name = "p"\nmax_table_fraction = 0.6\n' + rule_toml("a", status=["completed", "failed"])
         + rule_toml("b"),
+        'name = "p"\nbatch_time_budget = "200ms"\n'
+        + rule_toml("a", status=["completed", "failed"]) + rule_toml("b"),
         'name = "p"\n' + rule_toml("a", status=["completed", "failed"], batch_size=5)
         + rule_toml("b"),
     ],

@@ -28,12 +28,12 @@ import re
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -251,16 +251,51 @@ _compressors: ThreadPoolExecutor | None = None
 _compressors_lock = threading.Lock()
 
 
-def _pieces(lines: Sequence[bytes]) -> list[bytes]:
-    pieces, start, size = [], 0, 0
-    for end, line in enumerate(lines, start=1):
-        size += len(line)
-        if size >= MEMBER_BYTES:
-            pieces.append(b"".join(lines[start:end]))
-            start, size = end, 0
-    if start < len(lines):
-        pieces.append(b"".join(lines[start:]))
-    return pieces
+class MemberCompressor:
+    """Compresses lines into one part's bytes as they come: every :data:`MEMBER_BYTES` of lines
+    (cut at a line end) goes to the compression threads at once, so that compressing overlaps
+    with whatever produces the next lines (reading them from the database, the batch's
+    DELETE). :meth:`result` waits for the members and joins them.
+
+    The cut depends only on the lines, so equal lines give equal bytes, however they came.
+    """
+
+    def __init__(self, *, compresslevel: int = DEFAULT_GZIP_LEVEL) -> None:
+        self.compresslevel = compresslevel
+        #: Lines added so far.
+        self.rows = 0
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._members: list[Future[bytes]] = []
+
+    def add(self, line: bytes) -> None:
+        """Add one line (an encoded row ending in a newline)."""
+        self._lines.append(line)
+        self.rows += 1
+        self._size += len(line)
+        if self._size >= MEMBER_BYTES:
+            self._cut()
+
+    def extend(self, lines: Iterable[bytes]) -> None:
+        """Add every line of ``lines``."""
+        for line in lines:
+            self.add(line)
+
+    def _cut(self) -> None:
+        piece = b"".join(self._lines)
+        self._lines, self._size = [], 0
+        self._members.append(_pool().submit(self._compress, piece))
+
+    def _compress(self, piece: bytes) -> bytes:
+        return gzip.compress(piece, compresslevel=self.compresslevel, mtime=0)
+
+    def result(self) -> bytes:
+        """The part's bytes: every member, in order (one empty member when no line came)."""
+        if not self._members:
+            return self._compress(b"".join(self._lines))
+        if self._lines:
+            self._cut()
+        return b"".join(member.result() for member in self._members)
 
 
 def compress_lines(lines: Sequence[bytes], *, compresslevel: int = DEFAULT_GZIP_LEVEL) -> bytes:
@@ -269,13 +304,11 @@ def compress_lines(lines: Sequence[bytes], *, compresslevel: int = DEFAULT_GZIP_
     A gzip file may hold several members one after the other, and every reader (this module,
     ``gzip -d``, ``zcat``) reads them as one stream. Lines are cut into members of about
     :data:`MEMBER_BYTES`, at line ends, compressed on one thread per CPU, up to 4 (zlib releases
-    the GIL). The cut depends only on the lines, so equal rows still give equal bytes.
+    the GIL); see :class:`MemberCompressor`.
     """
-    pieces = _pieces(lines)
-    if len(pieces) <= 1:
-        return gzip.compress(b"".join(pieces), compresslevel=compresslevel, mtime=0)
-    members = _pool().map(partial(gzip.compress, compresslevel=compresslevel, mtime=0), pieces)
-    return b"".join(members)
+    compressor = MemberCompressor(compresslevel=compresslevel)
+    compressor.extend(lines)
+    return compressor.result()
 
 
 def _pool() -> ThreadPoolExecutor:

@@ -118,14 +118,15 @@ def _quote(name: str) -> str:
 
 
 @cache
-def _line_sql(table: Table, dialect_name: str) -> str | None:
+def _line_sql(table: Table, dialect_name: str, alias: str | None = None) -> str | None:
     renders = _DIALECTS.get(dialect_name)
     columns = sorted(table.columns, key=lambda c: c.name)
     kinds = [_kind(column.type) for column in columns]
     if renders is None or not columns or None in kinds:
         return None
+    source = _quote(alias or table.name)
     values = [
-        (column.name, renders[kind](f"{_quote(table.name)}.{_quote(column.name)}"))
+        (column.name, renders[kind](f"{source}.{_quote(column.name)}"))
         for column, kind in zip(columns, kinds, strict=True)
         if kind is not None
     ]
@@ -134,7 +135,7 @@ def _line_sql(table: Table, dialect_name: str) -> str | None:
             return None
         line = "json_object(" + ", ".join(f"{_sql_string(n)}, {v}" for n, v in values) + ")"
         checks = [
-            _SQLITE_USUAL[kind](f"{_quote(table.name)}.{_quote(column.name)}")
+            _SQLITE_USUAL[kind](f"{source}.{_quote(column.name)}")
             for column, kind in zip(columns, kinds, strict=True)
             if kind in _SQLITE_USUAL
         ]
@@ -146,10 +147,13 @@ def _line_sql(table: Table, dialect_name: str) -> str | None:
     return " || ".join(pieces) + " || '}'"
 
 
-def line_expression(table: Table, dialect: Dialect) -> ColumnElement[str] | None:
+def line_expression(
+    table: Table, dialect: Dialect, *, alias: str | None = None
+) -> ColumnElement[str] | None:
     """The SQL expression rendering a row of ``table`` as its archive line (without the newline),
-    or ``None`` when the dialect or one of the table's column types has none."""
-    sql = _line_sql(table, dialect.name)
+    or ``None`` when the dialect or one of the table's column types has none. With ``alias``,
+    the columns are those of that name in the query (a CTE returning the table's rows)."""
+    sql = _line_sql(table, dialect.name, alias)
     return None if sql is None else literal_column(f"({sql})", type_=Text)
 
 

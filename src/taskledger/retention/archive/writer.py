@@ -36,8 +36,8 @@ from typing import Any
 from taskledger.retention.archive.format import (
     MANIFEST_NAME,
     Manifest,
+    MemberCompressor,
     PartInfo,
-    compress_lines,
     encode_row,
     key_text,
 )
@@ -160,12 +160,37 @@ class ArchiveWriter:
             raise ArchiveError(f"{len(lines)} lines of {table} but {len(keys)} keys")
         present = [key for key in keys if key is not None]
         try:
-            key_min = key_text(min(present)) if present else None
-            key_max = key_text(max(present)) if present else None
+            low, high = (min(present), max(present)) if present else (None, None)
         except TypeError as exc:
             raise ArchiveError(f"keys of {table}.{key_column} are not comparable") from exc
+        compressor = self.compressor()
+        compressor.extend(lines)
+        return self.write_compressed(
+            table, compressor, key_min=low, key_max=high, rule=rule, action=action
+        )
 
-        data = compress_lines(lines, compresslevel=self.compresslevel)
+    def compressor(self) -> MemberCompressor:
+        """A part's lines being compressed as they are added, for :meth:`write_compressed`."""
+        return MemberCompressor(compresslevel=self.compresslevel)
+
+    def write_compressed(
+        self,
+        table: str,
+        compressor: MemberCompressor,
+        *,
+        key_min: Any,
+        key_max: Any,
+        rule: str,
+        action: str,
+    ) -> PartInfo | None:
+        """Like :meth:`write_lines`, for lines already given to ``compressor`` (from
+        :meth:`compressor`), whose keys range from ``key_min`` to ``key_max``: the caller adds
+        lines while it reads them, and compressing overlaps with the reading. Waits for the
+        compression, then stores the part and the manifest durably."""
+        self._check_open(table)
+        if not compressor.rows:
+            return None
+        data = compressor.result()
 
         # The number is taken before the upload so a name is never reused, even after a failed
         # put that might have landed anyway.
@@ -176,11 +201,11 @@ class ArchiveWriter:
             table=table,
             rule=rule,
             action=action,
-            rows=len(lines),
+            rows=compressor.rows,
             bytes=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
-            key_min=key_min,
-            key_max=key_max,
+            key_min=None if key_min is None else key_text(key_min),
+            key_max=None if key_max is None else key_text(key_max),
         )
         self.store.put(f"{self.prefix}/{part.name}", data)
         self._manifest = replace(self._manifest, files=(*self._manifest.files, part))

@@ -8,11 +8,19 @@ restore is idempotent, so "both" is harmless. The executor reports through a cal
 returned report; it never prints. What a delete takes with it is captured by
 :mod:`.side_effects`; on SQLite, the pauses between batches are :mod:`.sqlite_pacing`'s.
 
+Batches are sized by time (:mod:`.batch_sizing`): each rule's first batch is 1,000 rows (or its
+``batch_size``, when smaller), and each next one is sized from the rate the last one ran at, so
+that a write transaction takes about the policy's ``batch_time_budget``, never more rows than
+``batch_size``.
+
 Archived rows are rendered as archive lines by the database
-(:mod:`taskledger.retention.archive.sql_lines`). On PostgreSQL an archived delete that takes
-nothing else with it is a single statement per batch: ``DELETE … WHERE key = ANY(ARRAY(SELECT …
-FOR UPDATE SKIP LOCKED)) RETURNING`` the lines; the part is written before the commit, so a
-failure to write it rolls the delete back.
+(:mod:`taskledger.retention.archive.sql_lines`), and each line goes to the part's compressor as
+it is read (:class:`~taskledger.retention.archive.format.MemberCompressor`): compressing overlaps
+with reading the batch and, on SQLite, with its DELETE. On PostgreSQL an archived delete that
+takes nothing else with it is a single statement per batch: ``DELETE … WHERE key =
+ANY(ARRAY(SELECT … FOR UPDATE SKIP LOCKED)) RETURNING`` the lines, streamed with ``COPY`` when
+the key is an integer (:mod:`.copy_lines`). Either way the part is made durable before the
+commit, so a failure to write it rolls the batch back.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Integer,
     Table,
     and_,
     any_,
@@ -42,9 +51,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from taskledger.enums import PartAction
 from taskledger.errors import SafeguardRefused
 from taskledger.metrics import Metrics
-from taskledger.retention.archive.format import encode_row
+from taskledger.retention.archive.format import MemberCompressor, encode_row
 from taskledger.retention.archive.sql_lines import line_expression, part_line
 from taskledger.retention.archive.writer import ArchiveWriter
+from taskledger.retention.execute.batch_sizing import first_batch_size, next_batch_size
+from taskledger.retention.execute.copy_lines import CopiedLines, CopyOut, copy_lines, enable_copy
 from taskledger.retention.execute.partitions import PartitionPath, drop_covered
 from taskledger.retention.execute.side_effects import (
     SIDE_EFFECTS,
@@ -135,26 +146,79 @@ class _Batch:
     keys: list[Any]
     rows: list[dict[str, Any]] = field(default_factory=list)
     lines: list[bytes] | None = None
+    #: The batch's archive lines, given to the part's compressor as they were read.
+    compressed: MemberCompressor | None = None
+    #: How many rows, when ``keys`` holds only the first and last (a COPY of lines).
+    count: int | None = None
+
+    @property
+    def size(self) -> int:
+        """The rows in the batch."""
+        return len(self.keys) if self.count is None else self.count
 
     @classmethod
     def read(
-        cls, conn: Connection, stmt: Any, selection: RuleSelection, *, whole: bool, lines: bool
+        cls,
+        conn: Connection,
+        stmt: Any,
+        selection: RuleSelection,
+        *,
+        whole: bool,
+        lines: bool,
+        compressor: MemberCompressor | None = None,
     ) -> _Batch:
+        """Read a batch. With ``compressor``, archive lines are given to it as they are read,
+        so that they are compressed while the rest are read (and while the batch is applied);
+        the batch then has ``compressed`` (every line of the batch, in key order) instead of
+        ``lines``. A row the database did not render makes it ``lines`` after all."""
         if whole:
             rows = fetch_rows(conn, stmt)
             return cls([row[selection.table.key_column] for row in rows], rows)
         if lines:
-            fetched = conn.execute(stmt).all()
+            keys: list[Any] = []
+            rendered: list[str | None] = []
+            streaming = compressor is not None
+            for key, line in conn.execute(stmt):
+                keys.append(key)
+                rendered.append(line)
+                if line is None:
+                    streaming = False
+                elif streaming and compressor is not None:
+                    compressor.add(part_line(line))
+            if streaming and compressor is not None:
+                return cls(keys, lines=None, compressed=compressor)
             # Rows the database did not render (see archive.sql_lines) are encoded in Python.
-            unrendered = [key for key, line in fetched if line is None]
+            unrendered = [key for key, line in zip(keys, rendered, strict=True) if line is None]
             python = {}
             if unrendered:
                 table = table_of(selection.table.model)
                 rows = fetch_rows(conn, select(table).where(selection.key.in_(unrendered)))
                 python = {row[selection.table.key_column]: encode_row(row) for row in rows}
-            encoded = [python[key] if line is None else part_line(line) for key, line in fetched]
-            return cls([key for key, _ in fetched], lines=encoded)
+            encoded = [
+                python[key] if line is None else part_line(line)
+                for key, line in zip(keys, rendered, strict=True)
+            ]
+            return cls(keys, lines=encoded)
         return cls(list(conn.execute(stmt).scalars().all()))
+
+    @classmethod
+    def copied(
+        cls, conn: Connection, selection: RuleSelection, batch: Any, compressor: MemberCompressor
+    ) -> _Batch:
+        """PostgreSQL: like :meth:`deleted`, the lines streamed into ``compressor`` by one
+        ``COPY`` (see :mod:`.copy_lines`); ``keys`` holds the first and last key only."""
+        table = table_of(selection.table.model)
+        key = selection.key
+        in_batch = key == any_(func.array(batch.scalar_subquery()))
+        taken = delete(table).where(in_batch).returning(*table.c).cte("batch_rows")
+        lines = line_expression(table, conn.dialect, alias="batch_rows")
+        assert lines is not None, "called only for a table with a line expression"
+        query = select(lines).select_from(taken).order_by(taken.c[selection.table.key_column])
+        sink = CopiedLines(compressor, selection.table.key_column)
+        copy_lines(conn, CopyOut(query), sink)
+        if not sink.rows:
+            return cls([])
+        return cls(list(sink.key_range()), compressed=compressor, count=sink.rows)
 
     @classmethod
     def deleted(cls, conn: Connection, selection: RuleSelection, lines: Any, batch: Any) -> _Batch:
@@ -248,20 +312,21 @@ class Executor:
         postgresql = conn.dialect.name == "postgresql"
         returning = lines if postgresql and action == "delete" and not side_effects else None
         read_lines = lines is not None and returning is None
+        # ...streamed with COPY when the key is an integer (the first and last lines say the
+        # part's key range): see copy_lines.
+        copying = returning is not None and isinstance(key.type, Integer)
+        if copying:
+            enable_copy(self.engine)
         whole = _exact(selection) and lines is None
         columns = [table] if whole else [key, lines] if read_lines else [key]
+        budget = selection.batch_time_budget.total_seconds()
+        size = first_batch_size(selection.batch_size)
         if postgresql:
             self._drop_partitions(conn, selection, outcome, limit)
         last: Any = None
         while True:
             condition = selection.eligible if last is None else and_(selection.eligible, key > last)
-            stmt = (
-                select(*columns)
-                .select_from(table)
-                .where(condition)
-                .order_by(key)
-                .limit(selection.batch_size)
-            )
+            stmt = select(*columns).select_from(table).where(condition).order_by(key).limit(size)
             if _exact(selection):
                 # PostgreSQL: the rows read are the rows changed (SQLite holds the write lock).
                 stmt = stmt.with_for_update(skip_locked=True)
@@ -276,26 +341,44 @@ class Executor:
                 if returning is not None:
                     # Deleted before it is archived, but not committed before: a failure to
                     # archive (or a crash) rolls the delete back.
-                    batch = _Batch.deleted(conn, selection, returning, stmt)
+                    if copying and self.writer is not None:
+                        batch = _Batch.copied(conn, selection, stmt, self.writer.compressor())
+                    else:
+                        batch = _Batch.deleted(conn, selection, returning, stmt)
                     keys = batch.keys
                     if not keys:
                         return
-                    affected = len(keys)
+                    affected = batch.size
                     self._check_limit(selection, outcome, affected, limit)
                     self._archive(selection, table, batch, extras)
                 else:
-                    batch = _Batch.read(conn, stmt, selection, whole=whole, lines=read_lines)
+                    compressor = (
+                        self.writer.compressor() if read_lines and self.writer is not None else None
+                    )
+                    batch = _Batch.read(
+                        conn, stmt, selection, whole=whole, lines=read_lines, compressor=compressor
+                    )
                     keys = batch.keys
                     if not keys:
                         return
                     self._check_limit(selection, outcome, len(keys), limit)
                     if action == "delete":
                         extras = capture_side_effects(conn, table.name, keys)
-                    if selection.rule.archive:
+                    if batch.compressed is not None:
+                        # The lines are being compressed: the batch is applied meanwhile, and
+                        # its part is made durable after, still before the commit.
+                        affected = self._apply(conn, selection, table, batch.rows, keys)
                         self._archive(selection, table, batch, extras)
-                    affected = self._apply(conn, selection, table, batch.rows, keys)
+                    else:
+                        if selection.rule.archive:
+                            self._archive(selection, table, batch, extras)
+                        affected = self._apply(conn, selection, table, batch.rows, keys)
             last = keys[-1]
-            between.batch_done(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            between.batch_done(elapsed)
+            size = next_batch_size(
+                size, batch.size, elapsed, budget=budget, batch_size=selection.batch_size
+            )
             outcome.batches += 1
             outcome.affected += affected
             for extra in extras:
@@ -356,7 +439,16 @@ class Executor:
                 action=extra.action,
             )
         where = {"key_column": selection.table.key_column, "rule": rule}
-        if batch.lines is not None:
+        if batch.compressed is not None:
+            self.writer.write_compressed(
+                table.name,
+                batch.compressed,
+                key_min=batch.keys[0],
+                key_max=batch.keys[-1],
+                rule=rule,
+                action=selection.rule.action,
+            )
+        elif batch.lines is not None:
             self.writer.write_lines(
                 table.name, batch.lines, batch.keys, action=selection.rule.action, **where
             )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -32,7 +32,7 @@ from sqlalchemy import (
 
 from taskledger.enums import TERMINAL_STATUSES
 from taskledger.retention.plan.holds import HeldSet
-from taskledger.retention.policy.rules import Policy, Rule
+from taskledger.retention.policy.rules import DEFAULT_BATCH_TIME_BUDGET, Policy, Rule
 from taskledger.retention.policy.tables import RetainedTable, get_table
 from taskledger.store.models import Acknowledgement, Task, TaskDependency
 from taskledger.store.types import as_utc
@@ -45,11 +45,13 @@ class RuleSelection:
     rule: Rule
     table: RetainedTable
     cutoff: datetime
-    batch_size: int
+    batch_size: int  # the largest batch; batches are sized by batch_time_budget below it
     candidates: ColumnElement[bool]  # what the rule asks for, before exclusions
     eligible: ColumnElement[bool]  # what it will actually take
     held: ColumnElement[bool]  # candidates a hold protects
     protected: ColumnElement[bool] | None  # tasks unfinished work depends on
+    #: How long one batch's write transaction should take.
+    batch_time_budget: timedelta = DEFAULT_BATCH_TIME_BUDGET
     #: PostgreSQL: partitions of runs the selection covers whole may be dropped whole.
     whole_partitions: bool = True
 
@@ -184,6 +186,7 @@ def build_plan(
                 table=table,
                 cutoff=cutoff,
                 batch_size=policy.batch_size_for(rule),
+                batch_time_budget=policy.batch_time_budget,
                 candidates=base,
                 eligible=eligible,
                 held=and_(base, held_condition),

@@ -15,6 +15,7 @@ from typing import Any, cast
 from taskledger.retention.policy.presets import PRESETS
 from taskledger.retention.policy.rules import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_TIME_BUDGET,
     DEFAULT_MAX_ROWS_PER_RUN,
     DEFAULT_MAX_TABLE_FRACTION,
     POLICY_KEYS,
@@ -24,6 +25,7 @@ from taskledger.retention.policy.rules import (
     Policy,
     PolicyError,
     Rule,
+    parse_budget,
     parse_duration,
     policy_level_errors,
     rule_errors,
@@ -81,6 +83,19 @@ def policy_from_dict(data: Mapping[str, Any], *, default_name: str) -> Policy:
     ]
     name = _get(data, "name", str, errors, "")
     batch_size = _get(data, "batch_size", int, errors, "")
+    budget = DEFAULT_BATCH_TIME_BUDGET
+    budget_text = data.get("batch_time_budget")
+    if budget_text is not None and not isinstance(budget_text, str):
+        # A bare number would leave its unit to guess.
+        errors.append(
+            "'batch_time_budget' must be a string with its unit, like '100ms' or '1s', "
+            f"got {_kind(budget_text)}"
+        )
+    elif budget_text is not None:
+        try:
+            budget = parse_budget(budget_text)
+        except ValueError as exc:
+            errors.append(f"'batch_time_budget' {exc}")
     max_rows = _get(data, "max_rows_per_run", int, errors, "")
     fraction = _get(data, "max_table_fraction", (int, float), errors, "")
     policy = Policy(
@@ -88,6 +103,7 @@ def policy_from_dict(data: Mapping[str, Any], *, default_name: str) -> Policy:
         batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
         max_rows_per_run=DEFAULT_MAX_ROWS_PER_RUN if max_rows is None else max_rows,
         max_table_fraction=DEFAULT_MAX_TABLE_FRACTION if fraction is None else fraction,
+        batch_time_budget=budget,
     )
     errors.extend(policy_level_errors(policy))
     raw_rules = _get(data, "rule", list, errors, "") or []
@@ -108,6 +124,7 @@ def policy_from_dict(data: Mapping[str, Any], *, default_name: str) -> Policy:
         batch_size=policy.batch_size,
         max_rows_per_run=policy.max_rows_per_run,
         max_table_fraction=policy.max_table_fraction,
+        batch_time_budget=policy.batch_time_budget,
     )
 
 

@@ -110,7 +110,7 @@ def development_policy() -> Policy:
 def scientific_policy() -> Policy:
     """Long ages for research records: runs and sessions 730 d, instructions 365 d.
 
-    Connections expire after 48 h, batches are 500 rows, and acknowledgements are kept.
+    Connections expire after 48 h, batches are at most 500 rows, and acknowledgements are kept.
     """
     # Seed 001 keeps acknowledgements 7 years (2555 d), the usual compliance floor. Keeping them
     # outright can only meet it; an operator who must purge them after 7 years adds that rule.

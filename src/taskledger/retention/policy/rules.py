@@ -20,7 +20,14 @@ from taskledger.retention.policy.tables import TABLES, canonical_json
 Action = Literal["delete", "scrub", "expire"]
 ACTIONS: tuple[Action, ...] = ("delete", "scrub", "expire")
 
-DEFAULT_BATCH_SIZE = 1000
+#: The most rows in one batch; batches are sized by :data:`DEFAULT_BATCH_TIME_BUDGET` below it.
+DEFAULT_BATCH_SIZE = 10_000
+#: How long one batch's write transaction should take: the executor sizes batches to it.
+DEFAULT_BATCH_TIME_BUDGET = timedelta(milliseconds=100)
+#: Bounds of ``batch_time_budget``: below 10 ms a batch is mostly its commit; above 5 s a
+#: transaction is no longer short (SQLite's other writers wait for all of it).
+MIN_BATCH_TIME_BUDGET = timedelta(milliseconds=10)
+MAX_BATCH_TIME_BUDGET = timedelta(seconds=5)
 DEFAULT_MAX_ROWS_PER_RUN = 1_000_000
 DEFAULT_MAX_TABLE_FRACTION = 0.5
 #: Anything younger is live data, not history; a typo such as "90s" for "90d" is caught here.
@@ -32,6 +39,8 @@ MAX_BATCH_SIZE = 100_000
 
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"([0-9]+)([smhd])")
+_BUDGET_UNIT_MS = {"ms": 1, "s": 1000}
+_BUDGET = re.compile(r"([0-9]+)(ms|s)")
 # Rule names end up in metrics labels, reports and command lines: keep them plain.
 _RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -108,6 +117,7 @@ class Policy:
     batch_size: int = DEFAULT_BATCH_SIZE
     max_rows_per_run: int = DEFAULT_MAX_ROWS_PER_RUN
     max_table_fraction: float = DEFAULT_MAX_TABLE_FRACTION
+    batch_time_budget: timedelta = DEFAULT_BATCH_TIME_BUDGET
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rules", tuple(self.rules))
@@ -120,7 +130,7 @@ class Policy:
         return hashlib.sha256(canonical_json(policy_to_dict(self)).encode("utf-8")).hexdigest()
 
     def batch_size_for(self, rule: Rule) -> int:
-        """The batch size ``rule`` runs with: its own, or the policy's."""
+        """The largest batch ``rule`` runs with: its own ``batch_size``, or the policy's."""
         return rule.batch_size if rule.batch_size is not None else self.batch_size
 
 
@@ -147,6 +157,32 @@ def parse_duration(text: str) -> timedelta:
         return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
     except OverflowError:
         raise ValueError(f"{text!r} is too long") from None
+
+
+def parse_budget(text: str) -> timedelta:
+    """Parse a batch time budget, ``<integer>ms`` or ``<integer>s`` (``"100ms"``, ``"1s"``).
+
+    Raises:
+        ValueError: ``text`` is not of that form.
+    """
+    match = _BUDGET.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"must be an integer followed by ms or s (like '100ms' or '1s'), got {text!r}"
+        )
+    try:
+        return timedelta(milliseconds=int(match[1]) * _BUDGET_UNIT_MS[match[2]])
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long") from None
+
+
+def format_budget(value: timedelta) -> str:
+    """A batch time budget as :func:`parse_budget` reads it: ``"1s"`` if whole seconds, else
+    ``"<n>ms"`` (fractions of a millisecond are dropped)."""
+    milliseconds = int(value / timedelta(milliseconds=1))
+    if milliseconds and milliseconds % 1000 == 0:
+        return f"{milliseconds // 1000}s"
+    return f"{milliseconds}ms"
 
 
 def format_duration(value: timedelta) -> str:
@@ -193,6 +229,11 @@ def policy_level_errors(policy: Policy) -> list[str]:
     if not 1 <= policy.batch_size <= MAX_BATCH_SIZE:
         errors.append(
             f"'batch_size' must be between 1 and {MAX_BATCH_SIZE}, got {policy.batch_size}"
+        )
+    if not MIN_BATCH_TIME_BUDGET <= policy.batch_time_budget <= MAX_BATCH_TIME_BUDGET:
+        errors.append(
+            "'batch_time_budget' must be between 10ms and 5s, got "
+            f"{format_budget(policy.batch_time_budget)!r}"
         )
     if policy.max_rows_per_run < 1:
         errors.append(f"'max_rows_per_run' must be at least 1, got {policy.max_rows_per_run}")
@@ -306,7 +347,14 @@ def _names(items: Iterable[str]) -> str:
 
 
 #: The keys of a policy's dict form (and of a TOML policy's top level); ``rule`` holds the rules.
-POLICY_KEYS = ("name", "batch_size", "max_rows_per_run", "max_table_fraction", "rule")
+POLICY_KEYS = (
+    "name",
+    "batch_size",
+    "batch_time_budget",
+    "max_rows_per_run",
+    "max_table_fraction",
+    "rule",
+)
 #: The keys of one rule, in the order the dict form lists them.
 RULE_KEYS = (
     "name",
@@ -335,6 +383,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
     return {
         "name": policy.name,
         "batch_size": policy.batch_size,
+        "batch_time_budget": format_budget(policy.batch_time_budget),
         "max_rows_per_run": policy.max_rows_per_run,
         "max_table_fraction": policy.max_table_fraction,
         "rule": [_rule_to_dict(rule) for rule in policy.rules],
