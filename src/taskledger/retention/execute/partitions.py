@@ -246,10 +246,17 @@ def drop_covered(
     run over its plan); ``progress`` with the rows of each archive part (or of the partition,
     unarchived); ``done`` after each partition is committed gone."""
     with conn.begin():
-        paths = partition_paths(conn, selection)
-    for path in paths:
-        if path.path == "drop" and _drop(conn, selection, path.partition, writer, admit, progress):
-            done(path)
+        candidates = [
+            p
+            for p in (list_partitions(conn) if applies(conn, selection) else [])
+            if p.lower is not None and p.upper is not None and p.upper <= selection.cutoff
+        ]
+    # Each is counted once, under its lock (see _drop): counting first as well would double
+    # the cost of the path.
+    for partition in candidates:
+        rows = _drop(conn, selection, partition, writer, admit, progress)
+        if rows:
+            done(PartitionPath(partition, rows, rows, "drop"))
 
 
 class _NoLock(Exception):
@@ -263,15 +270,16 @@ def _drop(
     writer: ArchiveWriter | None,
     admit: Callable[[int], None],
     progress: Callable[[int], None],
-) -> bool:
-    """One partition, in one transaction; ``False`` when it is left to the batched path."""
+) -> int:
+    """One partition, in one transaction; returns its rows, or 0 when it is left to the
+    batched path (or is empty)."""
     try:
         with conn.begin():
             conn.execute(text("SET LOCAL synchronous_commit = off"))
             conn.execute(text(f"LOCK TABLE {partition.name} IN SHARE MODE"))
             rows, selected = _counts(conn, selection, partition)
             if not rows or rows != selected:
-                return False  # changed since it was looked at: the batched path takes its rows
+                return 0  # not every row is the rule's: the batched path takes those that are
             admit(rows)
             if selection.rule.archive:
                 if writer is None:
@@ -287,8 +295,8 @@ def _drop(
         # Rolled back: the rows are all still there (and copies of them in the parts already
         # stored); the batched path takes them.
         log.warning("%s: no lock to detach it; deleting its rows in batches", partition.name)
-        return False
-    return True
+        return 0
+    return rows
 
 
 def _detach_and_drop(conn: Connection, partition: Partition) -> None:

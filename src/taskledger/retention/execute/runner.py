@@ -193,7 +193,9 @@ def _plan(
     table-fraction cap)."""
     with read_only(sessions).begin() as session:
         gzip_level = request.archive.gzip_level
-        current = preview_at(session, request.policy, confirmed.now, gzip_level=gzip_level)
+        current = preview_at(
+            session, request.policy, confirmed.now, gzip_level=gzip_level, partitions=False
+        )
         return current, table_rows(session, {r.table for r in current.rules})
 
 

@@ -134,6 +134,7 @@ def preview_rule(
     *,
     details: bool = True,
     gzip_level: int = DEFAULT_GZIP_LEVEL,
+    partitions: bool = True,
 ) -> RulePreview:
     """Count, date, sample and size one rule's selection (only count it without ``details``);
     the size is what its archive parts would take at ``gzip_level``."""
@@ -166,7 +167,9 @@ def preview_rule(
     if selection.protected is not None:
         result.protected = _count(session, selection, selection.protected)
     if result.matched:
-        result.partitions = [p.to_dict() for p in partition_paths(session.connection(), selection)]
+        if partitions:
+            paths = partition_paths(session.connection(), selection)
+            result.partitions = [p.to_dict() for p in paths]
         result.sample_ids = list(
             session.scalars(
                 select(selection.key)
@@ -190,16 +193,29 @@ def preview_rule(
     return result
 
 
-def preview(session: Session, plan: Plan, *, gzip_level: int = DEFAULT_GZIP_LEVEL) -> PlanPreview:
-    """Every rule's preview, archive sizes at ``gzip_level``. Changes nothing."""
-    rules = [preview_rule(session, s, gzip_level=gzip_level) for s in plan.selections]
+def preview(
+    session: Session, plan: Plan, *, gzip_level: int = DEFAULT_GZIP_LEVEL, partitions: bool = True
+) -> PlanPreview:
+    """Every rule's preview, archive sizes at ``gzip_level``, and (``partitions``) the path of
+    each partition of runs. Changes nothing."""
+    rules = [
+        preview_rule(session, s, gzip_level=gzip_level, partitions=partitions)
+        for s in plan.selections
+    ]
     return PlanPreview(plan=plan, rules=rules)
 
 
 def preview_at(
-    session: Session, policy: Policy, now: datetime, *, gzip_level: int = DEFAULT_GZIP_LEVEL
+    session: Session,
+    policy: Policy,
+    now: datetime,
+    *,
+    gzip_level: int = DEFAULT_GZIP_LEVEL,
+    partitions: bool = True,
 ) -> PlanPreview:
     """``policy`` planned at ``now`` against this database and previewed: the one call the
-    runner makes to the planner, for a preview and again (at the preview's moment) when the
-    plan is executed."""
-    return preview(session, make_plan(session, policy, now), gzip_level=gzip_level)
+    runner makes to the planner, for a preview and again (at the preview's moment, without the
+    partitions' paths, which the executor decides under their locks) when the plan is
+    executed."""
+    plan = make_plan(session, policy, now)
+    return preview(session, plan, gzip_level=gzip_level, partitions=partitions)
