@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from taskledger.store import Base, make_engine, migrate
@@ -300,25 +300,7 @@ def test_0006_partitions_a_populated_runs_table(empty_database_url: str) -> None
     try:
         migrate.upgrade(engine, "0005")
         with for_writing(engine).begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO users (id, email, password_hash, is_superuser, is_active,"
-                    " created_at, updated_at) VALUES (:u, 'a@example.com', 'x', false, true,"
-                    " :t, :t)"
-                ),
-                {"u": USER.hex if sqlite else USER, "t": T},
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO projects (id, name, owner_id, created_at, updated_at)"
-                    " VALUES (:p, 'p', :u, :t, :t)"
-                ),
-                {
-                    "p": PROJECT.hex if sqlite else PROJECT,
-                    "u": USER.hex if sqlite else USER,
-                    "t": T,
-                },
-            )
+            _owner_and_project(conn, sqlite=sqlite)
             for number, started in enumerate(
                 ["2025-01-31 23:59:59", "2025-02-01 00:00:00", "2025-03-15 12:00:00"], start=1
             ):
@@ -394,6 +376,25 @@ def test_0006_partitions_a_populated_runs_table(empty_database_url: str) -> None
         assert migrate.drift(engine) == []
     finally:
         engine.dispose()
+
+
+def _owner_and_project(conn: Connection, *, sqlite: bool) -> None:
+    """USER and their PROJECT, by raw SQL (SQLite stores UUIDs as 32 hex digits)."""
+    user, project = (USER.hex, PROJECT.hex) if sqlite else (USER, PROJECT)
+    conn.execute(
+        text(
+            "INSERT INTO users (id, email, password_hash, is_superuser, is_active,"
+            " created_at, updated_at) VALUES (:u, 'a@example.com', 'x', false, true, :t, :t)"
+        ),
+        {"u": user, "t": T},
+    )
+    conn.execute(
+        text(
+            "INSERT INTO projects (id, name, owner_id, created_at, updated_at)"
+            " VALUES (:p, 'p', :u, :t, :t)"
+        ),
+        {"p": project, "u": user, "t": T},
+    )
 
 
 def _run_rows(engine: Engine) -> list[tuple[object, ...]]:
