@@ -113,7 +113,7 @@ def partitions(obj: CliContext, ensure: bool, ahead: int | None, as_json: bool) 
                 "runs is not partitioned here: it is on PostgreSQL at head (taskledger db upgrade)"
             )
         found = listed(conn)
-        estimates = dict(
+        estimates: dict[str, int] = dict(
             conn.execute(
                 text(
                     "SELECT relname, greatest(reltuples, 0)::bigint FROM pg_class "

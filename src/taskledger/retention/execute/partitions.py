@@ -37,6 +37,7 @@ from sqlalchemy.exc import OperationalError
 from taskledger.retention.archive.sql_lines import line_expression, part_line
 from taskledger.retention.archive.stores import ArchiveError
 from taskledger.retention.archive.writer import ArchiveWriter
+from taskledger.retention.execute.side_effects import table_of
 from taskledger.retention.plan.planner import RuleSelection
 from taskledger.store.partitions import (
     Partition,
@@ -127,8 +128,7 @@ def partition_paths(conn: Connection, selection: RuleSelection) -> list[Partitio
 
 def _stream(conn: Connection, selection: RuleSelection, partition: Partition) -> Iterator[bytes]:
     """The partition's rows as ``key<TAB>line`` records (COPY's text format), one by one."""
-    table = selection.table.model.__table__
-    lines = line_expression(table, conn.dialect)
+    lines = line_expression(table_of(selection.table.model), conn.dialect)
     if lines is None:  # pragma: no cover - runs has a line expression on PostgreSQL
         raise ArchiveError("runs has no archive line expression")
     line_sql = str(lines.compile(dialect=conn.dialect))
