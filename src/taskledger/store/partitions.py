@@ -251,10 +251,15 @@ def _periods_held(conn: Connection, table: str, period: Period) -> list[datetime
 
 def _create(conn: Connection, starts: list[datetime], period: Period) -> list[str]:
     existing = list_partitions(conn)
-    created = [
-        create_partition(conn, low, high) for low, high in _ranges_wanted(existing, starts, period)
-    ]
-    if not any(p.is_default for p in existing):
+    wanted = _ranges_wanted(existing, starts, period)
+    has_default = any(p.is_default for p in existing)
+    if not wanted and has_default:
+        return []
+    # Every lock the creation needs, taken first, while nothing else is held: a reader or
+    # writer of runs (a retention batch) then makes this wait, never a deadlock with it.
+    conn.execute(text("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE"))
+    created = [create_partition(conn, low, high) for low, high in wanted]
+    if not has_default:
         conn.execute(text(f"CREATE TABLE {DEFAULT_PARTITION} PARTITION OF runs DEFAULT"))
         created.append(DEFAULT_PARTITION)
     if created:

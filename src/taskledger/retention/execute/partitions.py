@@ -259,6 +259,18 @@ def drop_covered(
             done(PartitionPath(partition, rows, rows, "drop"))
 
 
+def _waited_on(conn: Connection, partition: Partition) -> bool:
+    """Whether another transaction waits for a lock on ``partition`` (which this run holds)."""
+    waiting = conn.execute(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = to_regclass(:p) "
+            "AND NOT granted)"
+        ),
+        {"p": partition.name},
+    )
+    return bool(waiting.scalar())
+
+
 class _NoLock(Exception):
     """The DETACH never got its lock: the partition is left to the batched path."""
 
@@ -306,6 +318,11 @@ def _detach_and_drop(conn: Connection, partition: Partition) -> None:
     tried again after a pause, :data:`DETACH_ATTEMPTS` times."""
     conn.execute(text(f"SET LOCAL lock_timeout = '{DETACH_LOCK_TIMEOUT}'"))
     for _ in range(DETACH_ATTEMPTS):
+        if _waited_on(conn, partition):
+            # A writer of the partition (another delete of its rows) waits for this run while
+            # holding its lock on runs: waiting for runs now would close a cycle. It gets the
+            # partition; the batched path takes what remains.
+            raise _NoLock(partition.name)
         try:
             with conn.begin_nested():
                 detach_and_drop(conn, partition)
