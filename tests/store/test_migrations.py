@@ -335,16 +335,8 @@ def test_0006_partitions_a_populated_runs_table(empty_database_url: str) -> None
             keys = conn.execute(text("SELECT count(*) FROM run_idempotency_keys")).scalar()
         assert where == {"r1": "runs_p20250101", "r2": "runs_p20250201", "r3": "runs_p20250301"}
         assert keys == 3
-        with pytest.raises(IntegrityError), for_writing(engine).begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO runs (project_id, task, run_id, status, started_at,"
-                    " idempotency_key, created_at, updated_at) VALUES"
-                    " (:p, 't', 'dup', 'completed', :t, 'key-1', :t, :t)"
-                ),
-                {"p": PROJECT, "t": "2026-06-01 00:00:00"},
-            )
-        next_id = None
+        with pytest.raises(IntegrityError):
+            _add_key_1_again(engine, "2026-06-01 00:00:00")  # in another partition
         with for_writing(engine).begin() as conn:  # the sequence goes on where it was
             next_id = conn.execute(
                 text(
@@ -364,15 +356,8 @@ def test_0006_partitions_a_populated_runs_table(empty_database_url: str) -> None
                 == "r"
             )
             assert conn.execute(text("SELECT to_regclass('run_idempotency_keys')")).scalar() is None
-        with pytest.raises(IntegrityError), for_writing(engine).begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO runs (project_id, task, run_id, status, started_at,"
-                    " idempotency_key, created_at, updated_at) VALUES"
-                    " (:p, 't', 'dup', 'completed', :t, 'key-1', :t, :t)"
-                ),
-                {"p": PROJECT, "t": T},
-            )
+        with pytest.raises(IntegrityError):
+            _add_key_1_again(engine, T)
         assert migrate.drift(engine) == []
     finally:
         engine.dispose()
@@ -395,6 +380,19 @@ def _owner_and_project(conn: Connection, *, sqlite: bool) -> None:
         ),
         {"p": project, "u": user, "t": T},
     )
+
+
+def _add_key_1_again(engine: Engine, started: str) -> None:
+    """A run of PROJECT with the idempotency key ``key-1``, which another run already has."""
+    with for_writing(engine).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO runs (project_id, task, run_id, status, started_at,"
+                " idempotency_key, created_at, updated_at) VALUES"
+                " (:p, 't', 'dup', 'completed', :t, 'key-1', :t, :t)"
+            ),
+            {"p": PROJECT, "t": started},
+        )
 
 
 def _run_rows(engine: Engine) -> list[tuple[object, ...]]:

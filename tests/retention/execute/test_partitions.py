@@ -9,7 +9,6 @@ rows that left, and restore gives them back.
 from __future__ import annotations
 
 import itertools
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +43,7 @@ from taskledger.store.partitions import (
 from taskledger.store.types import utcnow
 from tests.retention.engine_helpers import populated, run_policy
 from tests.retention.restore_helpers import table_hashes
-from tests.serving import DEADLINE
+from tests.serving import wait_until
 
 NOW = datetime.now(UTC)
 
@@ -259,14 +258,13 @@ def test_the_server_creates_the_partitions_ahead(pg: Engine, settings: Settings)
         ahead = [p for p in list_partitions(conn) if not p.is_default][-1]
         conn.execute(text(f"DROP TABLE {ahead.name}"))
     app = create_app(settings, engine=pg)
+
+    def created() -> bool:
+        with pg.connect() as conn:
+            return ahead.name in {p.name for p in list_partitions(conn)}
+
     with TestClient(app):
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            with pg.connect() as conn:
-                if ahead.name in {p.name for p in list_partitions(conn)}:
-                    break
-            assert time.monotonic() < deadline, "the partition was not created again"
-            time.sleep(0.05)
+        wait_until(created, "the server to create the partition again")
 
 
 def test_a_drop_that_cannot_get_its_lock_gives_way_to_batches(

@@ -66,6 +66,14 @@ def enable_copy(engine: Engine) -> None:
         event.listen(engine, "do_execute", _do_execute)
 
 
+def archive_line(row: bytes) -> bytes:
+    """A part's line from one COPY row holding an archive line (ending in a newline, as COPY
+    ends a row): the doubled backslashes undone, re-encoded as ASCII when it is not."""
+    if b"\\" in row:
+        row = row.replace(b"\\\\", b"\\")
+    return row if row.isascii() else part_line(row[:-1].decode("utf-8"))
+
+
 class CopiedLines:
     """Receives a COPY of archive lines (in key order) into a part's compressor, keeping what
     the manifest and the next batch need: the count and the first and last lines' keys."""
@@ -77,11 +85,7 @@ class CopiedLines:
         self.last: bytes | None = None
 
     def __call__(self, data: Any) -> None:
-        line = bytes(data)
-        if b"\\" in line:
-            line = line.replace(b"\\\\", b"\\")
-        if not line.isascii():
-            line = part_line(line[:-1].decode("utf-8"))
+        line = archive_line(bytes(data))
         if self.first is None:
             self.first = line
         self.last = line

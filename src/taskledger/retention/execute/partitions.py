@@ -34,9 +34,10 @@ from typing import Any, Literal
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import OperationalError
 
-from taskledger.retention.archive.sql_lines import line_expression, part_line
+from taskledger.retention.archive.sql_lines import line_expression
 from taskledger.retention.archive.stores import ArchiveError
 from taskledger.retention.archive.writer import ArchiveWriter
+from taskledger.retention.execute.copy_lines import archive_line
 from taskledger.retention.execute.side_effects import table_of
 from taskledger.retention.plan.planner import RuleSelection
 from taskledger.store.partitions import (
@@ -147,17 +148,9 @@ def _stream(conn: Connection, selection: RuleSelection, partition: Partition) ->
 
 
 def _record(record: bytes) -> tuple[int, bytes]:
-    """A COPY record as (key, archive line). JSON text holds no control character, so the only
-    escape COPY can have written is a doubled backslash."""
+    """A COPY record (``key<TAB>line``) as (key, archive line)."""
     key, _, line = record.partition(b"\t")
-    if b"\\" in line:
-        pieces = line.split(b"\\\\")
-        if any(b"\\" in piece for piece in pieces):
-            raise ArchiveError(f"unexpected COPY escape in the archive line of run {key!r}")
-        line = b"\\".join(pieces)
-    if not line.isascii():
-        return int(key), part_line(line.decode("utf-8"))
-    return int(key), line + b"\n"
+    return int(key), archive_line(line + b"\n")
 
 
 class _PartWriter:
