@@ -157,6 +157,46 @@ def test_another_projects_row_keeps_its_partition(pg: Engine, tmp_path: Path) ->
     assert _run_ids(pg, Run.started_at < cutoff) == others
 
 
+@pytest.mark.parametrize("statuses", [None, ["completed", "failed", "cancelled"]])
+def test_the_preview_adds_up_its_partitions_counts(
+    pg: Engine, tmp_path: Path, statuses: list[str] | None
+) -> None:
+    """The preview counts the rule's rows partition by partition: the same count, oldest and
+    newest as one query over the whole selection, the default partition's rows included (and
+    the batched path takes those)."""
+    project = populated(pg, runs=1200, days=200)
+    stray = _add_run(pg, project, NOW - timedelta(days=6 * 365), None)
+    with pg.connect() as conn:
+        home = conn.scalar(
+            text("SELECT tableoid::regclass::text FROM runs WHERE id = :i"), {"i": stray}
+        )
+    assert home == "runs_default"
+    cutoff = NOW - timedelta(days=90)
+    where = [Run.started_at < cutoff] + ([Run.status.in_(statuses)] if statuses else [])
+    with pg.connect() as conn:
+        matched, oldest, newest = conn.execute(
+            select(func.count(), func.min(Run.started_at), func.max(Run.started_at)).where(*where)
+        ).one()
+    extra = f"status = {statuses!r}".replace("'", '"') if statuses else ""
+    previewed, report = run_policy(pg, _policy(extra=extra), tmp_path / "archives", now=NOW)
+    rule = previewed.rules[0]
+    assert (rule.matched, rule.oldest, rule.newest) == (matched, oldest, newest)
+    assert sum(p["selected"] for p in rule.partitions) == matched
+    default = [p for p in rule.partitions if p["partition"] == "runs_default"]
+    assert default == [
+        {
+            "partition": "runs_default",
+            "lower": None,
+            "upper": None,
+            "rows": 1,
+            "selected": 1,
+            "path": "batched",
+        }
+    ]
+    assert report.outcome == "ok" and report.rules[0].affected == matched
+    assert _run_ids(pg, *where) == set()
+
+
 def test_without_archive_the_partitions_go_and_nothing_is_written(
     pg: Engine, tmp_path: Path
 ) -> None:

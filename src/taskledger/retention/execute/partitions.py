@@ -31,8 +31,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, column, func, select, table, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql.elements import True_
+from sqlalchemy.sql.util import ClauseAdapter
 
 from taskledger.retention.archive.sql_lines import line_expression
 from taskledger.retention.archive.stores import ArchiveError
@@ -96,33 +98,50 @@ def applies(conn: Connection, selection: RuleSelection) -> bool:
 
 
 def _counts(conn: Connection, selection: RuleSelection, partition: Partition) -> tuple[int, int]:
-    """(rows, rows the rule selects) in ``partition``: one scan, pruned to that partition."""
+    """(rows, rows the rule selects) in ``partition``, in one scan of the partition itself (no
+    range condition to test on each row). A partition wholly older than the cutoff is tested
+    only on what the rule asks beyond the age; when that is nothing, its rows are counted from
+    its smallest index."""
     runs = selection.table.model.__table__
-    started = runs.c.started_at
-    in_partition = (started >= partition.lower) & (started < partition.upper)
+    condition = selection.eligible
+    older = partition.upper is not None and partition.upper <= selection.cutoff
+    if older and selection.beyond_age is not None:
+        condition = selection.beyond_age
+    part = table(partition.name, *(column(c.name, c.type) for c in runs.c))
+    if isinstance(condition, True_):
+        rows = int(conn.execute(select(func.count()).select_from(part)).scalar_one())
+        return rows, rows
+    adapted = ClauseAdapter(
+        part, include_fn=lambda c: getattr(c, "table", None) is runs, adapt_on_names=True
+    ).traverse(condition)
     rows, selected = conn.execute(
-        select(func.count(), func.count().filter(selection.eligible)).where(in_partition)
+        select(func.count(), func.count().filter(adapted)).select_from(part)
     ).one()
     return int(rows), int(selected)
 
 
-def partition_paths(conn: Connection, selection: RuleSelection) -> list[PartitionPath]:
-    """The path each partition holding rows of the rule takes: ``drop`` for those it selects
-    whole, ``batched`` for the rest (the default partition included). Empty when the
-    whole-partition path cannot apply (SQLite, another table, an action other than delete)."""
+def partition_paths(conn: Connection, selection: RuleSelection) -> list[PartitionPath] | None:
+    """The partitions holding rows of the rule, with their counts and the path each takes:
+    ``drop`` for those it selects whole, ``batched`` for the rest (the default partition
+    included). Every row the rule selects is in one of them, so their ``selected`` add up to
+    the rule's count. ``None`` when the whole-partition path cannot apply (SQLite, another
+    table, an action other than delete)."""
     if not applies(conn, selection):
-        return []
+        return None
     paths = []
     cutoff = selection.cutoff
     for partition in list_partitions(conn):
-        if partition.is_default or partition.lower is None or partition.upper is None:
-            continue
-        if partition.lower >= cutoff:
+        if partition.lower is not None and partition.lower >= cutoff:
             continue  # nothing in it is old enough
         rows, selected = _counts(conn, selection, partition)
         if not selected:
             continue
-        whole = partition.upper <= cutoff and rows == selected
+        whole = (
+            partition.upper is not None
+            and partition.upper <= cutoff
+            and not partition.is_default
+            and rows == selected
+        )
         paths.append(PartitionPath(partition, rows, selected, "drop" if whole else "batched"))
     return paths
 

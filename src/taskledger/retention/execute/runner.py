@@ -189,13 +189,16 @@ def _confirmed(sessions: sessionmaker[Session], request: RetentionRequest) -> Co
 def _plan(
     sessions: sessionmaker[Session], request: RetentionRequest, confirmed: ConfirmedPlan
 ) -> tuple[PlanPreview, dict[str, int]]:
-    """The confirmed plan counted again at its moment, with the rows of its tables (for the
-    table-fraction cap)."""
+    """The confirmed plan counted again at its moment, with the rows of its tables for the
+    table-fraction cap (none when the request is forced with a reason: the cap cannot refuse
+    it, and counting a whole table is not free)."""
     with read_only(sessions).begin() as session:
         gzip_level = request.archive.gzip_level
         current = preview_at(
             session, request.policy, confirmed.now, gzip_level=gzip_level, partitions=False
         )
+        if request.safeguards.force and request.reason and request.reason.strip():
+            return current, {}
         return current, table_rows(session, {r.table for r in current.rules})
 
 

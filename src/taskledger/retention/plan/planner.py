@@ -54,6 +54,10 @@ class RuleSelection:
     batch_time_budget: timedelta = DEFAULT_BATCH_TIME_BUDGET
     #: PostgreSQL: partitions of runs the selection covers whole may be dropped whole.
     whole_partitions: bool = True
+    #: What ``eligible`` asks of a row already older than the cutoff: ``eligible`` without its
+    #: age condition (``true()`` when it asks nothing more; ``None`` when not known). A
+    #: partition wholly older than the cutoff is counted with it.
+    beyond_age: ColumnElement[bool] | None = None
 
     def column(self, name: str) -> Any:
         return self.table.model.__table__.c[name]
@@ -111,9 +115,10 @@ def status_filter(rule: Rule, table: RetainedTable) -> tuple[str, ...]:
     return tuple(statuses or ())
 
 
-def _base(
+def _conditions(
     rule: Rule, table: RetainedTable, cutoff: datetime, project_ids: Mapping[str, Any], dialect: str
-) -> ColumnElement[bool]:
+) -> list[ColumnElement[bool]]:
+    """What ``rule`` asks of a row, the age condition first."""
     c = table.model.__table__.c
     conditions: list[ColumnElement[bool]] = [age_expression(rule, table) < cutoff]
     if statuses := status_filter(rule, table):
@@ -125,7 +130,7 @@ def _base(
         conditions.append(acked if rule.has_acknowledgements else not_(acked))
     if rule.action == "scrub":
         conditions.append(_scrub_needed(table, dialect))
-    return and_(*conditions)
+    return conditions
 
 
 def _touched(rule: Rule, table: RetainedTable, now: datetime, dialect: str) -> ColumnElement[bool]:
@@ -171,7 +176,8 @@ def build_plan(
     for rule in policy.rules:
         table = get_table(rule.table)
         cutoff = rule.cutoff(now)
-        base = _base(rule, table, cutoff, project_ids, dialect)
+        conditions = _conditions(rule, table, cutoff, project_ids, dialect)
+        base = and_(*conditions)
         held_condition = held.held(table.name) if held else false()
         protected = unfinished_dependents() if table.name == "tasks" else None
         exclusions = [held_condition, *earlier.get(table.name, [])]
@@ -179,7 +185,9 @@ def build_plan(
             exclusions.append(held.held_children(table.name))
         if protected is not None:
             exclusions.append(protected)
-        eligible = and_(base, not_(or_(*exclusions)))
+        kept = not_(or_(*exclusions))  # true() when nothing is excluded
+        eligible = and_(base, kept)
+        beyond_age = and_(*conditions[1:], kept) if len(conditions) > 1 else kept
         selections.append(
             RuleSelection(
                 rule=rule,
@@ -189,6 +197,7 @@ def build_plan(
                 batch_time_budget=policy.batch_time_budget,
                 candidates=base,
                 eligible=eligible,
+                beyond_age=beyond_age,
                 held=and_(base, held_condition),
                 protected=and_(base, not_(held_condition), protected)
                 if protected is not None

@@ -139,16 +139,9 @@ def preview_rule(
     """Count, date, sample and size one rule's selection (only count it without ``details``);
     the size is what its archive parts would take at ``gzip_level``."""
     rule, table = selection.rule, selection.table.model.__table__
-    if not details:
-        matched = session.scalar(select(func.count()).select_from(table).where(selection.eligible))
-        return RulePreview(
-            name=rule.name,
-            table=rule.table,
-            action=rule.action,
-            archive=rule.archive,
-            cutoff=selection.cutoff,
-            matched=int(matched or 0),
-        )
+    # PostgreSQL, a rule deleting runs: counted partition by partition (the counts the paths
+    # are decided on), instead of once more over all of them.
+    paths = partition_paths(session.connection(), selection)
     result = RulePreview(
         name=rule.name,
         table=rule.table,
@@ -156,19 +149,31 @@ def preview_rule(
         archive=rule.archive,
         cutoff=selection.cutoff,
     )
-    matched, oldest, newest = session.execute(
-        select(func.count(), func.min(selection.age), func.max(selection.age))
-        .select_from(table)
-        .where(selection.eligible)
-    ).one()
-    result.matched = int(matched or 0)
-    result.oldest, result.newest = as_utc_or_none(oldest), as_utc_or_none(newest)
+    if paths is not None:
+        result.matched = sum(p.selected for p in paths)
+    elif not details:
+        result.matched = _count(session, selection, selection.eligible)
+    else:
+        matched, oldest, newest = session.execute(
+            select(func.count(), func.min(selection.age), func.max(selection.age))
+            .select_from(table)
+            .where(selection.eligible)
+        ).one()
+        result.matched = int(matched or 0)
+        result.oldest, result.newest = as_utc_or_none(oldest), as_utc_or_none(newest)
+    if not details:
+        return result
+    if paths is not None and result.matched:
+        # min and max alone: each an end of the age index.
+        oldest, newest = session.execute(
+            select(func.min(selection.age), func.max(selection.age)).where(selection.eligible)
+        ).one()
+        result.oldest, result.newest = as_utc_or_none(oldest), as_utc_or_none(newest)
     result.held = _count(session, selection, selection.held) if selection.held is not None else 0
     if selection.protected is not None:
         result.protected = _count(session, selection, selection.protected)
     if result.matched:
-        if partitions:
-            paths = partition_paths(session.connection(), selection)
+        if partitions and paths:
             result.partitions = [p.to_dict() for p in paths]
         result.sample_ids = list(
             session.scalars(
