@@ -17,6 +17,7 @@ from taskledger.api.errors import HTTP_STATUS  # noqa: E402
 from taskledger.errors import ConfigurationError  # noqa: E402
 from taskledger.retention.archive.format import (  # noqa: E402
     MEMBER_BYTES,
+    MemberCompressor,
     compress_lines,
     decode_value,
     encode_row,
@@ -200,6 +201,18 @@ def test_a_large_part_is_several_gzip_members_read_as_one() -> None:
     assert gzip.decompress(data) == b"".join(lines)
     assert list(rows_of(data)) == rows
     assert compress_lines(lines) == data  # the same rows, the same bytes
+
+
+def test_a_bounded_compressor_waits_for_its_members_and_writes_the_same_bytes() -> None:
+    """With ``max_pending``, lines never run more than that many members ahead of the
+    compression threads, and the part's bytes are those of an unbounded compressor."""
+    lines = [encode_row({"id": n, "log": "y" * (n % 211)}) for n in range(30_000)]
+    bounded = MemberCompressor(max_pending=1)
+    for line in lines:
+        bounded.add(line)
+        assert sum(not member.done() for member in bounded._members) <= 1
+    assert len(bounded._members) > 3
+    assert bounded.result() == compress_lines(lines)
 
 
 def test_rows_straight_from_sqlalchemy(tmp_path: Path) -> None:

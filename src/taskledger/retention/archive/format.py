@@ -258,15 +258,22 @@ class MemberCompressor:
     DELETE). :meth:`result` waits for the members and joins them.
 
     The cut depends only on the lines, so equal lines give equal bytes, however they came.
+    With ``max_pending``, adding waits while more than that many members are still being
+    compressed: the lines not yet compressed stay within ``max_pending + 1`` members, however
+    fast they come.
     """
 
-    def __init__(self, *, compresslevel: int = DEFAULT_GZIP_LEVEL) -> None:
+    def __init__(
+        self, *, compresslevel: int = DEFAULT_GZIP_LEVEL, max_pending: int | None = None
+    ) -> None:
         self.compresslevel = compresslevel
+        self.max_pending = max_pending
         #: Lines added so far.
         self.rows = 0
         self._lines: list[bytes] = []
         self._size = 0
         self._members: list[Future[bytes]] = []
+        self._settled = 0  # members before this one are known compressed
 
     def add(self, line: bytes) -> None:
         """Add one line (an encoded row ending in a newline)."""
@@ -285,6 +292,10 @@ class MemberCompressor:
         piece = b"".join(self._lines)
         self._lines, self._size = [], 0
         self._members.append(_pool().submit(self._compress, piece))
+        if self.max_pending is not None:
+            while len(self._members) - self._settled > self.max_pending:
+                self._members[self._settled].result()  # members finish in about this order
+                self._settled += 1
 
     def _compress(self, piece: bytes) -> bytes:
         return gzip.compress(piece, compresslevel=self.compresslevel, mtime=0)

@@ -169,9 +169,10 @@ class ArchiveWriter:
             table, compressor, key_min=low, key_max=high, rule=rule, action=action
         )
 
-    def compressor(self) -> MemberCompressor:
-        """A part's lines being compressed as they are added, for :meth:`write_compressed`."""
-        return MemberCompressor(compresslevel=self.compresslevel)
+    def compressor(self, *, max_pending: int | None = None) -> MemberCompressor:
+        """A part's lines being compressed as they are added, for :meth:`write_compressed`
+        (``max_pending``: see :class:`MemberCompressor`)."""
+        return MemberCompressor(compresslevel=self.compresslevel, max_pending=max_pending)
 
     def write_compressed(
         self,

@@ -36,6 +36,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import True_
 from sqlalchemy.sql.util import ClauseAdapter
 
+from taskledger.retention.archive.format import MemberCompressor
 from taskledger.retention.archive.sql_lines import line_expression
 from taskledger.retention.archive.stores import ArchiveError
 from taskledger.retention.archive.writer import ArchiveWriter
@@ -172,29 +173,57 @@ def _record(record: bytes) -> tuple[int, bytes]:
     return int(key), archive_line(line + b"\n")
 
 
-class _PartWriter:
-    """Writes parts on a thread of its own, in order, so the next part is read meanwhile."""
+#: How many members of a part may wait for the compression threads while the stream is read:
+#: the lines not yet compressed stay within a few members, and a part is held compressed.
+PENDING_MEMBERS = 2
 
-    def __init__(self, writer: ArchiveWriter, *, table: str, key_column: str, rule: str) -> None:
+
+@dataclass
+class _Part:
+    """One part being read: its lines go to the compression threads as they come."""
+
+    compressor: MemberCompressor
+    low: int | None = None
+    high: int | None = None
+
+    def add(self, key: int, line: bytes) -> None:
+        self.compressor.add(line)
+        self.low = key if self.low is None else min(self.low, key)
+        self.high = key if self.high is None else max(self.high, key)
+
+
+class _PartWriter:
+    """Stores parts on a thread of its own, in order, so the next part is read meanwhile."""
+
+    def __init__(self, writer: ArchiveWriter, *, table: str, rule: str) -> None:
         self.writer = writer
-        self.where = {"key_column": key_column, "rule": rule, "action": "delete"}
-        self.table = table
-        self.parts: queue.Queue[tuple[list[bytes], list[int]] | None] = queue.Queue(maxsize=1)
+        self.table, self.rule = table, rule
+        self.parts: queue.Queue[_Part | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="taskledger-parts", daemon=True)
         self.thread.start()
 
+    def new_part(self) -> _Part:
+        return _Part(self.writer.compressor(max_pending=PENDING_MEMBERS))
+
     def _run(self) -> None:
-        while (item := self.parts.get()) is not None:
+        while (part := self.parts.get()) is not None:
             if self.error is None:
                 try:
-                    self.writer.write_lines(self.table, item[0], item[1], **self.where)
+                    self.writer.write_compressed(
+                        self.table,
+                        part.compressor,
+                        key_min=part.low,
+                        key_max=part.high,
+                        rule=self.rule,
+                        action="delete",
+                    )
                 except BaseException as exc:  # re-raised by the reading thread
                     self.error = exc
 
-    def put(self, lines: list[bytes], keys: list[int]) -> None:
+    def put(self, part: _Part) -> None:
         self._raise()
-        self.parts.put((lines, keys))
+        self.parts.put(part)
 
     def finish(self) -> None:
         """Wait until every part is durable (or raise why one is not)."""
@@ -214,31 +243,26 @@ def archive_partition(
     writer: ArchiveWriter,
     progress: Callable[[int], None],
 ) -> int:
-    """Archive every row of ``partition`` in parts; returns the rows archived. Every part is
-    durable when this returns; ``progress`` is told the rows of each part as it is handed over."""
-    parts = _PartWriter(
-        writer,
-        table=selection.table.name,
-        key_column=selection.table.key_column,
-        rule=selection.rule.name,
-    )
-    lines: list[bytes] = []
-    keys: list[int] = []
+    """Archive every row of ``partition`` in parts of ``batch_size`` rows; returns the rows
+    archived. Each part's lines are compressed as they are read (at most
+    :data:`PENDING_MEMBERS` members waiting), and at most three parts are in hand at once: one
+    being read, one queued, one being stored. Every part is durable when this returns;
+    ``progress`` is told the rows of each part as it is handed over."""
+    parts = _PartWriter(writer, table=selection.table.name, rule=selection.rule.name)
+    part = parts.new_part()
     total = 0
     try:
         for record in _stream(conn, selection, partition):
-            key, line = _record(record)
-            keys.append(key)
-            lines.append(line)
-            if len(lines) >= selection.batch_size:
-                parts.put(lines, keys)
-                total += len(lines)
-                progress(len(lines))
-                lines, keys = [], []
-        if lines:
-            parts.put(lines, keys)
-            total += len(lines)
-            progress(len(lines))
+            part.add(*_record(record))
+            if part.compressor.rows >= selection.batch_size:
+                parts.put(part)
+                total += part.compressor.rows
+                progress(part.compressor.rows)
+                part = parts.new_part()
+        if part.compressor.rows:
+            parts.put(part)
+            total += part.compressor.rows
+            progress(part.compressor.rows)
     finally:
         parts.finish()
     return total
