@@ -220,8 +220,11 @@ class _PartWriter:
                     )
                 except BaseException as exc:  # re-raised by the reading thread
                     self.error = exc
+            self.parts.task_done()
 
     def put(self, part: _Part) -> None:
+        """Hand ``part`` over once the one before it is stored: two parts in hand at most."""
+        self.parts.join()
         self._raise()
         self.parts.put(part)
 
@@ -245,8 +248,8 @@ def archive_partition(
 ) -> int:
     """Archive every row of ``partition`` in parts of ``batch_size`` rows; returns the rows
     archived. Each part's lines are compressed as they are read (at most
-    :data:`PENDING_MEMBERS` members waiting), and at most three parts are in hand at once: one
-    being read, one queued, one being stored. Every part is durable when this returns;
+    :data:`PENDING_MEMBERS` members waiting), and at most two parts are in hand at once: one
+    being read, one being stored. Every part is durable when this returns;
     ``progress`` is told the rows of each part as it is handed over."""
     parts = _PartWriter(writer, table=selection.table.name, rule=selection.rule.name)
     part = parts.new_part()
