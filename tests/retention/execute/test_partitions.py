@@ -8,6 +8,7 @@ rows that left, and restore gives them back.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from taskledger.api import create_app
@@ -28,6 +29,7 @@ from taskledger.retention.execute import partitions
 from taskledger.retention.execute.executor import Executor, PlanExceeded
 from taskledger.retention.plan.holds import HeldSet
 from taskledger.retention.plan.planner import build_plan
+from taskledger.retention.plan.preview import make_plan
 from taskledger.retention.policy.load import parse_policy
 from taskledger.retention.restore.restore import restore
 from taskledger.settings import Settings
@@ -36,7 +38,9 @@ from taskledger.store.models import Project, RetentionHold, Run, User
 from taskledger.store.partitions import (
     DEFAULT_PARTITION,
     KEYS_TABLE,
+    detach_and_drop,
     ensure_partitions,
+    forget_keys,
     list_partitions,
     period_start,
 )
@@ -195,6 +199,121 @@ def test_the_preview_adds_up_its_partitions_counts(
     ]
     assert report.outcome == "ok" and report.rules[0].affected == matched
     assert _run_ids(pg, *where) == set()
+
+
+SEVERAL_RULES = """
+name = "several"
+max_table_fraction = 1.0
+[[rule]]
+name = "scrub-failed"
+table = "runs"
+older_than = "150d"
+action = "scrub"
+status = ["failed"]
+[[rule]]
+name = "by-finish"
+table = "runs"
+older_than = "170d"
+age_column = "finished_at"
+action = "delete"
+[[rule]]
+name = "old"
+table = "runs"
+older_than = "60d"
+action = "delete"
+status = ["completed", "failed", "cancelled"]
+"""
+
+
+def test_a_wholly_old_partition_is_counted_on_what_the_rule_asks_beyond_age(pg: Engine) -> None:
+    """Counting a partition wholly older than the cutoff on ``beyond_age`` gives what counting it
+    on the whole selection gives, with holds, statuses, unfinished runs and earlier rules of the
+    same policy on runs; and the partitions add up to one count over the selection."""
+    populated(pg, runs=3000, days=200)
+    with Session(pg) as session, session.begin():
+        oldest = session.scalars(select(Run).order_by(Run.started_at).limit(20)).all()
+        session.add(
+            RetentionHold(scope="run", target_id=str(oldest[3].id), reason="a", created_by="t")
+        )
+        agent = next(r.agent_id for r in oldest[5:] if r.agent_id is not None)
+        session.add(RetentionHold(scope="agent", target_id=str(agent), reason="b", created_by="t"))
+        unfinished = [r.id for r in oldest[10:15]]
+        session.execute(update(Run).where(Run.id.in_(unfinished)).values(finished_at=None))
+    with Session(pg) as session, session.begin():
+        plan = make_plan(session, parse_policy(SEVERAL_RULES, default_name="several"), NOW)
+        conn = session.connection()
+        compared = 0
+        # The last rule (by started_at; the one by finished_at has no partition path) excludes
+        # what the two before it take.
+        for selection in plan.selections[1:]:
+            assert selection.beyond_age is not None
+            whole = select(func.count()).select_from(Run).where(selection.eligible)
+            paths = partitions.partition_paths(conn, selection)
+            if paths is None:
+                assert selection.rule.age_column == "finished_at"
+                continue
+            assert sum(p.selected for p in paths) == session.scalar(whole)
+            for partition in list_partitions(conn):
+                if partition.upper is not None and partition.upper <= selection.cutoff:
+                    unknown = dataclasses.replace(selection, beyond_age=None)
+                    assert partitions._counts(conn, selection, partition) == partitions._counts(
+                        conn, unknown, partition
+                    ), partition
+                    compared += 1
+    assert compared
+
+
+def test_a_condition_with_a_subquery_is_counted_on_runs(pg: Engine) -> None:
+    """A condition that is not about the row alone (here a subquery on runs itself) is not
+    moved onto the partition table, where the subquery would be narrowed to one partition: it is
+    counted on runs, restricted to the partition."""
+    populated(pg, runs=1500, days=200)
+    with Session(pg) as session, session.begin():
+        plan = make_plan(session, _policy(), NOW)
+        conn = session.connection()
+        latest = select(func.max(Run.id)).scalar_subquery()  # in the newest partition
+        newest = Run.id == latest
+        selection = dataclasses.replace(plan.selections[0], eligible=~newest, beyond_age=~newest)
+        oldest = next(p for p in list_partitions(conn) if p.upper and p.upper <= selection.cutoff)
+        in_it = (Run.started_at >= oldest.lower) & (Run.started_at < oldest.upper)
+        rows = session.scalar(select(func.count()).where(in_it))
+        # Narrowed to the partition, the subquery would find that partition's newest run.
+        assert partitions._counts(conn, selection, oldest) == (rows, rows)
+
+
+def test_a_preview_keeps_the_partitions_still_while_it_counts(
+    pg: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the list of partitions and their counts, no partition is dropped or created
+    (which would fail a count, or move rows out of the default partition uncounted): the
+    preview holds its lock on runs, so they wait for it or give way."""
+    project = populated(pg, runs=600, days=200)
+    stray_at = NOW - timedelta(days=6 * 365)
+    _add_run(pg, project, stray_at, None)  # in the default partition
+    cutoff = NOW - timedelta(days=90)
+    with pg.connect() as conn:
+        expected = conn.scalar(select(func.count()).select_from(Run).where(Run.started_at < cutoff))
+    listed = partitions.list_partitions
+    tried: list[str] = []
+
+    def listing_then_racing(conn: object) -> list[object]:
+        found = listed(conn)  # type: ignore[arg-type]
+        if not tried:
+            victim = next(p for p in found if not p.is_default)
+            with pytest.raises(OperationalError), pg.begin() as other:
+                other.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                forget_keys(other, victim)
+                detach_and_drop(other, victim)
+            tried.append(victim.name)
+            # Creating the stray run's partition (which would take it out of the default one)
+            # gives way too.
+            assert ensure_partitions(pg, "month", cover=(stray_at, stray_at)) == []
+        return found
+
+    monkeypatch.setattr(partitions, "list_partitions", listing_then_racing)
+    previewed, _ = run_policy(pg, _policy(extra="archive = false"), tmp_path / "a", now=NOW)
+    assert tried
+    assert previewed.rules[0].matched == expected
 
 
 def test_without_archive_the_partitions_go_and_nothing_is_written(

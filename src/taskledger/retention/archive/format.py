@@ -301,12 +301,14 @@ class MemberCompressor:
         return gzip.compress(piece, compresslevel=self.compresslevel, mtime=0)
 
     def result(self) -> bytes:
-        """The part's bytes: every member, in order (one empty member when no line came)."""
+        """The part's bytes: every member, in order (one empty member when no line came). The
+        compressor lets go of its members, so that only the joined bytes are left to hold."""
         if not self._members:
             return self._compress(b"".join(self._lines))
         if self._lines:
             self._cut()
-        return b"".join(member.result() for member in self._members)
+        members, self._members, self._settled = self._members, [], 0
+        return b"".join(member.result() for member in members)
 
 
 def compress_lines(lines: Sequence[bytes], *, compresslevel: int = DEFAULT_GZIP_LEVEL) -> bytes:

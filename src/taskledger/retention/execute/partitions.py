@@ -31,10 +31,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, column, func, select, table, text
+from sqlalchemy import Connection, column, func, literal_column, select, table, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import True_
+from sqlalchemy.sql.selectable import SelectBase
 from sqlalchemy.sql.util import ClauseAdapter
+from sqlalchemy.sql.visitors import iterate
 
 from taskledger.retention.archive.format import MemberCompressor
 from taskledger.retention.archive.sql_lines import line_expression
@@ -102,7 +104,8 @@ def _counts(conn: Connection, selection: RuleSelection, partition: Partition) ->
     """(rows, rows the rule selects) in ``partition``, in one scan of the partition itself (no
     range condition to test on each row). A partition wholly older than the cutoff is tested
     only on what the rule asks beyond the age; when that is nothing, its rows are counted from
-    its smallest index."""
+    its smallest index. A condition that is not about the row alone (a subquery) is tested on
+    runs instead, restricted to the partition."""
     runs = selection.table.model.__table__
     condition = selection.eligible
     older = partition.upper is not None and partition.upper <= selection.cutoff
@@ -112,12 +115,20 @@ def _counts(conn: Connection, selection: RuleSelection, partition: Partition) ->
     if isinstance(condition, True_):
         rows = int(conn.execute(select(func.count()).select_from(part)).scalar_one())
         return rows, rows
-    adapted = ClauseAdapter(
-        part, include_fn=lambda c: getattr(c, "table", None) is runs, adapt_on_names=True
-    ).traverse(condition)
-    rows, selected = conn.execute(
-        select(func.count(), func.count().filter(adapted)).select_from(part)
-    ).one()
+    stmt = None
+    if not any(isinstance(element, SelectBase) for element in iterate(condition)):
+        adapted = ClauseAdapter(
+            part, include_fn=lambda c: getattr(c, "table", None) is runs, adapt_on_names=True
+        ).traverse(condition)
+        stmt = select(func.count(), func.count().filter(adapted)).select_from(part)
+        if stmt.get_final_froms() != [part]:  # a column of runs left unadapted: not this way
+            stmt = None
+    if stmt is None:
+        within = [literal_column("runs.tableoid") == func.to_regclass(partition.name)]
+        if partition.lower is not None and partition.upper is not None:
+            within += [runs.c.started_at >= partition.lower, runs.c.started_at < partition.upper]
+        stmt = select(func.count(), func.count().filter(condition)).where(*within)
+    rows, selected = conn.execute(stmt).one()
     return int(rows), int(selected)
 
 
@@ -129,6 +140,9 @@ def partition_paths(conn: Connection, selection: RuleSelection) -> list[Partitio
     table, an action other than delete)."""
     if not applies(conn, selection):
         return None
+    # Held to the end of the caller's transaction: no partition is created, detached or dropped
+    # between the list and the counts, so each row is counted once, in the partition listed.
+    conn.execute(text("LOCK TABLE runs IN ACCESS SHARE MODE"))
     paths = []
     cutoff = selection.cutoff
     for partition in list_partitions(conn):
@@ -220,6 +234,7 @@ class _PartWriter:
                     )
                 except BaseException as exc:  # re-raised by the reading thread
                     self.error = exc
+            del part  # stored: nothing of it is held while the next one is waited for
             self.parts.task_done()
 
     def put(self, part: _Part) -> None:

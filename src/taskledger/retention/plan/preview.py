@@ -219,8 +219,8 @@ def preview_at(
     partitions: bool = True,
 ) -> PlanPreview:
     """``policy`` planned at ``now`` against this database and previewed: the one call the
-    runner makes to the planner, for a preview and again (at the preview's moment, without the
-    partitions' paths, which the executor decides under their locks) when the plan is
-    executed."""
+    runner makes to the planner, for a preview and again (at the preview's moment, counted
+    the same way but without reporting the partitions' paths, which the executor decides under
+    their locks) when the plan is executed."""
     plan = make_plan(session, policy, now)
     return preview(session, plan, gzip_level=gzip_level, partitions=partitions)
