@@ -69,6 +69,8 @@ def test_table_fraction_needs_force_and_reason(engine: Engine, tmp_path: Path) -
         _execute(engine, policy, tmp_path)
     with pytest.raises(SafeguardRefused, match="--reason"):
         _execute(engine, policy, tmp_path, force=True)
+    with pytest.raises(SafeguardRefused, match="--reason"):  # blank is no reason
+        _execute(engine, policy, tmp_path, force=True, reason="  ")
     assert count(engine, Run) == 500
     _, report = _execute(engine, policy, tmp_path, force=True, reason="quarterly clean-up")
     assert report.outcome == "ok" and report.affected > 250

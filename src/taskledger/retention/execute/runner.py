@@ -38,7 +38,7 @@ from taskledger.retention.plan.plans import (
 )
 from taskledger.retention.plan.preview import PlanPreview, preview_at
 from taskledger.retention.policy.tables import get_table
-from taskledger.retention.safeguards.guard import check_caps
+from taskledger.retention.safeguards.guard import check_caps, fraction_cap_lifted
 from taskledger.retention.safeguards.lock import holder_identity, runner_lock
 from taskledger.store.engine import read_only
 from taskledger.store.migrate import current_revision
@@ -190,14 +190,11 @@ def _plan(
     sessions: sessionmaker[Session], request: RetentionRequest, confirmed: ConfirmedPlan
 ) -> tuple[PlanPreview, dict[str, int]]:
     """The confirmed plan counted again at its moment, with the rows of its tables for the
-    table-fraction cap (none when the request is forced with a reason: the cap cannot refuse
-    it, and counting a whole table is not free)."""
+    table-fraction cap (none when the request lifts that cap: counting a whole table is not
+    free)."""
     with read_only(sessions).begin() as session:
-        gzip_level = request.archive.gzip_level
-        current = preview_at(
-            session, request.policy, confirmed.now, gzip_level=gzip_level, partitions=False
-        )
-        if request.safeguards.force and request.reason and request.reason.strip():
+        current = preview_at(session, request.policy, confirmed.now, details=False)
+        if fraction_cap_lifted(force=request.safeguards.force, reason=request.reason):
             return current, {}
         return current, table_rows(session, {r.table for r in current.rules})
 

@@ -134,10 +134,10 @@ def preview_rule(
     *,
     details: bool = True,
     gzip_level: int = DEFAULT_GZIP_LEVEL,
-    partitions: bool = True,
 ) -> RulePreview:
-    """Count, date, sample and size one rule's selection (only count it without ``details``);
-    the size is what its archive parts would take at ``gzip_level``."""
+    """Count, date, sample and size one rule's selection, with the path of each partition of
+    runs (only count it without ``details``); the size is what its archive parts would take at
+    ``gzip_level``."""
     rule, table = selection.rule, selection.table.model.__table__
     # PostgreSQL, a rule deleting runs: counted partition by partition (the counts the paths
     # are decided on), instead of once more over all of them.
@@ -173,7 +173,7 @@ def preview_rule(
     if selection.protected is not None:
         result.protected = _count(session, selection, selection.protected)
     if result.matched:
-        if partitions and paths:
+        if paths:
             result.partitions = [p.to_dict() for p in paths]
         result.sample_ids = list(
             session.scalars(
@@ -199,13 +199,12 @@ def preview_rule(
 
 
 def preview(
-    session: Session, plan: Plan, *, gzip_level: int = DEFAULT_GZIP_LEVEL, partitions: bool = True
+    session: Session, plan: Plan, *, gzip_level: int = DEFAULT_GZIP_LEVEL, details: bool = True
 ) -> PlanPreview:
-    """Every rule's preview, archive sizes at ``gzip_level``, and (``partitions``) the path of
-    each partition of runs. Changes nothing."""
+    """Every rule's preview (only its count without ``details``), archive sizes at
+    ``gzip_level``. Changes nothing."""
     rules = [
-        preview_rule(session, s, gzip_level=gzip_level, partitions=partitions)
-        for s in plan.selections
+        preview_rule(session, s, details=details, gzip_level=gzip_level) for s in plan.selections
     ]
     return PlanPreview(plan=plan, rules=rules)
 
@@ -216,11 +215,11 @@ def preview_at(
     now: datetime,
     *,
     gzip_level: int = DEFAULT_GZIP_LEVEL,
-    partitions: bool = True,
+    details: bool = True,
 ) -> PlanPreview:
     """``policy`` planned at ``now`` against this database and previewed: the one call the
-    runner makes to the planner, for a preview and again (at the preview's moment, counted
-    the same way but without reporting the partitions' paths, which the executor decides under
-    their locks) when the plan is executed."""
+    runner makes to the planner, for a preview and again when the plan is executed (at the
+    preview's moment, and without ``details``: what the safeguards and the executor need of it
+    is each rule's count)."""
     plan = make_plan(session, policy, now)
-    return preview(session, plan, gzip_level=gzip_level, partitions=partitions)
+    return preview(session, plan, gzip_level=gzip_level, details=details)

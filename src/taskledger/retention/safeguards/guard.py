@@ -122,6 +122,11 @@ class SpikeGuard:
         )
 
 
+def fraction_cap_lifted(*, force: bool, reason: str | None) -> bool:
+    """Whether a request lifts ``max_table_fraction``: forced, with a reason for the audit."""
+    return force and bool(reason and reason.strip())
+
+
 def check_caps(
     policy: Policy,
     current: PlanPreview,
@@ -149,7 +154,7 @@ def check_caps(
                     f"{rule.table} ({rule.matched / rows:.0%}), more than max_table_fraction "
                     f"({policy.max_table_fraction:.0%}). Confirm with --force and --reason."
                 )
-            if not (reason and reason.strip()):
+            if not fraction_cap_lifted(force=force, reason=reason):
                 raise SafeguardRefused("--force needs --reason (it is written to the audit log).")
 
 
@@ -170,7 +175,7 @@ def check_prune_caps(
     unless forced with a reason; the refusal names the cap and ``command``, the command line
     that can force it (``--force`` lifts both caps, for this prune only)."""
     if force:
-        if not (reason and reason.strip()):
+        if not fraction_cap_lifted(force=force, reason=reason):
             raise CapRefused("--force needs --reason (it is written to the audit log).")
         return
     how = f"To prune anyway, run `{command}` (it previews the count and asks first)."
