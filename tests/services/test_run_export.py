@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -208,3 +209,41 @@ def test_filters_select_what_the_list_selects(app: FastAPI, client: TestClient) 
         assert listed, params  # each case selects something
     limited = _export(app, project.id, status=["completed"], limit=5)
     assert len(list(csv.DictReader(io.StringIO(limited.decode())))) == 5
+
+
+def test_batches_and_memos_leave_the_bytes_unchanged(
+    app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's keyset batches (the key read from the record's own cells) and its memos of
+    repeated cells, at their smallest: the same bytes, every run once, in list order, and no
+    memo holding more than its bound and one batch."""
+    project, headers = key_headers(app)
+    runs = [
+        # Ties on started_at across batch boundaries, names that repeat and names that do not.
+        {"task": f"task {i % 3 if i % 2 else i}", "started_at": "2025-06-01T00:00:00Z"}
+        for i in range(23)
+    ] + [
+        {"task": "=sum", "approver": f"approver {i}", "started_at": f"2025-06-02T00:00:0{i}Z"}
+        for i in range(5)
+    ]
+    response = client.post("/api/v1/runs:batch", json={"runs": runs}, headers=headers)
+    assert response.status_code in (200, 201), response.text
+    expected = _export(app, project.id)
+    memos: list[Any] = []
+    original = run_export._row_formatter
+
+    def recording() -> Any:
+        formatter, made = original()
+        memos.extend(made)
+        return formatter, made
+
+    monkeypatch.setattr(run_export, "SQLITE_CSV_BATCH", 4)
+    monkeypatch.setattr(run_export, "MEMO_VALUES", 2)
+    monkeypatch.setattr(run_export, "_row_formatter", recording)
+    assert _export(app, project.id) == expected
+    rows = list(csv.DictReader(io.StringIO(expected.decode(), newline="")))
+    listed = client.get("/api/v1/runs", params={"limit": 100}, headers=headers).json()["items"]
+    assert [int(row["id"]) for row in rows] == [item["id"] for item in listed]
+    assert sum(row["task"] == "'=sum" for row in rows) == 5
+    if state_of(app).engine.dialect.name == "sqlite":
+        assert memos and max(len(memo) for memo in memos) <= 2 + 4

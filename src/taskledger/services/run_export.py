@@ -137,35 +137,43 @@ def _keyset_batches(
     *,
     limit: int | None,
     batch_size: int,
+    key_at: tuple[int, int] | None = None,
 ) -> Iterator[Sequence[Sequence[Any]]]:
-    """Yield the rows of ``selected`` (newest run first), one list per keyset batch."""
+    """Yield the rows of ``selected`` (newest run first), one list per keyset batch.
+
+    The key (``started_at``, ``id``) is read from the positions ``key_at`` of ``selected`` when
+    it holds them (``started_at`` as :func:`_keyset_batches` compares it), else from two more
+    columns at the end of each row.
+    """
     table = Run.__table__
     # On SQLite the key is compared as the stored text: no conversion on either side.
     started = type_coerce(table.c.started_at, String) if is_sqlite(engine) else table.c.started_at
     key_id = table.c.id
-    width = len(selected)
-    base = select(*selected, started, key_id).where(and_(*filter_conditions(project_id, filters)))
+    at = key_at or (len(selected), len(selected) + 1)
+    columns = list(selected) if key_at else [*selected, started, key_id]
+    base = select(*columns).where(and_(*filter_conditions(project_id, filters)))
     last: tuple[Any, int] | None = None
     remaining = limit
-    while remaining is None or remaining > 0:
-        size = batch_size if remaining is None else min(batch_size, remaining)
-        stmt = base
-        if last is not None:
-            bound = tuple_(literal(last[0], started.type), literal(last[1], key_id.type))
-            stmt = stmt.where(tuple_(started, key_id) < bound)
-        stmt = stmt.order_by(table.c.started_at.desc(), key_id.desc()).limit(size)
-        with engine.connect() as conn:
-            result = conn.execute(stmt)
-            rows = result.cursor.fetchall()  # the driver's rows, no result processing
-            result.close()
-        if not rows:
-            return
-        last = (rows[-1][width], rows[-1][width + 1])
-        yield rows
-        if remaining is not None:
-            remaining -= len(rows)
-        if len(rows) < size:
-            return
+    with engine.connect() as conn:  # one connection; each batch in its own read transaction
+        while remaining is None or remaining > 0:
+            size = batch_size if remaining is None else min(batch_size, remaining)
+            stmt = base
+            if last is not None:
+                bound = tuple_(literal(last[0], started.type), literal(last[1], key_id.type))
+                stmt = stmt.where(tuple_(started, key_id) < bound)
+            stmt = stmt.order_by(table.c.started_at.desc(), key_id.desc()).limit(size)
+            with conn.begin():
+                result = conn.execute(stmt)
+                rows = result.cursor.fetchall()  # the driver's rows, no result processing
+                result.close()
+            if not rows:
+                return
+            last = (rows[-1][at[0]], rows[-1][at[1]])
+            yield rows
+            if remaining is not None:
+                remaining -= len(rows)
+            if len(rows) < size:
+                return
 
 
 def iter_batches(
@@ -187,10 +195,8 @@ def iter_batches(
 # --- CSV on SQLite: stored values, formatted in Python one f-string per row ------------------
 
 
-def _quote(value: str | None) -> str:
-    """A text cell: always quoted, inner quotes doubled, formulas guarded; NULL is empty."""
-    if value is None:
-        return ""
+def _quote(value: str) -> str:
+    """A text cell: always quoted, inner quotes doubled, formulas guarded."""
     if value[:1] in _FORMULA_STARTS:
         value = "'" + value
     return '"' + value.replace('"', '""') + '"'
@@ -199,45 +205,101 @@ def _quote(value: str | None) -> str:
 def _quote_json(value: str | float | None) -> str:
     """A JSON cell. SQLite gives the JSON column numeric affinity, so a JSON number comes back
     as an int or a float, not as its text."""
-    return _quote(value if value is None or isinstance(value, str) else json.dumps(value))
+    if value is None:
+        return ""
+    return _quote(value if isinstance(value, str) else json.dumps(value))
 
 
-def _dashed(value: str) -> str:
+def _dashed(value: str | None) -> str:
+    if value is None:
+        return ""
     return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
 
 
+def _quote_or_empty(value: str | None) -> str:
+    return "" if value is None else _quote(value)
+
+
+class _Memo(dict[Any, str]):
+    """The cells of one column already written, by stored value: a column with few distinct
+    values (task names, agents) is formatted once per value, not once per row."""
+
+    __slots__ = ("cell",)
+
+    def __init__(self, cell: Callable[[Any], str]) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def __missing__(self, value: Any) -> str:
+        cell = self[value] = self.cell(value)
+        return cell
+
+
+#: Text columns whose values repeat from row to row (a name, a closed vocabulary): memoised.
+_FEW_VALUES = frozenset({"task", "approval_state", "approver"})
+#: A memo is emptied once it holds this many values, so memory stays flat whatever the data.
+MEMO_VALUES = 4096
+
 # How each kind of stored value becomes its cell, as an f-string fragment on "@" (the value), for
-# a NOT NULL column and for a nullable one. Times are stored as naive UTC text
-# 'YYYY-MM-DD HH:MM:SS.ffffff', UUIDs as 32 hex digits.
+# a NOT NULL column and for a nullable one; "memo" marks a column formatted through a _Memo.
+# Times are stored as naive UTC text 'YYYY-MM-DD HH:MM:SS.ffffff', UUIDs as 32 hex digits.
 _SQLITE_CELLS: dict[str, tuple[str, str]] = {
     "int": ("{@}", "{'' if @ is None else @}"),
     "enum": ("{@}", "{'' if @ is None else @}"),
-    "time": ("{@[:10]}T{@[11:]}+00:00", "{'' if @ is None else @[:10] + 'T' + @[11:] + '+00:00'}"),
-    "uuid": ("{_dashed(@)}", "{'' if @ is None else _dashed(@)}"),
-    "text": ("{_quote(@)}", "{_quote(@)}"),
-    "json": ("{_quote_json(@)}", "{_quote_json(@)}"),
+    "time": (
+        "{@.replace(' ', 'T')}+00:00",
+        "{'' if @ is None else @.replace(' ', 'T') + '+00:00'}",
+    ),
+    "uuid": ("memo", "memo"),
+    "text": (
+        '\\"{(A + @ if @[:1] in F else @).replace(Q, QQ)}\\"',
+        "{'' if @ is None else Q + (A + @ if @[:1] in F else @).replace(Q, QQ) + Q}",
+    ),
+    "json": ("{_quote(@) if @.__class__ is str else _quote_json(@)}",) * 2,
 }
+_MEMO_CELL: dict[str, Callable[[Any], str]] = {"uuid": _dashed, "text": _quote_or_empty}
 
 
-def _row_formatter() -> Callable[[Sequence[Sequence[Any]]], str]:
-    """A function from stored rows to their CSV records (CRLF after each).
+def _row_formatter() -> tuple[Callable[[Sequence[Sequence[Any]]], str], list[_Memo]]:
+    """A function from stored rows to their CSV records (CRLF after each), and its memos.
 
     It evaluates one f-string per row, generated from :data:`COLUMNS`: no function call, list
-    or tuple per cell but for text; measured a little faster than formatting column by column
-    (docs/benchmarks.md, "Export").
+    or tuple per cell but for text; a column with few distinct values is looked up in a memo
+    (docs/benchmarks.md, "Export"). Each export makes its own, so memos are never shared.
     """
-    cells = []
-    for index, (_, column, kind) in enumerate(COLUMNS):
+    cells, memos = [], []
+    scope: dict[str, Any] = {
+        "_quote": _quote,
+        "_quote_json": _quote_json,
+        "A": "'",
+        "Q": '"',
+        "QQ": '""',
+        "F": _FORMULA_STARTS,
+    }
+    for index, (name, column, kind) in enumerate(COLUMNS):
+        value = f"c{index}"
         fragment = _SQLITE_CELLS[kind][1 if column.nullable else 0]
-        cells.append(fragment.replace("@", f"row[{index}]"))
-    source = 'lambda rows: "".join([f"' + ",".join(cells) + '\\r\\n" for row in rows])'
-    formatter: Callable[[Sequence[Sequence[Any]]], str] = eval(  # noqa: S307 - our own source
-        source, {"_quote": _quote, "_quote_json": _quote_json, "_dashed": _dashed}
-    )
-    return formatter
+        if fragment == "memo" or (kind == "text" and name in _FEW_VALUES):
+            memo = _Memo(_MEMO_CELL[kind])
+            scope[f"memo_{name}"] = memo
+            memos.append(memo)
+            cells.append(f"{{memo_{name}[{value}]}}")
+        else:
+            cells.append(fragment.replace("@", value))
+    # An f-string of more than about 30 pieces compiles to a list and a join per row: the record
+    # is written as two f-strings of a half each, which compile to one string build each.
+    half = len(cells) // 2
+    record = f'f"{",".join(cells[:half])}," + f"{",".join(cells[half:])}\\r\\n"'
+    names = ", ".join(f"c{index}" for index in range(len(COLUMNS)))
+    source = f'lambda rows: "".join([{record} for {names} in rows])'
+    formatter: Callable[[Sequence[Sequence[Any]]], str] = eval(source, scope)  # noqa: S307
+    return formatter, memos
 
 
-_sqlite_records = _row_formatter()
+#: Rows per keyset batch of a SQLite CSV export: a batch this size stays in the CPU's caches
+#: from the read to the bytes (measured faster than 5,000; docs/benchmarks.md, "Export").
+SQLITE_CSV_BATCH = 2000
+_KEY_AT = (HEADER.index("started_at"), HEADER.index("id"))
 
 
 def _sqlite_csv(
@@ -247,12 +309,21 @@ def _sqlite_csv(
     selected = [
         column if kind == "int" else type_coerce(column, String) for _, column, kind in COLUMNS
     ]
+    records, memos = _row_formatter()
     yield (",".join(HEADER) + "\r\n").encode(), 0
     for rows in _keyset_batches(
-        engine, project_id, filters, selected, limit=limit, batch_size=EXPORT_BATCH
+        engine,
+        project_id,
+        filters,
+        selected,
+        limit=limit,
+        batch_size=SQLITE_CSV_BATCH,
+        key_at=_KEY_AT,
     ):
-        # Each row also holds the two key columns at the end, which are not written.
-        yield _sqlite_records(rows).encode(), len(rows)
+        yield records(rows).encode(), len(rows)
+        for memo in memos:
+            if len(memo) > MEMO_VALUES:
+                memo.clear()
 
 
 # --- CSV on PostgreSQL: one COPY (SELECT ...) TO STDOUT (FORMAT csv) -------------------------
