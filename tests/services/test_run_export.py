@@ -247,3 +247,75 @@ def test_batches_and_memos_leave_the_bytes_unchanged(
     assert sum(row["task"] == "'=sum" for row in rows) == 5
     if state_of(app).engine.dialect.name == "sqlite":
         assert memos and max(len(memo) for memo in memos) <= 2 + 4
+
+
+_TO_CHAR = """to_char({}, 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+
+
+def test_postgresql_timestamps_are_to_char_exactly(app: FastAPI, client: TestClient) -> None:
+    """PostgreSQL sends its own timestamp text, which the export rewrites: every shape of that
+    text (no fraction, one to six digits, a five-digit year, BC, infinity) comes out as
+    ``to_char`` writes it, whatever DateStyle and time zone the database defaults to."""
+    engine = state_of(app).engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's COPY path")
+    project, headers = key_headers(app)
+    values = [
+        "2025-01-02 03:04:05+00",
+        "2025-01-02 03:04:05.1+00",
+        "2025-01-02 03:04:05.12+00",
+        "2025-01-02 03:04:05.123+00",
+        "2025-01-02 03:04:05.1234+00",
+        "2025-01-02 03:04:05.12345+00",
+        "2025-01-02 03:04:05.123456+00",
+        "2025-01-02 03:04:05.000001+00",
+        "2025-01-02 03:04:05.100000-07:30",
+        "12025-01-02 03:04:05.12345+00",
+        "0044-03-15 12:00:00.5+00 BC",
+        "infinity",
+        "-infinity",
+    ]
+    runs = [
+        {"task": f"t{i}", "started_at": f"2025-06-01T00:00:{i:02d}Z", "log_excerpt": 'a,"=b'}
+        for i in range(len(values))
+    ]
+    response = client.post("/api/v1/runs:batch", json={"runs": runs}, headers=headers)
+    assert response.status_code in (200, 201), response.text
+    times = ("finished_at", "webhook_notified_at", "created_at", "updated_at")
+    with engine.begin() as conn:
+        for index, value in enumerate(values):
+            conn.exec_driver_sql(
+                f"UPDATE runs SET {', '.join(f'{name} = %(v)s' for name in times)}"
+                " WHERE project_id = %(p)s AND task = %(t)s",
+                {"v": value, "p": project.id, "t": f"t{index}"},
+            )
+        database = conn.exec_driver_sql("SELECT current_database()").scalar_one()
+        conn.exec_driver_sql(f"ALTER DATABASE \"{database}\" SET DateStyle = 'SQL, DMY'")
+        conn.exec_driver_sql(f"ALTER DATABASE \"{database}\" SET TimeZone = 'Asia/Kolkata'")
+    engine.dispose()  # new connections take the database's new defaults
+    try:
+        rows = list(csv.DictReader(io.StringIO(_export(app, project.id).decode(), newline="")))
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{database}" RESET DateStyle')
+            conn.exec_driver_sql(f'ALTER DATABASE "{database}" RESET TimeZone')
+        engine.dispose()
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET TimeZone = 'UTC'")
+        expected = {
+            row[0]: row[1:]
+            for row in conn.exec_driver_sql(
+                f"SELECT task, {', '.join(_TO_CHAR.format(name) for name in times)}, "
+                f"{_TO_CHAR.format('started_at')} FROM runs WHERE project_id = %(p)s",
+                {"p": project.id},
+            )
+        }
+    assert len(rows) == len(values)
+    for row in rows:
+        wanted = [cell or "" for cell in expected[row["task"]]]
+        assert [row[name] for name in (*times, "started_at")] == wanted, row["task"]
+        assert row["log_excerpt"] == 'a,"=b'
+    by_task = {row["task"]: row for row in rows}
+    assert by_task["t1"]["finished_at"] == "2025-01-02T03:04:05.100000+00:00"
+    assert by_task["t8"]["finished_at"] == "2025-01-02T10:34:05.100000+00:00"
+    assert by_task["t11"]["finished_at"] == ""

@@ -1,19 +1,21 @@
 """Streaming run exports (CSV and NDJSON) in constant memory, with no row cap.
 
 The CSV is written by the fastest writer at hand on each backend, with the same bytes on both.
-On PostgreSQL the server's own CSV writer does it all: one ``COPY (SELECT ...) TO STDOUT`` of
-the header and every row, in one read-only transaction (one snapshot, which MVCC lets writers
-go on beside), the cells SQL has formatted (timestamps, the spreadsheet formula guard) streamed
-as the raw bytes COPY sends. On SQLite, whose SQL functions cost more per cell than Python, the
-stored values are read in keyset batches, each in its own short read transaction (so a long
-export never pins an old snapshot of the WAL), and formatted in Python. NDJSON objects are
-rendered in SQL, read in keyset batches on both backends.
+On PostgreSQL the server's own CSV writer does nearly all: one ``COPY (SELECT ...) TO STDOUT``
+of the header and every row, in one read-only transaction (one snapshot, which MVCC lets
+writers go on beside), the cells SQL has formatted (the spreadsheet formula guard) streamed as
+the raw bytes COPY sends; timestamps come as the server's own text behind a marker, which the
+client puts in the export's format (:func:`_pg_times`). On SQLite, whose SQL functions cost
+more per cell than Python, the stored values are read in keyset batches, each in its own short
+read transaction (so a long export never pins an old snapshot of the WAL), and formatted in
+Python. NDJSON objects are rendered in SQL, read in keyset batches on both backends.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -328,10 +330,16 @@ def _sqlite_csv(
 
 # --- CSV on PostgreSQL: one COPY (SELECT ...) TO STDOUT (FORMAT csv) -------------------------
 
-#: Rendered with the transaction's time zone set to UTC, so no per-cell zone conversion is needed.
-_PG_TIME = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
 #: How many bytes of COPY output are gathered into one chunk of the stream.
 COPY_CHUNK = 256 * 1024
+#: What starts a timestamp cell in the COPY output (see :func:`_pg_times`).
+_TIME_MARK = b',"='
+#: The export's timestamp format, in to_char's terms (the transaction's time zone is UTC).
+_PG_TIME = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
+#: Timestamp columns the server writes in the export's format itself: the formatting is split
+#: between the database process and the client so that neither waits on the other (rewriting
+#: every timestamp made the client the slower by a fifth; docs/benchmarks.md, "Export").
+_SERVER_TIMES = frozenset({"updated_at"})
 
 
 def _pg_guard(text: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -351,9 +359,59 @@ def _copy_cell(column: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
         zero: ColumnElement[Any] = literal_column("'0'::jsonb")
         negative = and_(func.jsonb_typeof(column) == "number", column < zero)
         return case((negative, literal("'").concat(text)), else_=text)
-    if kind == "time":
+    if kind == "time" and column.name in _SERVER_TIMES:
         return func.to_char(column, _PG_TIME)
+    if kind == "time":
+        # The server's own text (cheaper than to_char's by half), marked: see _pg_times.
+        return literal("=").concat(cast(column, Text))
     return column  # int, enum, uuid: COPY's own text is the export's
+
+
+# The text PostgreSQL writes for a timestamptz with DateStyle ISO in UTC: fractional digits
+# trimmed of trailing zeros (none if the fraction is zero), ' BC' for years before 1.
+_PG_TIME_TEXT = re.compile(rb"(\d{4,}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?\+00(?: BC)?")
+_FAST_END = slice(26, 30)  # where '+00"' ends a cell whose fraction has all six digits
+
+
+def _pg_time_cell(piece: bytes) -> bytes:
+    """A marked cell that is not of the common shape: the export's text for it, exactly as
+    ``to_char(ts, _PG_TIME)`` writes it (empty for infinity)."""
+    end = piece.index(b'"')  # the cell's closing quote: the server's text holds no quote
+    text = piece[:end]
+    if text in (b"infinity", b"-infinity"):
+        return b"," + piece[end + 1 :]  # to_char gives NULL for them
+    match = _PG_TIME_TEXT.fullmatch(text)
+    if match is None:
+        raise ValueError(f"unexpected timestamp text from the database: {text!r}")
+    day, clock, fraction = match.groups()
+    return b",%bT%b.%b+00:00%b" % (day, clock, (fraction or b"").ljust(6, b"0"), piece[end + 1 :])
+
+
+def _pg_times(data: bytes) -> bytes:
+    """The export's timestamps in ``data`` (whole records of COPY output), in place of the
+    server's: ``,"=2025-01-02 03:04:06.5+00"`` becomes ``,2025-01-02T03:04:06.500000+00:00``.
+
+    The marker ``,"=`` (a delimiter, an opening quote, an equals sign) is found nowhere else:
+    every text and JSON cell is quoted and guarded, so none starts with ``=`` (it would start
+    with ``'=``); inside a quoted cell every quote is doubled, so ``"=`` there is preceded by a
+    quote, never by a delimiter; the other cells (ints, UUIDs, statuses) are never quoted. The
+    first cell of a record is the id. A NULL timestamp is an empty cell, unmarked.
+    """
+    pieces = data.split(_TIME_MARK)
+    if len(pieces) == 1:
+        return data
+    fast = b'+00"'
+    return (
+        pieces[0]
+        + b"".join(
+            [
+                b",%bT%b+00:00%b" % (piece[:10], piece[11:26], piece[30:])
+                if piece[_FAST_END] == fast and piece[10] == 32  # a space: a four-digit year
+                else _pg_time_cell(piece)
+                for piece in pieces[1:]
+            ]
+        )
+    )
 
 
 def _crlf(records: list[Any]) -> bytes:
@@ -379,10 +437,16 @@ def _postgresql_csv(
     if limit is not None:
         stmt = stmt.limit(limit)
     # Labelled with the export's names, which the header shows and FORCE_QUOTE refers to.
-    quoted = ", ".join(name for name, _, kind in COLUMNS if kind in ("text", "json"))
+    quoted = ", ".join(
+        name
+        for name, _, kind in COLUMNS
+        if kind in ("text", "json") or (kind == "time" and name not in _SERVER_TIMES)
+    )
     with engine.connect() as conn, conn.begin():
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        # The timestamps' text, which _pg_times reads: ISO, in UTC, whatever the server's defaults.
         conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
+        conn.exec_driver_sql("SET LOCAL DateStyle = 'ISO, MDY'")
         compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
         sql = f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER, FORCE_QUOTE ({quoted}))"
         raw = conn.connection.driver_connection
@@ -395,10 +459,10 @@ def _postgresql_csv(
                 records.append(record)
                 size += len(record)
                 if size >= COPY_CHUNK:
-                    yield _crlf(records), len(records) - header
+                    yield _pg_times(_crlf(records)), len(records) - header
                     records, size, header = [], 0, 0
             if records:
-                yield _crlf(records), len(records) - header
+                yield _pg_times(_crlf(records)), len(records) - header
 
 
 def export_chunks(
