@@ -143,9 +143,10 @@ def _keyset_batches(
 ) -> Iterator[Sequence[Sequence[Any]]]:
     """Yield the rows of ``selected`` (newest run first), one list per keyset batch.
 
-    The key (``started_at``, ``id``) is read from the positions ``key_at`` of ``selected`` when
-    it holds them (``started_at`` as :func:`_keyset_batches` compares it), else from two more
-    columns at the end of each row.
+    The key (``started_at``, ``id``) is read from two more columns at the end of each row, or,
+    with ``key_at``, from those positions of ``selected``, which must then hold ``started_at``
+    as the key compares it (on SQLite its stored text, ``type_coerce(..., String)``; elsewhere
+    the column itself) and ``id``.
     """
     table = Run.__table__
     # On SQLite the key is compared as the stored text: no conversion on either side.
@@ -156,26 +157,26 @@ def _keyset_batches(
     base = select(*columns).where(and_(*filter_conditions(project_id, filters)))
     last: tuple[Any, int] | None = None
     remaining = limit
-    with engine.connect() as conn:  # one connection; each batch in its own read transaction
-        while remaining is None or remaining > 0:
-            size = batch_size if remaining is None else min(batch_size, remaining)
-            stmt = base
-            if last is not None:
-                bound = tuple_(literal(last[0], started.type), literal(last[1], key_id.type))
-                stmt = stmt.where(tuple_(started, key_id) < bound)
-            stmt = stmt.order_by(table.c.started_at.desc(), key_id.desc()).limit(size)
-            with conn.begin():
-                result = conn.execute(stmt)
-                rows = result.cursor.fetchall()  # the driver's rows, no result processing
-                result.close()
-            if not rows:
-                return
-            last = (rows[-1][at[0]], rows[-1][at[1]])
-            yield rows
-            if remaining is not None:
-                remaining -= len(rows)
-            if len(rows) < size:
-                return
+    while remaining is None or remaining > 0:
+        size = batch_size if remaining is None else min(batch_size, remaining)
+        stmt = base
+        if last is not None:
+            bound = tuple_(literal(last[0], started.type), literal(last[1], key_id.type))
+            stmt = stmt.where(tuple_(started, key_id) < bound)
+        stmt = stmt.order_by(table.c.started_at.desc(), key_id.desc()).limit(size)
+        # A connection per batch: a client that reads slowly holds no pool slot between them.
+        with engine.connect() as conn:
+            result = conn.execute(stmt)
+            rows = result.cursor.fetchall()  # the driver's rows, no result processing
+            result.close()
+        if not rows:
+            return
+        last = (rows[-1][at[0]], rows[-1][at[1]])
+        yield rows
+        if remaining is not None:
+            remaining -= len(rows)
+        if len(rows) < size:
+            return
 
 
 def iter_batches(
@@ -237,9 +238,11 @@ class _Memo(dict[Any, str]):
         return cell
 
 
-#: Text columns whose values repeat from row to row (a name, a closed vocabulary): memoised.
+#: Text columns whose values usually repeat from row to row (task names, the few approval
+#: states and approvers): memoised.
 _FEW_VALUES = frozenset({"task", "approval_state", "approver"})
-#: A memo is emptied once it holds this many values, so memory stays flat whatever the data.
+#: A memo holding more than this many values after a batch is emptied, so memory stays flat
+#: whatever the data: at most this and a batch's worth of cells per memo.
 MEMO_VALUES = 4096
 
 # How each kind of stored value becomes its cell, as an f-string fragment on "@" (the value), for
@@ -349,7 +352,7 @@ def _pg_guard(text: ColumnElement[Any]) -> ColumnElement[Any]:
     return case((func.ascii(text).in_(codes), literal("'").concat(text)), else_=text)
 
 
-def _copy_cell(column: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
+def _copy_cell(name: str, column: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
     if kind == "text":
         return _pg_guard(type_coerce(column, String))
     if kind == "json":
@@ -359,7 +362,7 @@ def _copy_cell(column: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
         zero: ColumnElement[Any] = literal_column("'0'::jsonb")
         negative = and_(func.jsonb_typeof(column) == "number", column < zero)
         return case((negative, literal("'").concat(text)), else_=text)
-    if kind == "time" and column.name in _SERVER_TIMES:
+    if kind == "time" and name in _SERVER_TIMES:
         return func.to_char(column, _PG_TIME)
     if kind == "time":
         # The server's own text (cheaper than to_char's by half), marked: see _pg_times.
@@ -370,7 +373,9 @@ def _copy_cell(column: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
 # The text PostgreSQL writes for a timestamptz with DateStyle ISO in UTC: fractional digits
 # trimmed of trailing zeros (none if the fraction is zero), ' BC' for years before 1.
 _PG_TIME_TEXT = re.compile(rb"(\d{4,}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?\+00(?: BC)?")
-_FAST_END = slice(26, 30)  # where '+00"' ends a cell whose fraction has all six digits
+# A cell of the common shape has a space at 10 (a four-digit year), a point at 19 and '+00"'
+# at 26 to 29 (six fractional digits): nothing else can hold all three, whatever cell follows.
+_FAST_END = slice(26, 30)
 
 
 def _pg_time_cell(piece: bytes) -> bytes:
@@ -401,16 +406,13 @@ def _pg_times(data: bytes) -> bytes:
     if len(pieces) == 1:
         return data
     fast = b'+00"'
-    return (
-        pieces[0]
-        + b"".join(
-            [
-                b",%bT%b+00:00%b" % (piece[:10], piece[11:26], piece[30:])
-                if piece[_FAST_END] == fast and piece[10] == 32  # a space: a four-digit year
-                else _pg_time_cell(piece)
-                for piece in pieces[1:]
-            ]
-        )
+    return pieces[0] + b"".join(
+        [
+            b",%bT%b+00:00%b" % (piece[:10], piece[11:26], piece[30:])
+            if piece[_FAST_END] == fast and piece[10] == 32 and piece[19] == 46
+            else _pg_time_cell(piece)
+            for piece in pieces[1:]
+        ]
     )
 
 
@@ -430,7 +432,7 @@ def _postgresql_csv(
     (one snapshot: MVCC lets writers go on meanwhile)."""
     table = Run.__table__
     stmt = (
-        select(*(_copy_cell(column, kind).label(name) for name, column, kind in COLUMNS))
+        select(*(_copy_cell(*spec).label(spec[0]) for spec in COLUMNS))
         .where(*filter_conditions(project_id, filters))
         .order_by(table.c.started_at.desc(), table.c.id.desc())
     )
