@@ -340,8 +340,8 @@ _TIME_MARK = b',"='
 #: The export's timestamp format, in to_char's terms (the transaction's time zone is UTC).
 _PG_TIME = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
 #: Timestamp columns the server writes in the export's format itself: the formatting is split
-#: between the database process and the client so that neither waits on the other (rewriting
-#: every timestamp made the client the slower by a fifth; docs/benchmarks.md, "Export").
+#: between the database process and the client so that neither waits long on the other
+#: (rewriting every timestamp made the client the slower one; docs/benchmarks.md, "Export").
 _SERVER_TIMES = frozenset({"updated_at"})
 
 
